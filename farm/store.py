@@ -1,0 +1,154 @@
+"""Object storage behind fsspec URLs: the farm home, S3 settings and atomic writes to final names."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from farm.errors import FarmError
+
+DEFAULT_HOME = "farm-home"
+
+
+def s3_endpoint() -> str | None:
+    """The S3 endpoint for MinIO-style servers: FARM_S3_ENDPOINT_URL, else AWS_ENDPOINT_URL[_S3]."""
+    for var in ("FARM_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        if os.environ.get(var):
+            return os.environ[var]
+    return None
+
+
+def storage_options(url: str) -> dict:
+    """fsspec options for a URL; credentials come from the standard AWS variables."""
+    if url.startswith(("s3://", "s3a://")):
+        endpoint = s3_endpoint()
+        return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+    return {}
+
+
+def is_local(url: str) -> bool:
+    """True for plain paths and file:// URLs."""
+    return "://" not in url or url.startswith("file://")
+
+
+def normalize(url: str) -> str:
+    """Absolute plain path for local URLs; remote URLs unchanged (no trailing slash)."""
+    if is_local(url):
+        path = url[len("file://") :] if url.startswith("file://") else url
+        return str(Path(path).expanduser().resolve())
+    return url.rstrip("/")
+
+
+def home() -> str:
+    """The farm store: FARM_HOME, default ./farm-home."""
+    return normalize(os.environ.get("FARM_HOME", DEFAULT_HOME))
+
+
+def join(url: str, *parts: str) -> str:
+    """Join path parts onto a URL with '/'."""
+    out = url.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(filesystem, path) for a URL."""
+    url = normalize(url)
+    return url_to_fs(url, **storage_options(url))
+
+
+def exists(url: str) -> bool:
+    fs, path = filesystem(url)
+    return fs.exists(path)
+
+
+def read_bytes(url: str) -> bytes:
+    fs, path = filesystem(url)
+    try:
+        return fs.cat_file(path)
+    except FileNotFoundError:
+        raise FarmError(f"{url}: file not found") from None
+
+
+def read_text(url: str) -> str:
+    return read_bytes(url).decode()
+
+
+def listdir(url: str) -> list[str]:
+    """Base names under a URL (empty if it does not exist)."""
+    fs, path = filesystem(url)
+    try:
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+    except FileNotFoundError:
+        return []
+
+
+def _tmp_sibling(path: str) -> str:
+    head, _, tail = path.rpartition("/")
+    return f"{head}/.{tail}.tmp-{uuid.uuid4().hex[:12]}"
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    """Write bytes to a final name atomically (tmp + rename locally; one PUT on S3)."""
+    with atomic_local_file(url) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def write_text(url: str, text: str) -> None:
+    write_bytes(url, text.encode())
+
+
+@contextlib.contextmanager
+def atomic_local_file(url: str) -> Iterator[str]:
+    """Yield a local path to write; on success it becomes `url` atomically, on error it vanishes.
+
+    Local: a hidden temporary sibling renamed with os.replace. Remote (S3): a local temporary
+    file uploaded in one PUT (or one multipart upload), which S3 makes visible all at once.
+    """
+    url = normalize(url)
+    fs, path = filesystem(url)
+    if is_local(url):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp_sibling(path)
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+        return
+    with tempfile.TemporaryDirectory(prefix="farm-upload-") as tmpdir:
+        tmp = os.path.join(tmpdir, path.rsplit("/", 1)[-1])
+        yield tmp
+        fs.put_file(tmp, path)
+
+
+def check_writable(url: str) -> None:
+    """Raise FarmError unless a small object can be written and removed under `url`."""
+    probe = join(url, f".farm-write-probe-{uuid.uuid4().hex[:8]}")
+    try:
+        write_bytes(probe, b"ok")
+        fs, path = filesystem(probe)
+        fs.rm_file(path)
+    except FarmError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any storage failure is reported as one line
+        raise FarmError(f"{url}: store is not writable ({type(exc).__name__}: {exc})") from None
+
+
+def local_copy(url: str, dest_dir: str) -> str:
+    """Download (or point at) a file; returns a local path."""
+    if is_local(url):
+        return normalize(url)
+    fs, path = filesystem(url)
+    local = os.path.join(dest_dir, path.rsplit("/", 1)[-1])
+    fs.get_file(path, local)
+    return local
