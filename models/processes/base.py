@@ -1,0 +1,59 @@
+"""The process contract: wraps net(x, t, cond) into what a sampler needs and owns the training loss."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+Net = Callable[[Tensor, Tensor, Tensor | None], Tensor]
+
+
+def randn(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor | None = None,
+          device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Standard normal noise drawn from an injected generator (so (seed, shard) reproduces)."""
+    if like is not None:
+        device, dtype = like.device, like.dtype
+    if generator is not None:
+        device = generator.device
+    return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+
+
+def rand(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """Uniform [0, 1) noise from an injected generator, on `like`'s device and dtype."""
+    device = generator.device if generator is not None else like.device
+    return torch.rand(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
+
+
+class Process(ABC):
+    """One generative process (an SDE, EDM, or a flow): its loss and its samplers.
+
+    `samplers` maps a sampler name to a pure function; `sample` draws the prior, builds the
+    schedule for `nfe` network evaluations and calls that function.
+    """
+
+    name: str = ""
+    samplers: tuple[str, ...] = ()
+    default_sampler: str = ""
+
+    @abstractmethod
+    def loss(self, net: nn.Module | Net, x: Tensor, cond: Tensor | None,
+             generator: torch.Generator | None = None) -> Tensor:
+        """Unreduced per-sample training loss, shape [B]."""
+
+    @abstractmethod
+    def sample(self, net: nn.Module | Net, shape: tuple[int, ...], cond: Tensor | None, *,
+               sampler: str, nfe: int, generator: torch.Generator | None) -> Tensor:
+        """Generate samples of `shape` in the network's (preprocessed) space."""
+
+    def check_sampler(self, sampler: str, nfe: int) -> None:
+        """Raise ValueError for a sampler this process does not offer or a non-positive NFE."""
+        if sampler not in self.samplers:
+            raise ValueError(
+                f"sampler {sampler!r} is not available for process {self.name!r}; "
+                f"allowed: {', '.join(self.samplers)}"
+            )
+        if nfe < 1:
+            raise ValueError(f"nfe must be >= 1, got {nfe}")
