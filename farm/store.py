@@ -140,7 +140,7 @@ def check_writable(url: str) -> None:
         fs.rm_file(path)
     except FarmError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any storage failure is reported as one line
+    except Exception as exc:
         raise FarmError(f"{url}: store is not writable ({type(exc).__name__}: {exc})") from None
 
 

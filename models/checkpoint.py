@@ -26,8 +26,12 @@ def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
 
 
-def save_model(model: GenerativeModel, directory: str | Path, card: dict[str, Any] | None = None,
-               state_dict: dict[str, torch.Tensor] | None = None) -> None:
+def save_model(
+    model: GenerativeModel,
+    directory: str | Path,
+    card: dict[str, Any] | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> None:
     """Write weights.safetensors (model.state_dict() unless given) and model.json into `directory`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -46,14 +50,18 @@ def read_card(directory: str | Path) -> dict[str, Any]:
     """The model card (model.json) of a checkpoint directory."""
     doc = json.loads((Path(directory) / CARD).read_text())
     if doc.get("format") != FORMAT:
-        raise ValueError(f"{directory}/{CARD}: unknown format {doc.get('format')!r}, expected {FORMAT}")
+        raise ValueError(
+            f"{directory}/{CARD}: unknown format {doc.get('format')!r}, expected {FORMAT}"
+        )
     return doc
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> GenerativeModel:
     """Rebuild a model from model.json and load weights.safetensors (strict, no pickle)."""
     card = read_card(directory)
-    model = GenerativeModel(ModelConfig.model_validate(card["config"]), card["dim"], card["cond_dim"])
+    model = GenerativeModel(
+        ModelConfig.model_validate(card["config"]), card["dim"], card["cond_dim"]
+    )
     model.load_state_dict(load_file(str(Path(directory) / WEIGHTS)), strict=True)
     return model.to(device).eval()
 
@@ -91,4 +99,6 @@ def save_train_state(directory: str | Path, tensors: dict[str, torch.Tensor], me
 
 def load_train_state(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     directory = Path(directory)
-    return load_file(str(directory / STATE_TENSORS)), json.loads((directory / STATE_JSON).read_text())
+    return load_file(str(directory / STATE_TENSORS)), json.loads(
+        (directory / STATE_JSON).read_text()
+    )

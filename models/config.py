@@ -6,13 +6,23 @@ below are the single place a new kind is registered.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.networks.epic import EPiCConfig
 from models.networks.mlp import MLPConfig
-from models.preprocessing import ShowerPreprocessingConfig, StandardPreprocessingConfig
+from models.networks.pointcloud import PointCloudTransformerConfig
+from models.networks.voxel import VoxelTransformerConfig
+from models.preprocessing import (
+    PointCloudPreprocessingConfig,
+    ShowerPreprocessingConfig,
+    StandardPreprocessingConfig,
+)
+from models.processes.consistency import ConsistencyConfig
+from models.processes.edm import EDMConfig
 from models.processes.flow_matching import RectifiedFlow
+from models.processes.sde import SubVPSDEConfig, VESDEConfig, VPSDEConfig
 
 
 class FlowMatchingConfig(BaseModel):
@@ -26,19 +36,28 @@ class FlowMatchingConfig(BaseModel):
         return RectifiedFlow(ot=self.ot)
 
 
-NetworkConfig = Annotated[MLPConfig, Field(discriminator="kind")]
-ProcessConfig = Annotated[FlowMatchingConfig, Field(discriminator="kind")]
+NetworkConfig = Annotated[
+    MLPConfig | PointCloudTransformerConfig | EPiCConfig | VoxelTransformerConfig,
+    Field(discriminator="kind"),
+]
+ProcessConfig = Annotated[
+    FlowMatchingConfig | VESDEConfig | VPSDEConfig | SubVPSDEConfig | EDMConfig | ConsistencyConfig,
+    Field(discriminator="kind"),
+]
 PreprocessingConfig = Annotated[
-    ShowerPreprocessingConfig | StandardPreprocessingConfig, Field(discriminator="kind")
+    ShowerPreprocessingConfig | StandardPreprocessingConfig | PointCloudPreprocessingConfig,
+    Field(discriminator="kind"),
 ]
 
 
 class SamplerConfig(BaseModel):
-    """Default sampler of a model: name (must be one the process offers) and network evaluations."""
+    """Default sampler of a model: name (one the process offers; None = the process's
+    default_sampler), network evaluations, and sampler options (e.g. snr, s_churn, rtol)."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = "midpoint"
+    name: str | None = None
     nfe: int = Field(20, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelConfig(BaseModel):

@@ -81,8 +81,16 @@ def _ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
 
 
 @torch.no_grad()
-def _validation_loss(model: GenerativeModel, net: nn.Module, x: Tensor, c: Tensor, batch: int,
-                     seed: int, device: torch.device, autocast: bool) -> float:
+def _validation_loss(
+    model: GenerativeModel,
+    net: nn.Module,
+    x: Tensor,
+    c: Tensor,
+    batch: int,
+    seed: int,
+    device: torch.device,
+    autocast: bool,
+) -> float:
     """Mean loss on the validation set with a fixed noise stream (comparable across epochs)."""
     gen = _generator(seed, 999_983, device=device)
     total, count = 0.0, 0
@@ -95,9 +103,17 @@ def _validation_loss(model: GenerativeModel, net: nn.Module, x: Tensor, c: Tenso
     return total / max(count, 1)
 
 
-def fit(config: ModelConfig, optim: OptimConfig, train: TrainData, val: TrainData, report: Report,
-        *, device: str | torch.device = "cpu", resume_from: str | None = None,
-        card: dict[str, Any] | None = None) -> GenerativeModel:
+def fit(
+    config: ModelConfig,
+    optim: OptimConfig,
+    train: TrainData,
+    val: TrainData,
+    report: Report,
+    *,
+    device: str | torch.device = "cpu",
+    resume_from: str | None = None,
+    card: dict[str, Any] | None = None,
+) -> GenerativeModel:
     """Train a GenerativeModel; returns it with EMA weights (what the checkpoints hold)."""
     device = torch.device(device)
     rank, world = _rank_world()
@@ -108,15 +124,18 @@ def fit(config: ModelConfig, optim: OptimConfig, train: TrainData, val: TrainDat
     x_va, c_va = model.preprocessing.transform(val.x, val.cond, _generator(optim.seed, 3))
     model.to(device)
     ema = copy.deepcopy(model.net).requires_grad_(False)
-    opt = torch.optim.AdamW(model.net.parameters(), lr=optim.lr, betas=optim.betas,
-                            weight_decay=optim.weight_decay)
+    opt = torch.optim.AdamW(
+        model.net.parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay
+    )
     use_cuda = device.type == "cuda"
     autocast = optim.precision == "bf16" and use_cuda
     net: nn.Module = model.net
     if optim.compile and use_cuda:
         net = torch.compile(net)
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if use_cuda else None)
+        net = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if use_cuda else None
+        )
 
     per_rank_batch = max(optim.batch_size // world, 1)
     steps_per_epoch = max(x_tr.shape[0] // (per_rank_batch * world), 1)
@@ -124,6 +143,7 @@ def fit(config: ModelConfig, optim: OptimConfig, train: TrainData, val: TrainDat
     start_epoch, step = 0, 0
     if resume_from is not None:
         start_epoch, step = _restore(resume_from, model, ema, opt, device)
+    resumed_from = start_epoch
 
     for epoch in range(start_epoch, optim.epochs):
         t0 = time.perf_counter()
@@ -136,8 +156,9 @@ def fit(config: ModelConfig, optim: OptimConfig, train: TrainData, val: TrainDat
             idx = mine[i * per_rank_batch : (i + 1) * per_rank_batch]
             xb, cb = x_tr[idx].to(device), c_tr[idx].to(device)
             for group in opt.param_groups:
-                group["lr"] = optim.lr * lr_factor(step, optim.warmup_steps, total_steps,
-                                                   optim.min_lr_ratio)
+                group["lr"] = optim.lr * lr_factor(
+                    step, optim.warmup_steps, total_steps, optim.min_lr_ratio
+                )
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 loss = model.loss(xb, cb, net=net, generator=noise).mean()
             opt.zero_grad(set_to_none=True)
@@ -155,11 +176,13 @@ def fit(config: ModelConfig, optim: OptimConfig, train: TrainData, val: TrainDat
             "epoch": epoch + 1,
             "step": step,
             "train_loss": _mean_across_ranks(running / steps_per_epoch, device),
-            "val_loss": _validation_loss(model, ema, x_va, c_va, 4 * per_rank_batch, optim.seed,
-                                         device, autocast),
+            "val_loss": _validation_loss(
+                model, ema, x_va, c_va, 4 * per_rank_batch, optim.seed, device, autocast
+            ),
             "lr": opt.param_groups[0]["lr"],
             "epoch_seconds": seconds,
             "samples_per_second": steps_per_epoch * per_rank_batch * world / seconds,
+            "resumed_from_epoch": resumed_from,
         }
         last = epoch + 1 == optim.epochs
         if rank == 0 and ((epoch + 1) % optim.checkpoint_every == 0 or last):
@@ -178,18 +201,35 @@ def _ema_state_dict(model: GenerativeModel, ema: nn.Module) -> dict[str, Tensor]
     return state
 
 
-def _save(directory: str, model: GenerativeModel, ema: nn.Module, opt: torch.optim.Optimizer,
-          epoch: int, step: int, card: dict[str, Any]) -> None:
-    save_model(model, directory, card={**card, "epoch": epoch, "step": step},
-               state_dict=_ema_state_dict(model, ema))
+def _save(
+    directory: str,
+    model: GenerativeModel,
+    ema: nn.Module,
+    opt: torch.optim.Optimizer,
+    epoch: int,
+    step: int,
+    card: dict[str, Any],
+) -> None:
+    save_model(
+        model,
+        directory,
+        card={**card, "epoch": epoch, "step": step},
+        state_dict=_ema_state_dict(model, ema),
+    )
     opt_tensors, opt_meta = optimizer_to_tensors(opt.state_dict())
     raw = {f"raw.{k}": v for k, v in model.net.state_dict().items()}
-    save_train_state(directory, {**raw, **opt_tensors},
-                     {"epoch": epoch, "step": step, "optimizer": opt_meta})
+    save_train_state(
+        directory, {**raw, **opt_tensors}, {"epoch": epoch, "step": step, "optimizer": opt_meta}
+    )
 
 
-def _restore(directory: str, model: GenerativeModel, ema: nn.Module, opt: torch.optim.Optimizer,
-             device: torch.device) -> tuple[int, int]:
+def _restore(
+    directory: str,
+    model: GenerativeModel,
+    ema: nn.Module,
+    opt: torch.optim.Optimizer,
+    device: torch.device,
+) -> tuple[int, int]:
     """Load raw weights, EMA weights and optimizer state; returns (epoch, step) to continue from."""
     from safetensors.torch import load_file
 
@@ -199,6 +239,9 @@ def _restore(directory: str, model: GenerativeModel, ema: nn.Module, opt: torch.
     ema.load_state_dict({k[4:]: v for k, v in weights.items() if k.startswith("net.")})
     tensors, meta = load_train_state(directory)
     model.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("raw.")})
-    opt.load_state_dict(optimizer_from_tensors(
-        {k: v.to(device) for k, v in tensors.items() if k.startswith("opt.")}, meta["optimizer"]))
+    opt.load_state_dict(
+        optimizer_from_tensors(
+            {k: v.to(device) for k, v in tensors.items() if k.startswith("opt.")}, meta["optimizer"]
+        )
+    )
     return int(meta["epoch"]), int(meta["step"])

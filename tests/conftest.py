@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -79,5 +78,3 @@ def s3_bucket(s3_server, monkeypatch):
 
     fsspec.filesystem("s3").clear_instance_cache()
     yield f"s3://{name}"
-
-

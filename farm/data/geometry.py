@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +173,9 @@ def parse_geometry(path: Path, name: str, particle: str | None = None) -> CaloGe
     if particle is not None:
         bins = [b for b in bins if b.get("name") == particle]
     if len(bins) != 1:
-        raise FarmError(f"{path}: expected one <Bin> element for particle {particle!r}, found {len(bins)}")
+        raise FarmError(
+            f"{path}: expected one <Bin> element for particle {particle!r}, found {len(bins)}"
+        )
     (particle_bin,) = bins
     layers = []
     for element in particle_bin.findall("Layer"):
@@ -185,7 +188,7 @@ def parse_geometry(path: Path, name: str, particle: str | None = None) -> CaloGe
                 f"{path}: layer element {ET.tostring(element).decode().strip()!r} needs integer "
                 "'id', comma-separated 'r_edges' and integer 'n_bin_alpha'"
             ) from None
-        if any(b <= a for a, b in zip(edges, edges[1:], strict=False)) or n_alpha < 1:
+        if any(b <= a for a, b in pairwise(edges)) or n_alpha < 1:
             raise FarmError(f"{path}: layer {index} has non-increasing r_edges or n_bin_alpha < 1")
         layers.append(Layer(index, edges, n_alpha))
     if not layers or [layer.index for layer in layers] != list(range(len(layers))):

@@ -31,13 +31,22 @@ class ResidualBlock(nn.Module):
 class ResidualMLP(nn.Module):
     """net(x, t, cond): x [B, D], t [B], cond [B, C] -> [B, D]."""
 
-    def __init__(self, dim: int, cond_dim: int, width: int = 512, depth: int = 4,
-                 embed_dim: int = 128, dropout: float = 0.0, fourier_scale: float = 16.0):
+    def __init__(
+        self,
+        dim: int,
+        cond_dim: int,
+        width: int = 512,
+        depth: int = 4,
+        embed_dim: int = 128,
+        dropout: float = 0.0,
+        fourier_scale: float = 16.0,
+    ):
         super().__init__()
         self.t_embed = GaussianFourierProjection(embed_dim, scale=fourier_scale)
         self.c_embed = nn.Linear(cond_dim, embed_dim) if cond_dim else None
-        self.embed = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.SiLU(),
-                                   nn.Linear(embed_dim, embed_dim))
+        self.embed = nn.Sequential(
+            nn.Linear(embed_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim)
+        )
         self.inp = nn.Linear(dim, width)
         self.blocks = nn.ModuleList(ResidualBlock(width, embed_dim, dropout) for _ in range(depth))
         self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, dim))
@@ -65,8 +74,9 @@ class MLPConfig(BaseModel):
     fourier_scale: float = Field(16.0, gt=0.0)
 
     def build(self, dim: int, cond_dim: int) -> nn.Module:
-        return ResidualMLP(dim, cond_dim, self.width, self.depth, self.embed_dim, self.dropout,
-                           self.fourier_scale)
+        return ResidualMLP(
+            dim, cond_dim, self.width, self.depth, self.embed_dim, self.dropout, self.fourier_scale
+        )
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -11,8 +12,13 @@ from torch import Tensor, nn
 Net = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 
 
-def randn(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor | None = None,
-          device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+def randn(
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    like: Tensor | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
     """Standard normal noise drawn from an injected generator (so (seed, shard) reproduces)."""
     if like is not None:
         device, dtype = like.device, like.dtype
@@ -27,6 +33,17 @@ def rand(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor
     return torch.rand(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
 
 
+@dataclass(frozen=True)
+class ProbabilityFlow:
+    """A process's probability-flow ODE dx/dt = drift(x, t) (t a 0-dim float64 tensor) from
+    t_data (the data end) to t_prior, where x ~ N(0, prior_std^2 I); used for likelihoods."""
+
+    drift: Callable[[Tensor, Tensor], Tensor]
+    t_data: float
+    t_prior: float
+    prior_std: float
+
+
 class Process(ABC):
     """One generative process (an SDE, EDM, or a flow): its loss and its samplers.
 
@@ -39,13 +56,26 @@ class Process(ABC):
     default_sampler: str = ""
 
     @abstractmethod
-    def loss(self, net: nn.Module | Net, x: Tensor, cond: Tensor | None,
-             generator: torch.Generator | None = None) -> Tensor:
+    def loss(
+        self,
+        net: nn.Module | Net,
+        x: Tensor,
+        cond: Tensor | None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Unreduced per-sample training loss, shape [B]."""
 
     @abstractmethod
-    def sample(self, net: nn.Module | Net, shape: tuple[int, ...], cond: Tensor | None, *,
-               sampler: str, nfe: int, generator: torch.Generator | None) -> Tensor:
+    def sample(
+        self,
+        net: nn.Module | Net,
+        shape: tuple[int, ...],
+        cond: Tensor | None,
+        *,
+        sampler: str,
+        nfe: int,
+        generator: torch.Generator | None,
+    ) -> Tensor:
         """Generate samples of `shape` in the network's (preprocessed) space."""
 
     def check_sampler(self, sampler: str, nfe: int) -> None:

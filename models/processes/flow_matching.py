@@ -6,10 +6,12 @@ velocity u_t = x_1 - x_0. Optional minibatch OT pairing (Tong et al. 2023) re-pa
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from models.processes.base import Process, rand, randn
+from models.processes.base import ProbabilityFlow, Process, rand, randn
 from models.samplers.flow import FLOW_SOLVERS, get_flow_times
 
 
@@ -45,10 +47,35 @@ class RectifiedFlow(Process):
         u_t = x_1 - x_0
         return (net(x_t, t, cond) - u_t).pow(2).flatten(1).mean(dim=1)
 
-    def sample(self, net, shape, cond, *, sampler: str, nfe: int, generator) -> Tensor:
+    def sample(
+        self, net, shape, cond, *, sampler: str, nfe: int, generator, **options: Any
+    ) -> Tensor:
         self.check_sampler(sampler, nfe)
         solver, evals_per_step = FLOW_SOLVERS[sampler]
         steps = max(nfe // evals_per_step, 1)
         device = cond.device if cond is not None else (generator.device if generator else "cpu")
         x_init = randn(tuple(shape), generator, device=device).to(device)
-        return solver(net, x_init, get_flow_times(steps, device), cond)
+        return solver(net, x_init, get_flow_times(steps, device), cond, **options)
+
+    def denoiser(self, net, cond: Tensor | None = None):
+        """D(x, sigma, cond) in the EDM space x = x_t / t, sigma = (1 - t) / t (Karras et al. 2022
+        Sec. 4): t = 1 / (1 + sigma), D = x_t + (1 - t) v(x_t, t), the data prediction x1_hat."""
+
+        def fn(x: Tensor, sigma, c: Tensor | None = cond) -> Tensor:
+            sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device)
+            sigma = sigma.expand(x.shape[0]) if sigma.dim() == 0 else sigma
+            t = 1 / (1 + sigma)
+            t_b = t.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+            x_t = t_b * x
+            return x_t + (1 - t_b) * net(x_t, t.to(x.dtype), c)
+
+        return fn
+
+    def probability_flow(self, net, cond: Tensor | None = None) -> ProbabilityFlow:
+        """dx/dt = v(x, t) from t = 1 (data) to t = 0 (prior N(0, I))."""
+        return ProbabilityFlow(
+            drift=lambda x, t: net(x, t.to(x.dtype).expand(x.shape[0]), cond),
+            t_data=1.0,
+            t_prior=0.0,
+            prior_std=1.0,
+        )

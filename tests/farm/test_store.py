@@ -19,10 +19,9 @@ def test_atomic_write_roundtrip(where, tmp_path, request):
 def test_failed_write_leaves_nothing(where, tmp_path, request):
     base = str(tmp_path) if where == "local" else request.getfixturevalue("s3_bucket")
     url = store.join(base, "out", "final.txt")
-    with pytest.raises(RuntimeError):
-        with store.atomic_local_file(url) as tmp:
-            open(tmp, "w").write("half")
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError), store.atomic_local_file(url) as tmp:
+        Path(tmp).write_text("half")
+        raise RuntimeError("crash mid-write")
     assert not store.exists(url)
     assert store.listdir(store.join(base, "out")) == []
 

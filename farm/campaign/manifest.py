@@ -1,0 +1,58 @@
+"""The campaign manifest: one JSON record per committed shard, consolidated to Parquet at the end.
+
+A shard is committed exactly when its record exists: data files are committed first (atomically),
+the record last, so a crash leaves either a complete shard or none (files without a record are
+overwritten by the deterministic retry).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from farm import store
+
+MANIFEST_DIR = "_manifest"
+
+
+def record_url(output: str, shard_id: int) -> str:
+    return store.join(output, MANIFEST_DIR, f"shard-{shard_id:08d}.json")
+
+
+def write_record(output: str, record: dict[str, Any]) -> None:
+    store.write_text(record_url(output, record["shard"]), json.dumps(record, sort_keys=True))
+
+
+def committed_ids(output: str) -> set[int]:
+    """Shard ids with a committed manifest record."""
+    ids = set()
+    for name in store.listdir(store.join(output, MANIFEST_DIR)):
+        if name.startswith("shard-") and name.endswith(".json"):
+            ids.add(int(name[6:14]))
+    return ids
+
+
+def read_records(output: str) -> list[dict[str, Any]]:
+    """All committed records, sorted by shard id."""
+    fs, path = store.filesystem(store.join(output, MANIFEST_DIR))
+    names = [n for n in store.listdir(store.join(output, MANIFEST_DIR)) if n.endswith(".json")]
+    paths = [f"{path}/{n}" for n in names]
+    blobs = fs.cat(paths) if paths else {}
+    records = [json.loads(blobs[p]) for p in paths]
+    return sorted(records, key=lambda r: r["shard"])
+
+
+def write_parquet(output: str, records: list[dict[str, Any]]) -> str:
+    """Consolidated manifest.parquet (one row per shard) in the output location."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [
+        {k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in r.items()}
+        for r in records
+    ]
+    table = pa.Table.from_pylist(rows)
+    url = store.join(output, "manifest.parquet")
+    with store.atomic_local_file(url) as tmp:
+        pq.write_table(table, tmp)
+    return url

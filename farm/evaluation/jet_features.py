@@ -1,0 +1,240 @@
+"""Jet features from JetNet-style constituents: kinematics, EFPs (arXiv:1712.07124), N-subjettiness.
+
+Constituents are (N, P, 3) arrays of (eta_rel, phi_rel, pT_rel) = (eta - eta_jet, phi - phi_jet,
+pT / pT_jet), zero-padded, optionally with a 4th column (mask) or a separate (N, P) mask; massless.
+"""
+
+from __future__ import annotations
+
+import itertools
+from functools import cache
+
+import numpy as np
+
+from farm.errors import FarmError
+
+
+def split_constituents(
+    constituents: np.ndarray, mask: np.ndarray | None = None, name: str = "jets"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(eta, phi, pt, mask) float64 (N, P) each; pt and angles zeroed where mask is False."""
+    c = np.asarray(constituents, dtype=np.float64)
+    if c.ndim != 3 or c.shape[2] not in (3, 4):
+        raise FarmError(
+            f"{name}: constituents must be (N, P, 3 or 4) as (eta_rel, phi_rel, pT_rel[, mask]), "
+            f"got shape {c.shape}"
+        )
+    bad = ~np.isfinite(c)
+    if bad.any():
+        raise FarmError(f"{name}: {int(bad.sum())} NaN/Inf values in constituents")
+    if mask is None:
+        mask = c[..., 3] > 0 if c.shape[2] == 4 else c[..., 2] > 0
+    mask = np.asarray(mask).astype(bool)
+    if mask.shape != c.shape[:2]:
+        raise FarmError(f"{name}: mask shape {mask.shape} does not match constituents {c.shape}")
+    eta, phi, pt = (np.where(mask, c[..., k], 0.0) for k in range(3))
+    return eta, phi, pt, mask
+
+
+def jet_kinematics(
+    constituents: np.ndarray,
+    mask: np.ndarray | None = None,
+    jet_pt: np.ndarray | None = None,
+    jet_eta: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Jet mass, pt, eta and n_constituents from the massless constituent four-momentum sum.
+
+    Without jet_pt/jet_eta these are relative (mass / pT_jet, pt / pT_jet, eta - eta_jet),
+    JetNet's convention for W1M; with them, absolute (GeV, pseudorapidity).
+    """
+    eta, phi, pt, mask = split_constituents(constituents, mask)
+    if jet_pt is not None:
+        pt = pt * np.asarray(jet_pt, dtype=np.float64).reshape(-1, 1)
+    if jet_eta is not None:
+        eta = eta + np.asarray(jet_eta, dtype=np.float64).reshape(-1, 1)
+    px, py = (pt * np.cos(phi)).sum(1), (pt * np.sin(phi)).sum(1)
+    pz, e = (pt * np.sinh(eta)).sum(1), (pt * np.cosh(eta) * mask).sum(1)
+    jpt = np.hypot(px, py)
+    return {
+        "mass": np.sqrt(np.clip(e**2 - px**2 - py**2 - pz**2, 0.0, None)),
+        "pt": jpt,
+        "eta": np.arcsinh(np.divide(pz, jpt, out=np.zeros_like(pz), where=jpt > 0)),
+        "n_constituents": mask.sum(1).astype(np.float64),
+    }
+
+
+# --------------------------------------------------------------------------- EFPs
+
+
+def _canonical(edges: tuple[tuple[int, int], ...], n: int) -> tuple[tuple[int, int], ...]:
+    best = None
+    for perm in itertools.permutations(range(n)):
+        relabelled = tuple(sorted(tuple(sorted((perm[a], perm[b]))) for a, b in edges))
+        if best is None or relabelled < best:
+            best = relabelled
+    return best
+
+
+def _connected(edges, n: int) -> bool:
+    seen, todo = {0}, [0]
+    while todo:
+        v = todo.pop()
+        for a, b in edges:
+            for u, w in ((a, b), (b, a)):
+                if u == v and w not in seen:
+                    seen.add(w)
+                    todo.append(w)
+    return len(seen) == n
+
+
+@cache
+def connected_multigraphs(max_degree: int = 4) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """Connected loopless multigraphs with 1..max_degree edges, up to isomorphism, sorted."""
+    found = set()
+    for d in range(1, max_degree + 1):
+        for n in range(2, d + 2):
+            pairs = list(itertools.combinations(range(n), 2))
+            for edges in itertools.combinations_with_replacement(pairs, d):
+                if {v for e in edges for v in e} == set(range(n)) and _connected(edges, n):
+                    found.add(_canonical(edges, n))
+    return tuple(sorted(found, key=lambda g: (len(g), 1 + max(max(e) for e in g), g)))
+
+
+@cache
+def efp_graphs(max_degree: int = 4) -> tuple[tuple[int, ...], ...]:
+    """All EFP multigraphs with 1 <= d <= max_degree as tuples of connected-graph indices.
+
+    A disconnected graph's EFP is the product of its components' (the EnergyFlow 'd<=4' set
+    minus the constant d = 0 graph): 35 graphs for max_degree 4, 20 of them connected.
+    """
+    conn = connected_multigraphs(max_degree)
+    degree = [len(g) for g in conn]
+    out = []
+    for d in range(1, max_degree + 1):
+        for k in range(1, d + 1):
+            for combo in itertools.combinations_with_replacement(range(len(conn)), k):
+                if sum(degree[i] for i in combo) == d:
+                    out.append(combo)
+    return tuple(out)
+
+
+def _einsum_spec(graph: tuple[tuple[int, int], ...]) -> tuple[str, list[tuple[int, int, int]]]:
+    letters = "abcdefgh"
+    n = 1 + max(max(e) for e in graph)
+    counts: dict[tuple[int, int], int] = {}
+    for e in graph:
+        counts[e] = counts.get(e, 0) + 1
+    terms = [f"z{letters[v]}" for v in range(n)]
+    terms += [f"z{letters[a]}{letters[b]}" for a, b in counts]
+    spec = ",".join(t.replace("z", "N") for t in terms) + "->N"
+    return spec, [(a, b, w) for (a, b), w in counts.items()]
+
+
+def efps(
+    constituents: np.ndarray,
+    mask: np.ndarray | None = None,
+    max_degree: int = 4,
+    beta: float = 1.0,
+    chunk: int = 2048,
+) -> np.ndarray:
+    """(N, 35) energy-flow polynomials, d <= 4, hadronic measure, normalised pT, beta = 1.
+
+    EFP_G = Σ_{i1..in} z_i1 ... z_in Π_{(k,l) in G} θ_{ik il}, z_i = pT_i / Σ pT, θ_ij = ΔR_ij^β
+    with ΔR² = Δη² + Δφ² (Komiske, Metodiev, Thaler, arXiv:1712.07124; JetNet's FPD set).
+    Column order: efp_graphs(max_degree).
+    """
+    eta, phi, pt, _ = split_constituents(constituents, mask)
+    conn = connected_multigraphs(max_degree)
+    specs = [_einsum_spec(g) for g in conn]
+    graphs = efp_graphs(max_degree)
+    out = np.empty((len(pt), len(graphs)))
+    for start in range(0, len(pt), chunk):
+        sl = slice(start, start + chunk)
+        total = pt[sl].sum(1, keepdims=True)
+        z = np.divide(pt[sl], total, out=np.zeros_like(pt[sl]), where=total > 0)
+        d_eta = eta[sl][:, :, None] - eta[sl][:, None, :]
+        d_phi = phi[sl][:, :, None] - phi[sl][:, None, :]
+        theta = np.hypot(d_eta, d_phi) ** beta
+        powers = {1: theta}
+        for w in range(2, max_degree + 1):
+            powers[w] = powers[w - 1] * theta
+        values = []
+        for spec, edges in specs:
+            n_vertices = spec.split("->")[0].count(",") + 1 - len(edges)
+            operands = [z] * n_vertices + [powers[w] for _, _, w in edges]
+            values.append(np.einsum(spec, *operands, optimize="greedy"))
+        for j, combo in enumerate(graphs):
+            out[sl, j] = np.prod([values[i] for i in combo], axis=0)
+    return out
+
+
+# --------------------------------------------------------------------------- N-subjettiness
+
+
+def nsubjettiness(
+    constituents: np.ndarray,
+    n_axes: int,
+    mask: np.ndarray | None = None,
+    beta: float = 1.0,
+    r0: float = 0.8,
+    n_iter: int = 10,
+) -> np.ndarray:
+    """(N,) tau_N = Σ_k z_k min_a ΔR(k, a)^β / r0^β (Thaler, Van Tilburg, arXiv:1011.2268).
+
+    Approximate axes (documented simplification; not fastjet-contrib's exclusive-kt or
+    one-pass axes): seeded by the hardest constituent, then greedily by the constituent that
+    contributes most to the current tau; refined by `n_iter` pT-weighted k-means steps. The
+    result is an upper bound on the minimised tau_N, close to it for well-separated prongs.
+    """
+    eta, phi, pt, mask = split_constituents(constituents, mask)
+    total = pt.sum(1, keepdims=True)
+    z = np.divide(pt, total, out=np.zeros_like(pt), where=total > 0)
+    pts = np.stack([eta, phi], axis=-1)  # (N, P, 2)
+    rows = np.arange(len(pt))
+    axes = pts[rows, np.argmax(z, axis=1)][:, None, :]  # (N, 1, 2)
+
+    def dist2(ax):
+        return ((pts[:, :, None, :] - ax[:, None, :, :]) ** 2).sum(-1)  # (N, P, A)
+
+    for _ in range(1, n_axes):
+        score = z * dist2(axes).min(axis=2)
+        axes = np.concatenate([axes, pts[rows, np.argmax(score, axis=1)][:, None, :]], axis=1)
+    for _ in range(n_iter):
+        assign = np.argmin(dist2(axes), axis=2)  # (N, P)
+        onehot = (assign[..., None] == np.arange(n_axes)) * z[..., None]  # (N, P, A)
+        weight = onehot.sum(1)  # (N, A)
+        centre = np.einsum("npa,npk->nak", onehot, pts)
+        new = np.divide(centre, weight[..., None], out=axes.copy(), where=weight[..., None] > 0)
+        axes = new
+    d = np.sqrt(dist2(axes).min(axis=2))
+    return (z * d**beta).sum(1) / r0**beta
+
+
+def jet_features(
+    constituents: np.ndarray,
+    mask: np.ndarray | None = None,
+    jet_pt: np.ndarray | None = None,
+    jet_eta: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Jet-level features: mass, pt, eta, n_constituents (see jet_kinematics), tau21, tau32."""
+    out = jet_kinematics(constituents, mask, jet_pt, jet_eta)
+    taus = [nsubjettiness(constituents, n, mask) for n in (1, 2, 3)]
+    out["tau21"] = np.divide(taus[1], taus[0], out=np.zeros_like(taus[0]), where=taus[0] > 0)
+    out["tau32"] = np.divide(taus[2], taus[1], out=np.zeros_like(taus[1]), where=taus[1] > 0)
+    return out
+
+
+def constituent_features(
+    constituents: np.ndarray, mask: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Flattened eta_rel, phi_rel, pt_rel of all real constituents (JetNet's W1P inputs)."""
+    eta, phi, pt, mask = split_constituents(constituents, mask)
+    return {"eta_rel": eta[mask], "phi_rel": phi[mask], "pt_rel": pt[mask]}
+
+
+def constituent_inputs(constituents: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """(N, 4P) low-level classifier input: pT-ordered (eta_rel, phi_rel, pt_rel, mask)."""
+    eta, phi, pt, mask = split_constituents(constituents, mask)
+    order = np.argsort(-pt, axis=1, kind="stable")
+    cols = [np.take_along_axis(a, order, 1) for a in (eta, phi, pt, mask.astype(np.float64))]
+    return np.stack(cols, axis=-1).reshape(len(pt), -1)

@@ -1,0 +1,121 @@
+"""The standard plot sets of a shower or jet evaluation, written as PNGs under an output URL."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from farm import store
+from farm.data.geometry import CaloGeometry
+from farm.evaluation import plots as P
+
+SHOWER_LABELS = {
+    "e_layer": "$E_{layer}$ [MeV]",
+    "ec_x": "centre of energy x [mm]",
+    "ec_y": "centre of energy y [mm]",
+    "width_x": "width x [mm]",
+    "width_y": "width y [mm]",
+    "ec_r": "centre of energy r [mm]",
+    "width_r": "width r [mm]",
+    "occupancy": "fraction of voxels above threshold",
+}
+
+
+def _save(out_url: str, name: str, fig, written: list[str]) -> None:
+    P.save_png(fig, store.join(out_url, name))
+    written.append(name)
+
+
+def _peak_layer(geometry: CaloGeometry, feats: dict[str, np.ndarray]) -> int:
+    """The active layer with the largest mean energy (its histograms are shown)."""
+    layers = [layer.index for layer in geometry.active_layers]
+    return max(layers, key=lambda i: feats[f"e_layer_{i}"].mean())
+
+
+def shower_plots(
+    out_url: str,
+    parts: dict[str, tuple[np.ndarray, np.ndarray]],
+    feats: dict[str, dict[str, np.ndarray]],
+    spectra: dict[str, np.ndarray],
+    spectrum_edges: np.ndarray,
+    seps: dict[str, tuple[float, float]],
+    geometry: CaloGeometry,
+) -> list[str]:
+    """Histograms, layer profiles, average showers and energy summaries; returns file names."""
+    a, g = feats["a"], feats["g"]
+    written: list[str] = []
+    _save(
+        out_url,
+        "e_ratio.png",
+        P.histogram_figure(a["e_ratio"], g["e_ratio"], "$E_{tot}/E_{inc}$"),
+        written,
+    )
+    _save(
+        out_url,
+        "voxel_spectrum.png",
+        P.histogram_figure(
+            spectra["a"], spectra["g"], "voxel energy [MeV]", bins=spectrum_edges, logy=True
+        ),
+        written,
+    )
+    _save(
+        out_url,
+        "average_shower.png",
+        P.average_shower_figure(parts["a"][0], parts["g"][0], geometry),
+        written,
+    )
+    _save(
+        out_url,
+        "e_ratio_vs_e_inc.png",
+        P.energy_summary_figure(a["e_ratio"], parts["a"][1], g["e_ratio"], parts["g"][1]),
+        written,
+    )
+    layers = [layer.index for layer in geometry.active_layers]
+    for family in ("e_layer", "width_r", "occupancy"):
+        if not any(f"{family}_{i}" in a for i in layers):
+            continue
+        fig = P.layer_profile_figure(
+            a,
+            g,
+            family,
+            layers,
+            SHOWER_LABELS[family],
+            {f"{family}_{i}": seps[f"{family}_{i}"] for i in layers if f"{family}_{i}" in seps},
+        )
+        _save(out_url, f"profile_{family}.png", fig, written)
+    i = _peak_layer(geometry, a)
+    for family in ("e_layer", "ec_x", "width_x", "width_r"):
+        key = f"{family}_{i}"
+        if key in a:
+            fig = P.histogram_figure(a[key], g[key], SHOWER_LABELS[family], title=f"layer {i}")
+            _save(out_url, f"{key}.png", fig, written)
+    return written
+
+
+JET_LABELS = {
+    "pt": "jet $p_T$",
+    "eta": "jet $\\eta$",
+    "n_constituents": "number of constituents",
+    "tau21": "$\\tau_{21}$",
+    "tau32": "$\\tau_{32}$",
+    "eta_rel": "constituent $\\eta^{rel}$",
+    "phi_rel": "constituent $\\phi^{rel}$",
+    "pt_rel": "constituent $p_T^{rel}$",
+}
+
+
+def jet_plots(out_url: str, feats: dict[str, dict[str, np.ndarray]], mass_units: str) -> list[str]:
+    """Jet mass, jet-level and constituent distributions with ratio panels; returns file names."""
+    a, g = feats["a"], feats["g"]
+    written: list[str] = []
+    unit = "[GeV]" if mass_units == "GeV" else "/ $p_T^{jet}$"
+    _save(
+        out_url,
+        "jet_mass.png",
+        P.histogram_figure(a["mass"], g["mass"], f"jet mass {unit}"),
+        written,
+    )
+    for key, label in JET_LABELS.items():
+        bins = np.arange(-0.5, a[key].max() + 1.5) if key == "n_constituents" else None
+        fig = P.histogram_figure(a[key], g[key], label, bins=bins, logy=key == "pt_rel")
+        _save(out_url, f"{key}.png", fig, written)
+    return written

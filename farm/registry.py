@@ -1,0 +1,267 @@
+"""MLflow tracking and Model Registry at the edge: SQLite backend in the farm store by default.
+
+A registered version's source is the run artifact folder holding weights.safetensors + model.json;
+loading downloads that folder and rebuilds the model from JSON and safetensors (never pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from farm import store
+from farm.errors import FarmError
+
+MODEL_ARTIFACT_PATH = "model"
+REF_PATTERN = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?:@(?P<alias>[A-Za-z][\w-]*)|/(?P<version>\d+))?$"
+)
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, else SQLite at FARM_HOME/mlflow.db (needs a local farm home)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    home = store.home()
+    if not store.is_local(home):
+        raise FarmError(
+            f"FARM_HOME={home} is remote: set MLFLOW_TRACKING_URI to a shared MLflow server "
+            "(SQLite needs a local disk)"
+        )
+    os.makedirs(home, exist_ok=True)
+    return f"sqlite:///{home}/mlflow.db"
+
+
+def artifact_root() -> str:
+    """Where run artifacts go: FARM_ARTIFACT_ROOT, else FARM_HOME/mlartifacts."""
+    return os.environ.get("FARM_ARTIFACT_ROOT") or store.join(store.home(), "mlartifacts")
+
+
+def _configure_s3_env() -> None:
+    endpoint = store.s3_endpoint()
+    if endpoint:
+        os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", endpoint)
+
+
+def client():
+    """An MlflowClient on farm's tracking and registry backend."""
+    import logging
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _configure_s3_env()
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment_id(name: str) -> str:
+    """The MLflow experiment for a job name, created with artifacts in the farm store."""
+    c = client()
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = store.join(artifact_root(), name)
+    if store.is_local(location):
+        location = "file://" + store.normalize(location)
+    return c.create_experiment(name, artifact_location=location)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """NAME, NAME@ALIAS or NAME/VERSION."""
+
+    name: str
+    alias: str | None = None
+    version: str | None = None
+
+    def __str__(self) -> str:
+        if self.alias:
+            return f"{self.name}@{self.alias}"
+        return f"{self.name}/{self.version}" if self.version else self.name
+
+
+def parse_ref(ref: str) -> ModelRef:
+    m = REF_PATTERN.match(ref.strip())
+    if not m:
+        raise FarmError(f"invalid model reference {ref!r}: use NAME, NAME@ALIAS or NAME/VERSION")
+    return ModelRef(m["name"], m["alias"], m["version"])
+
+
+def resolve(ref: str | ModelRef):
+    """The ModelVersion a reference points at (NAME alone means the latest version)."""
+    from mlflow.exceptions import MlflowException
+
+    r = parse_ref(ref) if isinstance(ref, str) else ref
+    c = client()
+    try:
+        c.get_registered_model(r.name)
+    except MlflowException:
+        known = ", ".join(m.name for m in c.search_registered_models()) or "none registered yet"
+        raise FarmError(f"model {r.name!r} not found in the registry (known: {known})") from None
+    try:
+        if r.alias:
+            return c.get_model_version_by_alias(r.name, r.alias)
+        if r.version:
+            return c.get_model_version(r.name, r.version)
+    except MlflowException:
+        rm = c.get_registered_model(r.name)
+        if r.alias:
+            aliases = ", ".join(sorted(rm.aliases)) or "none"
+            raise FarmError(
+                f"model {r.name!r} has no alias {r.alias!r} (aliases: {aliases})"
+            ) from None
+        versions = ", ".join(
+            sorted((str(v.version) for v in c.search_model_versions(f"name='{r.name}'")), key=int)
+        )
+        raise FarmError(
+            f"model {r.name!r} has no version {r.version} (versions: {versions})"
+        ) from None
+    versions = c.search_model_versions(f"name='{r.name}'")
+    return max(versions, key=lambda v: int(v.version))
+
+
+def register(
+    name: str,
+    run_id: str,
+    checkpoint_dir: str,
+    *,
+    aliases: list[str] = (),
+    tags: dict[str, str] | None = None,
+    description: str = "",
+):
+    """Log a checkpoint folder to a run and register it as a new version of `name`."""
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    c.log_artifacts(run_id, checkpoint_dir, artifact_path=MODEL_ARTIFACT_PATH)
+    try:
+        c.create_registered_model(name, description=description or None)
+    except MlflowException as exc:
+        if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
+            raise
+    source = f"{c.get_run(run_id).info.artifact_uri}/{MODEL_ARTIFACT_PATH}"
+    mv = c.create_model_version(
+        name, source, run_id=run_id, tags=tags or {}, description=description or None
+    )
+    for alias in aliases:
+        c.set_registered_model_alias(name, alias, mv.version)
+    return c.get_model_version(name, mv.version)
+
+
+def download(ref: str | ModelRef, dest: str | None = None) -> tuple[str, Any]:
+    """Download a version's checkpoint folder; returns (local dir, ModelVersion)."""
+    import mlflow
+
+    mv = resolve(ref)
+    dest = dest or tempfile.mkdtemp(prefix="farm-model-")
+    client()
+    path = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=dest)
+    return path, mv
+
+
+def load(ref: str | ModelRef, device: str = "cpu"):
+    """(GenerativeModel, model card, ModelVersion) for a reference; never unpickles."""
+    from models.checkpoint import load_model, read_card
+
+    path, mv = download(ref)
+    return load_model(path, device=device), read_card(path), mv
+
+
+def list_models() -> list[dict[str, Any]]:
+    """One row per registered model: name, latest version, aliases, last updated."""
+    c = client()
+    rows = []
+    for rm in c.search_registered_models(order_by=["name ASC"]):
+        versions = c.search_model_versions(f"name='{rm.name}'")
+        latest = max((int(v.version) for v in versions), default=0)
+        rows.append(
+            {
+                "name": rm.name,
+                "versions": len(versions),
+                "latest": latest,
+                "aliases": ", ".join(f"{a}->v{v}" for a, v in sorted(rm.aliases.items())),
+                "updated": rm.last_updated_timestamp,
+            }
+        )
+    return rows
+
+
+def show(ref: str | ModelRef) -> dict[str, Any]:
+    """Everything about one version: aliases, tags, run metrics, model card, resolved spec."""
+    mv = resolve(ref)
+    c = client()
+    rm = c.get_registered_model(mv.name)
+    run = c.get_run(mv.run_id) if mv.run_id else None
+    card = {}
+    try:
+        import mlflow
+
+        card_path = mlflow.artifacts.download_artifacts(artifact_uri=f"{mv.source}/model.json")
+        card = json.loads(Path(card_path).read_text())
+    except Exception:
+        card = {}
+    return {
+        "name": mv.name,
+        "version": mv.version,
+        "aliases": sorted(a for a, v in rm.aliases.items() if v == mv.version),
+        "source": mv.source,
+        "run_id": mv.run_id,
+        "tags": dict(mv.tags),
+        "metrics": dict(run.data.metrics) if run else {},
+        "params": dict(run.data.params) if run else {},
+        "card": card,
+    }
+
+
+def gate_failures(tags: dict[str, str]) -> list[str]:
+    """Failed promotion gates of a version: its `farm.gates` against its `eval.*` metric tags."""
+    gates = json.loads(tags.get("farm.gates", "{}"))
+    failures = []
+    for metric, bound in gates.items():
+        raw = tags.get(f"eval.{metric}")
+        if raw is None:
+            failures.append(f"{metric}: not evaluated (run `farm evaluate --model NAME/VERSION`)")
+            continue
+        value = float(raw)
+        if bound.get("max") is not None and value > bound["max"]:
+            failures.append(f"{metric} = {value:.4g} > max {bound['max']}")
+        if bound.get("min") is not None and value < bound["min"]:
+            failures.append(f"{metric} = {value:.4g} < min {bound['min']}")
+    return failures
+
+
+def promote(name: str, version: str, alias: str, *, force_reason: str | None = None):
+    """Point `alias` at a version if its gates pass (or with a recorded reason); returns it."""
+    if not re.match(r"^[A-Za-z][\w-]*$", alias) or re.match(r"^v\d+$", alias):
+        raise FarmError(f"invalid alias {alias!r}: letters, digits, _ and -, not v<N>")
+    mv = resolve(ModelRef(name, version=str(version)))
+    failures = gate_failures(dict(mv.tags))
+    c = client()
+    if failures and not force_reason:
+        raise FarmError(
+            f"{name}/{version} fails its promotion gates: {'; '.join(failures)} "
+            "(use --force --reason TEXT to override)"
+        )
+    if failures:
+        c.set_model_version_tag(name, mv.version, f"farm.forced.{alias}", force_reason)
+    c.set_registered_model_alias(name, alias, mv.version)
+    return c.get_model_version(name, mv.version)
+
+
+def record_evaluation(ref: str | ModelRef, metrics: dict[str, float]) -> None:
+    """Store evaluation results on a model version (tags eval.*) for the promotion gates."""
+    mv = resolve(ref)
+    c = client()
+    for key, value in metrics.items():
+        c.set_model_version_tag(mv.name, mv.version, f"eval.{key}", f"{value:.6g}")

@@ -1,0 +1,279 @@
+"""Typed job specs (pydantic, unknown keys rejected) and their loading with one-line errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from farm.errors import FarmError
+from models.config import ModelConfig, OptimConfig
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitSpec(Strict):
+    """Deterministic train/validation/test split of the events, recorded in provenance."""
+
+    train: float = Field(0.7, gt=0.0, lt=1.0)
+    val: float = Field(0.1, gt=0.0, lt=1.0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitSpec:
+        if self.train + self.val >= 1.0:
+            raise ValueError(
+                f"train + val must be < 1 (the rest is test), got {self.train + self.val}"
+            )
+        return self
+
+
+class SimulatedShowersData(Strict):
+    """Showers from farm's built-in parametrised simulator in a CaloChallenge geometry."""
+
+    source: Literal["simulated_showers"] = "simulated_showers"
+    geometry: str = "ds1-photons"
+    events: int = Field(20_000, gt=0)
+    seed: int = 0
+    energies: list[float] | None = None
+    split: SplitSpec = Field(default_factory=SplitSpec)
+
+
+class CaloChallengeData(Strict):
+    """A CaloChallenge-format HDF5 file (local path, file:// or s3://)."""
+
+    source: Literal["calochallenge"] = "calochallenge"
+    url: str
+    geometry: str = "ds1-photons"
+    max_events: int | None = Field(None, gt=0)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+
+
+DataSpec = Annotated[SimulatedShowersData | CaloChallengeData, Field(discriminator="source")]
+
+
+class TrainResources(Strict):
+    """Ray Train scaling: workers (DDP ranks), GPUs if present ('auto'), CPUs per worker."""
+
+    workers: int = Field(2, ge=1)
+    use_gpu: bool | Literal["auto"] = "auto"
+    cpus_per_worker: float = Field(1, gt=0)
+    max_failures: int = Field(0, ge=-1)
+
+
+class Gate(Strict):
+    """Promotion threshold on one evaluation metric (value must be <= max and/or >= min)."""
+
+    max: float | None = None
+    min: float | None = None
+
+
+class TrainJob(Strict):
+    """`farm train` job: data, model, optimiser, resources, and how the result is registered."""
+
+    kind: Literal["train"] = "train"
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    data: DataSpec = Field(default_factory=SimulatedShowersData)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    resources: TrainResources = Field(default_factory=TrainResources)
+    aliases: list[str] = Field(default_factory=lambda: ["candidate"])
+    tags: dict[str, str] = Field(default_factory=dict)
+    gates: dict[str, Gate] = Field(default_factory=dict)
+    validation_events: int = Field(2000, ge=0)
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases(cls, v: list[str]) -> list[str]:
+        for alias in v:
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", alias) or re.match(r"^v\d+$", alias):
+                raise ValueError(f"invalid alias {alias!r} (letters, digits, _ and -; not v<N>)")
+        return v
+
+
+class EnergyConditions(Strict):
+    """Incident energies: `discrete` (uniform over `values`), `log-uniform` in [min, max], or a file."""
+
+    distribution: Literal["discrete", "log-uniform", "uniform", "file"] = "log-uniform"
+    values: list[float] | None = None
+    min: float | None = Field(None, gt=0)
+    max: float | None = Field(None, gt=0)
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> EnergyConditions:
+        need = {
+            "discrete": ["values"],
+            "log-uniform": ["min", "max"],
+            "uniform": ["min", "max"],
+            "file": ["url"],
+        }[self.distribution]
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"distribution {self.distribution!r} needs {', '.join(missing)}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) > max ({self.max})")
+        if self.values is not None and (not self.values or min(self.values) <= 0):
+            raise ValueError("values must be a non-empty list of positive energies (MeV)")
+        return self
+
+
+class CampaignResources(Strict):
+    """Generation actors, GPUs per actor (0 = CPU), CPUs per actor and sampling batch size."""
+
+    actors: int = Field(2, ge=1)
+    gpus_per_actor: float = Field(0, ge=0)
+    cpus_per_actor: float = Field(1, gt=0)
+    batch_size: int = Field(4096, ge=1)
+    bf16: bool = True
+    max_shard_retries: int = Field(3, ge=0)
+
+
+class CampaignJob(Strict):
+    """`farm campaign submit` job: which model, how many events, how they are conditioned and written."""
+
+    kind: Literal["campaign"] = "campaign"
+    name: str = Field(pattern=NAME_PATTERN)
+    model: str = Field(description="NAME@ALIAS or NAME/VERSION")
+    events: int = Field(gt=0)
+    shard_size: int = Field(10_000, gt=0)
+    sampler: str | None = None
+    nfe: int | None = Field(None, ge=1)
+    conditions: EnergyConditions
+    formats: list[Literal["parquet", "h5"]] = Field(default_factory=lambda: ["parquet"])
+    output: str | None = None
+    seed: int = 0
+    resources: CampaignResources = Field(default_factory=CampaignResources)
+    allow_out_of_range: bool = False
+
+    @model_validator(mode="after")
+    def _sizes(self) -> CampaignJob:
+        if self.shard_size > self.events:
+            raise ValueError(
+                f"shard_size ({self.shard_size}) is larger than events ({self.events})"
+            )
+        if not self.formats:
+            raise ValueError("formats must name at least one of: parquet, h5")
+        return self
+
+
+JOB_KINDS: dict[str, type[BaseModel]] = {"train": TrainJob, "campaign": CampaignJob}
+
+
+def _walk(model: type[BaseModel], loc: tuple) -> tuple[type[BaseModel] | None, list[str]]:
+    """Follow an error location through nested models; drop union tags from the shown key path."""
+    current: Any = model
+    union: Any = None
+    shown: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            shown.append(str(part))
+            current = None
+            continue
+        member = _union_member(union, part) if union is not None else None
+        if member is not None and (current is None or part not in current.model_fields):
+            current, union = member, None  # `part` is the tag of a discriminated-union member
+            continue
+        if current is None:
+            shown.append(str(part))
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            shown.append(part)
+            current = None
+            continue
+        shown.append(part)
+        union = field.annotation
+        current = _single_model(field.annotation)
+    return current, shown
+
+
+def _single_model(ann: Any) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    members = _models_in(ann)
+    return members[0] if len(members) == 1 else None
+
+
+def _models_in(ann: Any) -> list[type[BaseModel]]:
+    import typing
+
+    out = []
+    for a in typing.get_args(ann):
+        if isinstance(a, type) and issubclass(a, BaseModel):
+            out.append(a)
+        else:
+            out.extend(_models_in(a))
+    return out
+
+
+def _union_member(ann: Any, tag: str) -> type[BaseModel] | None:
+    members = [ann] if isinstance(ann, type) and issubclass(ann, BaseModel) else _models_in(ann)
+    for member in members:
+        for name in ("kind", "source"):
+            f = member.model_fields.get(name)
+            if f is not None and f.default == tag:
+                return member
+    return None
+
+
+def _format_error(source: str, err: dict[str, Any], model: type[BaseModel]) -> str:
+    if err["type"] == "extra_forbidden":
+        parent, shown = _walk(model, err["loc"][:-1])
+        key = ".".join([*shown, str(err["loc"][-1])])
+        allowed = f" (allowed: {', '.join(parent.model_fields)})" if parent else ""
+        return f"{source}: unknown key '{key}'{allowed}"
+    _, shown = _walk(model, err["loc"])
+    loc = ".".join(shown)
+    if err["type"] == "missing":
+        return f"{source}: missing required key '{loc}'"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
+
+
+def parse_job(doc: Any, source: str, kind: str | None = None) -> BaseModel:
+    """Validate a job document; raises FarmError with one line naming the source, key and problem."""
+    if not isinstance(doc, dict):
+        raise FarmError(f"{source}: a job must be a YAML mapping, got {type(doc).__name__}")
+    job_kind = kind or doc.get("kind")
+    if job_kind not in JOB_KINDS:
+        raise FarmError(f"{source}: kind: must be one of {', '.join(JOB_KINDS)}, got {job_kind!r}")
+    if kind and doc.get("kind", kind) != kind:
+        raise FarmError(f"{source}: kind: this command takes a {kind!r} job, got {doc['kind']!r}")
+    model = JOB_KINDS[job_kind]
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise FarmError(_format_error(source, exc.errors()[0], model)) from None
+
+
+def load_job(path: str | Path, kind: str | None = None) -> BaseModel:
+    """Read and validate a YAML job file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise FarmError(f"{path}: job file not found") from None
+    except OSError as exc:
+        raise FarmError(f"{path}: cannot read job file ({exc.strerror})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise FarmError(f"{path}: malformed YAML{where}: {problem}") from None
+    return parse_job(doc, str(path), kind)
+
+
+def resolved(job: BaseModel) -> dict[str, Any]:
+    """The fully resolved spec (defaults filled in), as saved with every run."""
+    return job.model_dump(mode="json")

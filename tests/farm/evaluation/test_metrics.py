@@ -1,0 +1,149 @@
+"""Metric definitions on hand-computable cases, and sensitivity above the reference floor."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import make_showers
+
+from farm.errors import FarmError
+from farm.evaluation.metrics import (
+    SmallSampleWarning,
+    classifier_test,
+    fpd,
+    frechet_distance,
+    kpd,
+    roc_auc,
+    separation_power,
+    wasserstein_1,
+)
+from farm.evaluation.shower_features import (
+    distance_inputs,
+    high_level_inputs,
+    low_level_inputs,
+    shower_features,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::farm.evaluation.checks.SmallSampleWarning")
+
+
+def test_separation_power_is_zero_for_identical_and_one_for_disjoint_samples():
+    x = np.random.default_rng(0).normal(size=5000)
+    assert separation_power(x, x.copy())[0] == 0.0
+    assert separation_power(np.zeros(100), np.ones(100), bins=np.array([-0.5, 0.5, 1.5]))[0] == 1.0
+    # hand computed: p = (0.5, 0.5), q = (0.25, 0.75) -> ½ (0.0625/0.75 + 0.0625/1.25)
+    value, _ = separation_power(
+        [0, 1, 0, 1], [0, 1, 1, 1], bins=np.array([-0.5, 0.5, 1.5]), n_bootstrap=5
+    )
+    assert value == pytest.approx(0.5 * (0.0625 / 0.75 + 0.0625 / 1.25))
+
+
+def test_separation_power_counts_generated_outliers_and_is_seeded():
+    ref = np.random.default_rng(1).normal(size=4000)
+    gen = np.concatenate([ref[:3000], np.full(1000, 50.0)])  # a quarter far outside the range
+    value, err = separation_power(ref, gen, seed=3)
+    assert value > 0.1
+    assert separation_power(ref, gen, seed=3) == (value, err)
+
+
+def test_wasserstein_of_shifted_gaussians_is_the_shift():
+    rng = np.random.default_rng(2)
+    value, err = wasserstein_1(rng.normal(size=20000), rng.normal(0.5, 1.0, size=20000))
+    assert value == pytest.approx(0.5, abs=0.03)
+    assert 0 < err < 0.03
+
+
+def test_frechet_distance_of_shifted_unit_gaussians_is_shift_squared():
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(30000, 3))
+    gen = rng.normal(size=(30000, 3)) + np.array([0.5, 0.0, 0.0])
+    value, _ = frechet_distance(ref, gen, n_bootstrap=3)
+    assert value == pytest.approx(0.25, abs=0.02)
+    value, err = fpd(ref, gen, min_samples=5000, max_samples=20000, num_batches=5, normalise=False)
+    assert value == pytest.approx(0.25, abs=0.02)
+    assert err < 0.02
+
+
+def test_fpd_and_kpd_vanish_for_identical_samples_and_grow_with_a_shift():
+    rng = np.random.default_rng(4)
+    ref = rng.normal(size=(20000, 4))
+    value, err = fpd(ref, ref.copy(), min_samples=5000, max_samples=20000, num_batches=5)
+    assert value < max(3 * err, 1e-4)
+    k_same, k_err = kpd(ref, ref.copy(), num_batches=5, batch_size=1000)
+    assert abs(k_same) < 3 * k_err + 1e-4
+    k_shift, _ = kpd(ref, ref + 0.3, num_batches=5, batch_size=1000)
+    assert k_shift > 10 * (abs(k_same) + k_err)
+
+
+def test_roc_auc_hand_case():
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert roc_auc([0, 1], [0.5, 0.5]) == pytest.approx(0.5)
+
+
+def test_bad_inputs_raise_farm_errors_and_small_samples_warn():
+    ref = np.random.default_rng(5).normal(size=(100, 3))
+    gen = ref.copy()
+    gen[3, 1] = np.nan
+    with pytest.raises(FarmError, match="generated: 1 NaN/Inf values"):
+        fpd(ref, gen)
+    with pytest.raises(FarmError, match="generated: 1 NaN/Inf values"):
+        wasserstein_1(ref[:, 0], [1.0, np.inf])
+    with pytest.raises(FarmError, match="feature sets differ: reference has 3 features, generated"):
+        kpd(ref, ref[:, :2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        separation_power(ref[:, 0], ref[:, 1])
+    assert any(
+        issubclass(w.category, SmallSampleWarning) and "10000 recommended" in str(w.message)
+        for w in caught
+    )
+
+
+@pytest.fixture(scope="module")
+def samples(geometry):
+    """Reference, a second reference sample, and three distorted copies (3000 showers each)."""
+    n = 3000
+    return {
+        "ref": make_showers(geometry, n, seed=0),
+        "ref2": make_showers(geometry, n, seed=1),
+        "scaled": make_showers(geometry, n, seed=1, scale=1.05),
+        "moved": make_showers(geometry, n, seed=1, move_layer=1),
+    }
+
+
+def test_distorted_showers_score_clearly_above_the_reference_floor(geometry, samples):
+    feats = {k: shower_features(s, e, geometry) for k, (s, e) in samples.items()}
+    dist = {k: distance_inputs(feats[k], samples[k][1], geometry) for k in samples}
+    sep = {k: separation_power(feats["ref"]["e_ratio"], feats[k]["e_ratio"])[0] for k in samples}
+    assert sep["ref2"] < 0.02 and sep["scaled"] > 10 * sep["ref2"]
+    moved_sep = separation_power(feats["ref"]["e_layer_2"], feats["moved"]["e_layer_2"])[0]
+    floor_sep = separation_power(feats["ref"]["e_layer_2"], feats["ref2"]["e_layer_2"])[0]
+    assert moved_sep > 10 * floor_sep
+    kw = dict(min_samples=1000, max_samples=3000, num_batches=5)
+    floor, floor_err = fpd(dist["ref"], dist["ref2"], **kw)
+    for k in ("scaled", "moved"):
+        value, err = fpd(dist["ref"], dist[k], **kw)
+        assert value > floor + 5 * (err + floor_err), k
+    k_floor, k_floor_err = kpd(dist["ref"], dist["ref2"], num_batches=5, batch_size=1000)
+    k_scaled, _ = kpd(dist["ref"], dist["scaled"], num_batches=5, batch_size=1000)
+    assert k_scaled > k_floor + 5 * k_floor_err
+
+
+def test_classifier_auc_floor_and_sensitivity(geometry, samples):
+    low = {k: low_level_inputs(s, e) for k, (s, e) in samples.items()}
+    kw = dict(epochs=8, hidden=64, seed=0)
+    floor = classifier_test(low["ref"], low["ref2"], **kw)
+    assert floor.auc == pytest.approx(0.5, abs=0.05)
+    assert 0 < floor.auc_error < 0.03
+    assert abs(floor.jsd_calibrated) < 0.05
+    scaled = classifier_test(low["ref"], low["scaled"], **kw)
+    assert scaled.auc > floor.auc + 0.15
+    assert scaled.jsd_calibrated > 0.1
+    feats = {k: shower_features(*samples[k], geometry) for k in ("ref", "moved")}
+    high = {k: high_level_inputs(feats[k], samples[k][1], geometry) for k in feats}
+    moved = classifier_test(high["ref"], high["moved"], **kw)
+    assert moved.auc > 0.9
+    assert classifier_test(high["ref"], high["moved"], **kw) == moved  # seeded
+    assert moved.n_train == 3600 and moved.n_test == 1200
