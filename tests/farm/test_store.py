@@ -1,5 +1,7 @@
 """Storage: atomic writes and listing on local disk and on a real S3 server (moto)."""
 
+from pathlib import Path
+
 import pytest
 
 from farm import store
