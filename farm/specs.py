@@ -196,6 +196,25 @@ def _walk(model: type[BaseModel], loc: tuple) -> tuple[type[BaseModel] | None, l
     return current, shown
 
 
+def _tags_of(model: type[BaseModel], loc: tuple) -> str:
+    """The allowed tags of the discriminated union at `loc` (for error messages)."""
+    current: Any = model
+    ann: Any = None
+    for part in loc:
+        field = current.model_fields.get(part) if isinstance(current, type) else None
+        if field is None:
+            break
+        ann = field.annotation
+        current = _single_model(ann)
+    tags = []
+    for member in _models_in(ann) if ann is not None else []:
+        for name in ("kind", "source"):
+            f = member.model_fields.get(name)
+            if f is not None and isinstance(f.default, str):
+                tags.append(repr(f.default))
+    return ", ".join(tags)
+
+
 def _single_model(ann: Any) -> type[BaseModel] | None:
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return ann
@@ -231,8 +250,15 @@ def _format_error(source: str, err: dict[str, Any], model: type[BaseModel]) -> s
         key = ".".join([*shown, str(err["loc"][-1])])
         allowed = f" (allowed: {', '.join(parent.model_fields)})" if parent else ""
         return f"{source}: unknown key '{key}'{allowed}"
-    _, shown = _walk(model, err["loc"])
+    parent, shown = _walk(model, err["loc"])
     loc = ".".join(shown)
+    if err["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        ctx = err.get("ctx", {})
+        key = f"{loc}.{ctx.get('discriminator', 'kind').strip(chr(39))}".lstrip(".")
+        allowed = ctx.get("expected_tags") or _tags_of(model, err["loc"])
+        if err["type"] == "union_tag_not_found":
+            return f"{source}: missing required key '{key}' (allowed: {allowed})"
+        return f"{source}: {key}: {ctx.get('tag')!r} is not one of: {allowed}"
     if err["type"] == "missing":
         return f"{source}: missing required key '{loc}'"
     msg = err["msg"].removeprefix("Value error, ")

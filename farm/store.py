@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -15,6 +17,7 @@ from fsspec.core import url_to_fs
 from farm.errors import FarmError
 
 DEFAULT_HOME = "farm-home"
+T = TypeVar("T")
 
 
 def s3_endpoint() -> str | None:
@@ -62,6 +65,10 @@ def join(url: str, *parts: str) -> str:
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """(filesystem, path) for a URL."""
     url = normalize(url)
+    if url.startswith("flaky://"):
+        import farm.faults
+
+        fsspec.register_implementation("flaky", farm.faults.FlakyFileSystem, clobber=True)
     return url_to_fs(url, **storage_options(url))
 
 
@@ -131,11 +138,23 @@ def atomic_local_file(url: str) -> Iterator[str]:
         fs.put_file(tmp, path)
 
 
+def with_retries(fn: Callable[[], T], what: str, attempts: int = 5, base_delay: float = 0.2) -> T:
+    """Call fn, retrying transient storage errors (OSError and friends) with exponential backoff."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            if attempt == attempts - 1:
+                raise OSError(f"{what}: still failing after {attempts} attempts: {exc}") from exc
+            time.sleep(base_delay * 2**attempt)
+    raise AssertionError("unreachable")
+
+
 def check_writable(url: str) -> None:
     """Raise FarmError unless a small object can be written and removed under `url`."""
     probe = join(url, f".farm-write-probe-{uuid.uuid4().hex[:8]}")
     try:
-        write_bytes(probe, b"ok")
+        with_retries(lambda: write_bytes(probe, b"ok"), f"writing {probe}", attempts=3)
         fs, path = filesystem(probe)
         fs.rm_file(path)
     except FarmError:

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,7 +113,9 @@ def _use_gpu(job: TrainJob) -> bool:
     return bool(job.resources.use_gpu)
 
 
-def run_training(job: TrainJob, *, new: bool = False, progress=None) -> TrainResult:
+def run_training(
+    job: TrainJob, *, new: bool = False, on_start: Callable[[str, int], None] | None = None
+) -> TrainResult:
     """Train (or resume) a job with Ray Train, then register the final checkpoint in MLflow."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -138,9 +141,15 @@ def run_training(job: TrainJob, *, new: bool = False, progress=None) -> TrainRes
         _log_spec(c, run.info.run_id, job)
         _write_index(job, entry)
     run_name, run_id = entry["run_name"], entry["mlflow_run_id"]
+    if on_start:
+        on_start(run_id, job.optim.epochs)
 
     dataset = load_showers(job.data)
     parts = split(dataset, job.data)
+    model_config = job.model.model_copy(deep=True)
+    prep = model_config.preprocessing
+    if getattr(prep, "kind", None) == "shower" and prep.layer_sizes is None:
+        prep.layer_sizes = [layer.n_voxels for layer in dataset.geometry.active_layers]
     arrays = {
         "x_train": parts["train"].showers,
         "c_train": parts["train"].e_inc.reshape(-1, 1),
@@ -161,7 +170,7 @@ def run_training(job: TrainJob, *, new: bool = False, progress=None) -> TrainRes
         _train_worker,
         train_loop_config={
             "data_ref": ray.put(arrays),
-            "model": job.model.model_dump(mode="json"),
+            "model": model_config.model_dump(mode="json"),
             "optim": job.optim.model_dump(mode="json"),
             "card": card,
             "tracking_uri": registry.tracking_uri(),

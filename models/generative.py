@@ -17,8 +17,8 @@ class GenerativeModel(nn.Module):
         super().__init__()
         self.config = config
         self.dim, self.cond_dim = dim, cond_dim
-        self.net = config.network.build(dim, cond_dim)
         self.preprocessing = config.preprocessing.build(dim, cond_dim)
+        self.net = config.network.build(self.preprocessing.out_dim, cond_dim)
         self.process = config.process.build()
         self.process.check_sampler(self.default_sampler, config.sampler.nfe)
 
@@ -71,7 +71,7 @@ class GenerativeModel(nn.Module):
             ):
                 x = self.process.sample(
                     self.net,
-                    (c.shape[0], self.dim),
+                    (c.shape[0], self.preprocessing.out_dim),
                     c,
                     sampler=sampler,
                     nfe=nfe,

@@ -13,25 +13,65 @@ from torch import Tensor, nn
 
 
 class ShowerPreprocessing(nn.Module):
-    """Voxels: u = E / E_inc, x = standardise(log(u)), zeros lifted by a sub-threshold noise floor.
+    """Hierarchical energy coordinates: log E_tot/E_inc, layer fractions, voxel fractions in layer.
 
-    Voxels below `threshold_mev` are treated as empty; at fit/transform time each empty voxel gets
-    uniform noise in [0, threshold) MeV (dequantisation, as CaloScore/CaloDiffusion do), so the
-    log is finite and the inverse maps them back below threshold, where they are zeroed again.
-    The condition is c = standardise(log E_inc).
+    As CaloFlow and CaloDiffusion do, the total and per-layer energies are explicit coordinates
+    and the inverse rebuilds voxels with exact sums (softmax within each layer), so per-voxel
+    errors cannot bias the shower energy. Empty voxels (below `threshold_mev`) get uniform noise
+    in [0, threshold) before the logs (dequantisation) and are zeroed again by the inverse.
+    Network space: z = [log(e_i / S_layer(i)) ..., log(S_l / T) ..., log(T / E_inc)], each
+    coordinate standardised conditionally, (z - mu(E_inc)) / sigma(E_inc), with mu and log sigma^2
+    quintic polynomials in log E_inc (least squares), so the network models unit-scale residuals even where the
+    physical spread (e.g. the energy resolution) shrinks with energy. c = standardise(log E_inc).
     """
 
-    def __init__(self, dim: int, cond_dim: int, threshold_mev: float = 1.0):
+    degree = 5
+
+    def __init__(
+        self,
+        dim: int,
+        cond_dim: int,
+        threshold_mev: float = 1.0,
+        layer_sizes: list[int] | None = None,
+        noise_fraction: float = 1.0,
+    ):
         super().__init__()
+        sizes = list(layer_sizes) if layer_sizes else [dim]
+        if sum(sizes) != dim:
+            raise ValueError(f"layer_sizes sum to {sum(sizes)}, but showers have {dim} voxels")
         self.threshold_mev = threshold_mev
-        self.register_buffer("x_mean", torch.zeros(dim))
-        self.register_buffer("x_std", torch.ones(dim))
+        self.noise_mev = noise_fraction * threshold_mev
+        self.n_layers = len(sizes)
+        self.out_dim = dim + self.n_layers + 1
+        layer_of = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+        self.register_buffer("layer_of_voxel", layer_of, persistent=False)
+        self.register_buffer("mu_coef", torch.zeros(self.degree + 1, self.out_dim))
+        self.register_buffer("log_var_coef", torch.zeros(self.degree + 1, self.out_dim))
         self.register_buffer("c_mean", torch.zeros(cond_dim))
         self.register_buffer("c_std", torch.ones(cond_dim))
         self.register_buffer("e_inc_range", torch.tensor([0.0, float("inf")], dtype=torch.float64))
-        self.register_buffer("log_u_max", torch.zeros(dim))
+        self.register_buffer("log_ratio_max", torch.zeros(()))
 
-    def _log_u(self, showers: Tensor, e_inc: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _basis(self, e_inc: Tensor) -> Tensor:
+        """[1, l, l^2, l^3] with l the standardised log incident energy, float64."""
+        l = (torch.log(e_inc.double().reshape(-1, 1)) - self.c_mean[:1].double()) / self.c_std[
+            :1
+        ].double()
+        return torch.cat([l**k for k in range(self.degree + 1)], dim=1)
+
+    def _moments(self, e_inc: Tensor) -> tuple[Tensor, Tensor]:
+        b = self._basis(e_inc)
+        mu = b @ self.mu_coef.double()
+        sigma = torch.exp(0.5 * (b @ self.log_var_coef.double()))
+        return mu, sigma
+
+    def _layer_sum(self, e: Tensor) -> Tensor:
+        out = torch.zeros(e.shape[0], self.n_layers, dtype=e.dtype, device=e.device)
+        return out.index_add_(1, self.layer_of_voxel.to(e.device), e)
+
+    def _coordinates(
+        self, showers: Tensor, e_inc: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
         e = showers.double()
         empty = e < self.threshold_mev
         noise = torch.rand(
@@ -40,20 +80,40 @@ class ShowerPreprocessing(nn.Module):
             dtype=torch.float64,
             device=generator.device if generator is not None else e.device,
         ).to(e.device)
-        e = torch.where(empty, noise * self.threshold_mev, e).clamp_min(1e-3 * self.threshold_mev)
-        return torch.log(e / e_inc.double().reshape(-1, 1))
+        e = torch.where(empty, noise * self.noise_mev, e).clamp_min(1e-3 * self.noise_mev)
+        s = self._layer_sum(e)
+        t = s.sum(1, keepdim=True)
+        idx = self.layer_of_voxel.to(e.device)
+        return torch.cat(
+            [
+                torch.log(e / s[:, idx]),
+                torch.log(s / t),
+                torch.log(t / e_inc.double().reshape(-1, 1)),
+            ],
+            dim=1,
+        )
 
     @torch.no_grad()
     def fit(self, showers: Tensor, e_inc: Tensor, generator: torch.Generator | None = None) -> None:
         """Set the standardisation from training data."""
-        log_u = self._log_u(showers, e_inc, generator)
-        self.x_mean.copy_(log_u.mean(0).float())
-        self.x_std.copy_(log_u.std(0).clamp_min(1e-3).float())
-        self.log_u_max.copy_(log_u.max(0).values.clamp(max=0.0).float())
+        z = self._coordinates(showers, e_inc, generator)
+        self.log_ratio_max.copy_(z[:, -1].max().float())
         log_e = torch.log(e_inc.double().reshape(-1, 1))
         self.c_mean.copy_(log_e.mean(0).float())
         self.c_std.copy_(log_e.std(0).clamp_min(1e-3).float())
         self.e_inc_range.copy_(torch.tensor([e_inc.min().item(), e_inc.max().item()]))
+        b = self._basis(e_inc)
+        n_unique = int(torch.unique(e_inc).numel())
+        b = b[:, : min(self.degree + 1, n_unique)]  # fewer energies than coefficients: lower degree
+        mu = torch.linalg.lstsq(b, z).solution
+        resid2 = (z - b @ mu).pow(2).clamp_min(1e-12)
+        # E[log chi^2_1] = -1.2704: correct the log-variance regression for a Gaussian residual
+        log_var = torch.linalg.lstsq(b, torch.log(resid2)).solution
+        log_var[0] += 1.2704
+        self.mu_coef.zero_()
+        self.log_var_coef.zero_()
+        self.mu_coef[: b.shape[1]] = mu.float()
+        self.log_var_coef[: b.shape[1]] = log_var.float()
 
     def transform_cond(self, e_inc: Tensor) -> Tensor:
         return ((torch.log(e_inc.double().reshape(-1, 1)) - self.c_mean) / self.c_std).float()
@@ -61,14 +121,21 @@ class ShowerPreprocessing(nn.Module):
     def transform(
         self, showers: Tensor, e_inc: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        x = (self._log_u(showers, e_inc, generator) - self.x_mean) / self.x_std
+        mu, sigma = self._moments(e_inc)
+        x = (self._coordinates(showers, e_inc, generator) - mu) / sigma.clamp_min(1e-4)
         return x.float(), self.transform_cond(e_inc)
 
     def inverse(self, x: Tensor, e_inc: Tensor) -> Tensor:
-        """Network space -> voxel energies in MeV, thresholded; no voxel above its training maximum."""
-        log_u = x.double() * self.x_std + self.x_mean
-        log_u = torch.minimum(log_u, self.log_u_max.double())
-        e = torch.exp(log_u) * e_inc.double().reshape(-1, 1)
+        """Network space -> voxel energies in MeV with exact layer and total sums, thresholded."""
+        mu, sigma = self._moments(e_inc)
+        z = x.double() * sigma.clamp_min(1e-4) + mu
+        n_vox = z.shape[1] - self.n_layers - 1
+        idx = self.layer_of_voxel.to(z.device)
+        f_vox, f_lay, f_tot = z[:, :n_vox], z[:, n_vox:-1], z[:, -1:]
+        t = torch.exp(f_tot.clamp(max=float(self.log_ratio_max))) * e_inc.double().reshape(-1, 1)
+        s = torch.softmax(f_lay, dim=1) * t
+        w = torch.exp(f_vox - f_vox.max(dim=1, keepdim=True).values)
+        e = w / self._layer_sum(w)[:, idx] * s[:, idx]
         return torch.where(e < self.threshold_mev, torch.zeros_like(e), e).float()
 
 
@@ -77,6 +144,7 @@ class StandardPreprocessing(nn.Module):
 
     def __init__(self, dim: int, cond_dim: int):
         super().__init__()
+        self.out_dim = dim
         self.register_buffer("x_mean", torch.zeros(dim))
         self.register_buffer("x_std", torch.ones(dim))
         self.register_buffer("c_mean", torch.zeros(cond_dim))
@@ -112,6 +180,7 @@ class PointCloudPreprocessing(nn.Module):
         super().__init__()
         self.n_features, self.count_cond = n_features, count_cond
         self.n_points = dim // n_features
+        self.out_dim = dim
         n_std = cond_dim - int(count_cond)
         self.register_buffer("x_mean", torch.zeros(n_features))
         self.register_buffer("x_std", torch.ones(n_features))
@@ -161,9 +230,15 @@ class ShowerPreprocessingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["shower"] = "shower"
     threshold_mev: float = Field(1.0, gt=0.0)
+    layer_sizes: list[int] | None = Field(
+        None, description="voxels per active layer (filled from the geometry by farm)"
+    )
+    noise_fraction: float = Field(1.0, gt=0.0, le=1.0)
 
     def build(self, dim: int, cond_dim: int) -> nn.Module:
-        return ShowerPreprocessing(dim, cond_dim, self.threshold_mev)
+        return ShowerPreprocessing(
+            dim, cond_dim, self.threshold_mev, self.layer_sizes, self.noise_fraction
+        )
 
 
 class StandardPreprocessingConfig(BaseModel):

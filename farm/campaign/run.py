@@ -324,7 +324,7 @@ def finalize(campaign: dict[str, Any]) -> dict[str, Any]:
     """Check completeness (exact events, no duplicate ids), write manifest.parquet + summary.json."""
     plan = Plan(**campaign["plan"])
     output = campaign["output"]
-    recs = manifest.read_records(output)
+    recs = store.with_retries(lambda: manifest.read_records(output), "reading the manifest")
     ids = [r["shard"] for r in recs]
     if sorted(ids) != list(range(plan.n_shards)):
         missing = sorted(set(range(plan.n_shards)) - set(ids))[:10]
@@ -336,7 +336,9 @@ def finalize(campaign: dict[str, Any]) -> dict[str, Any]:
         raise FarmError(
             f"campaign {campaign['id']}: manifest covers {covered} events, expected {plan.events}"
         )
-    manifest_url = manifest.write_parquet(output, recs)
+    manifest_url = store.with_retries(
+        lambda: manifest.write_parquet(output, recs), f"writing the manifest of {campaign['id']}"
+    )
     summary = {
         "campaign": campaign["id"],
         "events": events,
@@ -355,7 +357,11 @@ def finalize(campaign: dict[str, Any]) -> dict[str, Any]:
         "write_seconds": sum(r["seconds_write"] for r in recs),
         "dataset_sha256": _dataset_checksum(recs),
     }
-    store.write_text(store.join(output, "summary.json"), json.dumps(summary, indent=2))
+    summary_url = store.join(output, "summary.json")
+    store.with_retries(
+        lambda: store.write_text(summary_url, json.dumps(summary, indent=2)),
+        f"writing {summary_url}",
+    )
     return summary
 
 

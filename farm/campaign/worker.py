@@ -12,7 +12,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from farm.campaign import manifest
 from farm.campaign.conditions import read_truth_energies, shard_energies
 from farm.campaign.plan import Shard
 from farm.specs import EnergyConditions
+from farm.store import with_retries
 
 EXTENSIONS = {"parquet": "parquet", "h5": "h5"}
 
@@ -32,18 +32,6 @@ class NonFiniteOutput(RuntimeError):
 
 def shard_url(output: str, fmt: str, shard_id: int) -> str:
     return store.join(output, fmt, f"shard-{shard_id:08d}.{EXTENSIONS[fmt]}")
-
-
-def with_retries(fn: Callable[[], Any], what: str, attempts: int = 5, base_delay: float = 0.2):
-    """Call fn, retrying transient storage errors (OSError and friends) with exponential backoff."""
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except (OSError, TimeoutError, ConnectionError) as exc:
-            if attempt == attempts - 1:
-                raise OSError(f"{what}: still failing after {attempts} attempts: {exc}") from exc
-            time.sleep(base_delay * 2**attempt)
-    return None
 
 
 def content_checksum(showers: np.ndarray, e_inc: np.ndarray, event_ids: np.ndarray) -> str:

@@ -35,7 +35,7 @@ def use_style() -> None:
 def save_png(fig: plt.Figure, url: str, dpi: int = 100) -> str:
     """Write a figure as PNG to `url` atomically and close it; returns the url."""
     with store.atomic_local_file(url) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi)  # margins set per figure: "tight" draws twice
     plt.close(fig)
     return url
 
@@ -90,6 +90,7 @@ def histogram_figure(
     rax.set_ylim(0.5, 1.5)
     rax.set_ylabel("gen / ref", fontsize=13)
     rax.set_xlabel(xlabel)
+    fig.subplots_adjust(left=0.17, right=0.96, top=0.93, bottom=0.11)
     return fig
 
 
@@ -128,6 +129,7 @@ def layer_profile_figure(
         sax.set_ylabel("separation power", fontsize=12)
         sax.legend(fontsize=11)
     axes[-1, 0].set_xlabel("layer")
+    fig.subplots_adjust(left=0.15, right=0.97, top=0.95, bottom=0.1, hspace=0.08)
     return fig
 
 
@@ -229,4 +231,5 @@ def energy_summary_figure(
     ax.legend(fontsize=12)
     sax.set_ylabel("std / mean", fontsize=13)
     sax.set_xlabel("$E_{inc}$ [MeV]")
+    fig.subplots_adjust(left=0.15, right=0.97, top=0.95, bottom=0.1, hspace=0.08)
     return fig

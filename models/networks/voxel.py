@@ -3,8 +3,10 @@
 Each non-empty layer's voxels are projected to a token (its own linear map, since layer sizes
 differ), tokens get a learned layer embedding and the (t, cond) embedding, a transformer mixes
 the layers, and each token is projected back to its voxels. `layer_sizes` (voxels per layer, in
-voxel order; zeros allowed) is configuration, so models/ needs no geometry import. Optional
-energy-per-layer conditioning: condition columns 1 .. L (preprocessed) add to their layer's token.
+voxel order; zeros allowed) is configuration, so models/ needs no geometry import. Coordinates
+after the voxels (e.g. the layer and total energies of `ShowerPreprocessing`, dim >
+sum(layer_sizes)) form one extra "energy" token. Optional energy-per-layer conditioning:
+condition columns 1 .. L (preprocessed) add to their layer's token.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from models.networks.embeddings import GaussianFourierProjection
 
 
 class VoxelTransformer(nn.Module):
-    """net(x, t, cond): x [B, sum(layer_sizes)] -> same shape."""
+    """net(x, t, cond): x [B, sum(layer_sizes) + n_extra] -> same shape."""
 
     def __init__(
         self,
         layer_sizes: list[int],
+        n_extra: int,
         cond_dim: int,
         *,
         width: int = 128,
@@ -35,8 +38,9 @@ class VoxelTransformer(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        self.layer_sizes = list(layer_sizes)
-        self.active = [i for i, n in enumerate(layer_sizes) if n > 0]
+        self.n_layers = len(layer_sizes)
+        self.layer_sizes = [*layer_sizes, n_extra]  # the extra coordinates form the last token
+        self.active = [i for i, n in enumerate(self.layer_sizes) if n > 0]
         n_tokens = len(self.active)
         if layer_energy_cond and cond_dim < 1 + len(layer_sizes):
             raise ValueError("layer_energy_cond needs cond columns [E_inc, E_layer_0, ...]")
@@ -46,8 +50,8 @@ class VoxelTransformer(nn.Module):
         self.embed = nn.Sequential(
             nn.Linear(embed_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, width)
         )
-        self.inp = nn.ModuleList(nn.Linear(layer_sizes[i], width) for i in self.active)
-        self.out = nn.ModuleList(nn.Linear(width, layer_sizes[i]) for i in self.active)
+        self.inp = nn.ModuleList(nn.Linear(self.layer_sizes[i], width) for i in self.active)
+        self.out = nn.ModuleList(nn.Linear(width, self.layer_sizes[i]) for i in self.active)
         self.pos = nn.Parameter(torch.randn(1, n_tokens, width) * 0.02)
         self.layer_e = nn.Linear(1, width) if layer_energy_cond else None
         layer = nn.TransformerEncoderLayer(
@@ -67,7 +71,11 @@ class VoxelTransformer(nn.Module):
         )
         h = tokens + self.pos + e
         if self.layer_e is not None and cond is not None:
-            h = h + self.layer_e(cond[:, [1 + i for i in self.active]].unsqueeze(-1).to(h.dtype))
+            e_layer = torch.zeros(h.shape[:2], dtype=h.dtype, device=h.device)
+            for k, i in enumerate(self.active):
+                if i < self.n_layers:
+                    e_layer[:, k] = cond[:, 1 + i].to(h.dtype)
+            h = h + self.layer_e(e_layer.unsqueeze(-1))
         h = self.norm(self.mixer(h))
         outs = [x.new_zeros(x.shape[0], n) for n in self.layer_sizes]
         for k, (proj, i) in enumerate(zip(self.out, self.active, strict=True)):
@@ -76,7 +84,7 @@ class VoxelTransformer(nn.Module):
 
 
 class VoxelTransformerConfig(BaseModel):
-    """Layer-wise transformer for voxel showers; layer_sizes must sum to the number of voxels."""
+    """Layer-wise transformer for voxel showers; network dim = sum(layer_sizes) + extra coords."""
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["voxel_transformer"] = "voxel_transformer"
@@ -90,10 +98,11 @@ class VoxelTransformerConfig(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
     def build(self, dim: int, cond_dim: int) -> nn.Module:
-        if sum(self.layer_sizes) != dim:
-            raise ValueError(f"layer_sizes sum to {sum(self.layer_sizes)}, data has {dim} voxels")
+        if sum(self.layer_sizes) > dim:
+            raise ValueError(f"layer_sizes sum to {sum(self.layer_sizes)}, data has only {dim}")
         return VoxelTransformer(
             self.layer_sizes,
+            dim - sum(self.layer_sizes),
             cond_dim,
             width=self.width,
             depth=self.depth,

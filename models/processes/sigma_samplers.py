@@ -67,7 +67,7 @@ SIGMA_SAMPLERS: dict[str, tuple[Callable[..., Tensor], Callable[[int, dict[str, 
     "stochastic_heun": (_stochastic_heun, _heun_steps),
     "restart": (_restart, lambda nfe, o: _restart_plan(nfe, o)[0]),
     "dpmpp_2m": (sample_dpmpp_2m, lambda nfe, o: nfe),
-    "rk45": (sample_rk45, lambda nfe, o: 1),
+    "rk45": (sample_rk45, lambda nfe, o: 2),  # only the end points matter
 }
 """Sampler name -> (function, sigma steps for a given NFE)."""
 

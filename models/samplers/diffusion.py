@@ -108,7 +108,7 @@ def sample_dpmpp_2m_alpha_sigma(
         if s_next == 0:
             x = x0
             continue
-        ratio = (s_next / sigmas[i]) if torch.isfinite(lambdas[i]) else torch.zeros_like(s_next)
+        ratio = s_next / sigmas[i]  # 0 when sigmas[i] = inf (EDM space), 1 - t for a flow at t=0
         phi = -torch.expm1(-h) if torch.isfinite(h) else torch.ones_like(h)
         if x0_prev is None or not torch.isfinite(h_prev):
             d = x0

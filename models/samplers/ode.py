@@ -61,8 +61,8 @@ def rk45_solve(
 ) -> tuple[Tensor, int]:
     """Integrate dx/dt = fn(x, t) from t0 to t1 with adaptive DOPRI5; returns (x(t1), NFE)."""
     direction = 1.0 if t1 >= t0 else -1.0
-    t = torch.tensor(t0, dtype=torch.float64)
-    t_end = torch.tensor(t1, dtype=torch.float64)
+    t = torch.tensor(t0, dtype=torch.float64, device=x.device)
+    t_end = torch.tensor(t1, dtype=torch.float64, device=x.device)
     k1 = fn(x, t)
     h, nfe = _initial_step(fn, x, t, k1, direction, rtol, atol)
     nfe += 1

@@ -65,8 +65,11 @@ def sample_euler_maruyama(
     return x
 
 
-def _norm(v: Tensor) -> Tensor:
-    return v.flatten(1).norm(dim=1).view(-1, *([1] * (v.dim() - 1)))
+def _norm(v: Tensor, per_sample: bool) -> Tensor:
+    norms = v.flatten(1).norm(dim=1)
+    if not per_sample:
+        return norms.mean()
+    return norms.view(-1, *([1] * (v.dim() - 1)))
 
 
 @torch.no_grad()
@@ -80,12 +83,14 @@ def sample_pc(
     *,
     snr: float = 0.16,
     n_corrector: int = 1,
+    per_sample_norm: bool = False,
 ) -> Tensor:
     """Predictor–corrector (Song et al. 2021, Alg. 2/3): Langevin corrector then Euler–Maruyama.
 
     Corrector step size eps_i = 2 alpha_i (snr |z| / |score|)^2 with alpha_i = exp(2 f(t) dt)
-    (1 for VE, 1 - beta_i for VP); norms are per sample (the reference code averages them over
-    the batch, which couples samples).
+    (1 for VE, 1 - beta_i for VP). As in the reference code the norms are batch means, so a
+    sample depends on its batch (still reproducible per (seed, shard)); `per_sample_norm`
+    decouples samples but is unstable in low dimension (a small |score| gives a huge step).
     """
     n = len(t_schedule) - 1
     for i in range(n):
@@ -95,7 +100,8 @@ def sample_pc(
         for _ in range(n_corrector):
             s = _score(score, x, t, cond)
             z = randn(tuple(x.shape), generator, like=x).to(x.device)
-            step = 2 * alpha * (snr * _norm(z) / _norm(s).clamp_min(1e-12)) ** 2
+            ratio = _norm(z, per_sample_norm) / _norm(s, per_sample_norm).clamp_min(1e-12)
+            step = 2 * alpha * (snr * ratio) ** 2
             x = x + step * s + (2 * step).sqrt() * z
         drift = sde.f(t).to(x.dtype) * x - sde.g2(t).to(x.dtype) * _score(score, x, t, cond)
         x = x - dt.to(x.dtype) * drift

@@ -15,6 +15,9 @@ from models.samplers.diffusion import get_sigmas_karras
 from models.samplers.ode import rk45_solve
 
 N = 20_000
+# Nominal NFE: where each sampler's discretisation error in the covariance of this 2-D Gaussian
+# is below ~5% (the sampling noise floor at N = 20k is ~1%). Karras grids (rho = 7,
+# sigma_min = 0.002) spend most steps at tiny sigma, so these exceed the image-domain numbers.
 
 CASES = [
     # (process factory, sampler, nfe)
@@ -27,35 +30,30 @@ CASES = [
             ("ode_heun", 100),
             ("ode_rk45", 1),
             ("euler", 200),
-            ("heun", 35),
-            ("stochastic_heun", 79),
-            ("restart", 47),
-            ("dpmpp_2m", 25),
+            ("heun", 79),
+            ("stochastic_heun", 199),
+            ("restart", 79),
+            ("dpmpp_2m", 40),
             ("rk45", 1),
         ]
     ],
-    *[
-        (SubVPSDE, s, n)
-        for s, n in [("euler_maruyama", 1000), ("pc", 1000), ("heun", 35), ("dpmpp_2m", 25)]
-    ],
+    *[(SubVPSDE, s, n) for s, n in [("heun", 79), ("dpmpp_2m", 40)]],
     *[
         (VESDE, s, n)
         for s, n in [
-            ("euler_maruyama", 1000),
-            ("pc", 1000),
             ("ode_heun", 200),
-            ("heun", 35),
-            ("dpmpp_2m", 25),
+            ("heun", 79),
+            ("dpmpp_2m", 40),
         ]
     ],
     *[
         (EDM, s, n)
         for s, n in [
             ("euler", 200),
-            ("heun", 35),
-            ("stochastic_heun", 79),
-            ("restart", 47),
-            ("dpmpp_2m", 25),
+            ("heun", 79),
+            ("stochastic_heun", 199),
+            ("restart", 79),
+            ("dpmpp_2m", 40),
             ("rk45", 1),
         ]
     ],
@@ -88,6 +86,20 @@ def test_sampler_reproduces_gaussian(gaussian, factory, sampler, nfe):
         gaussian.exact_net(process), (N, 2), None, sampler=sampler, nfe=nfe, generator=gen
     )
     _check_moments(x, gaussian)
+
+
+SLOW_CASES = [(f, s, 1000) for f in (SubVPSDE, VESDE) for s in ("euler_maruyama", "pc")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("factory", "sampler", "nfe"),
+    SLOW_CASES,
+    ids=[f"{f.__name__}-{s}-{n}" for f, s, n in SLOW_CASES],
+)
+def test_sde_samplers_reproduce_gaussian_slow(gaussian, factory, sampler, nfe):
+    """The 1000-step SDE samplers of sub-VP and VE (VP's run in the fast suite)."""
+    test_sampler_reproduces_gaussian(gaussian, factory, sampler, nfe)
 
 
 def test_same_seed_same_samples_bit_for_bit(gaussian):
