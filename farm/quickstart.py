@@ -6,6 +6,7 @@ Parquet + CaloChallenge HDF5) -> evaluation against the held-out reference -> su
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -156,8 +157,8 @@ def run_quickstart(
 
     def train() -> str:
         job = train_job(result.reference_url, sizes)
-        kwargs = {"on_start": training_progress} if training_progress else {}
-        trained = run_training(job, new=True, **kwargs)
+        with training_progress() if training_progress else contextlib.nullcontext() as on_start:
+            trained = run_training(job, new=True, on_start=on_start)
         result.model, result.version = trained.name, str(trained.version)
         return (
             f"{sizes.epochs} epochs on 2 Ray Train workers, val_loss "
@@ -166,7 +167,13 @@ def run_quickstart(
 
     def campaign() -> str:
         submitted = submit(campaign_job(sizes))
-        result.campaign = execute(submitted["id"], on_progress=campaign_progress)
+        progress = (
+            campaign_progress(sizes.campaign_events)
+            if campaign_progress
+            else contextlib.nullcontext()
+        )
+        with progress as on_progress:
+            result.campaign = execute(submitted["id"], on_progress=on_progress)
         return (
             f"{result.campaign['events']:,} showers, {result.campaign['shards']} shards, "
             f"2 actors, Parquet + HDF5 ({result.campaign['bytes'] / 1e6:.0f} MB)"

@@ -13,19 +13,22 @@ from torch import Tensor, nn
 
 
 class ShowerPreprocessing(nn.Module):
-    """Hierarchical energy coordinates: log E_tot/E_inc, layer fractions, voxel fractions in layer.
+    """Hierarchical energy coordinates: log E_tot/E_inc, layer fractions, voxel energies.
 
     As CaloFlow and CaloDiffusion do, the total and per-layer energies are explicit coordinates
-    and the inverse rebuilds voxels with exact sums (softmax within each layer), so per-voxel
-    errors cannot bias the shower energy. Empty voxels (below `threshold_mev`) get uniform noise
-    in [0, threshold) before the logs (dequantisation) and are zeroed again by the inverse.
-    Network space: z = [log(e_i / S_layer(i)) ..., log(S_l / T) ..., log(T / E_inc)], each
-    coordinate standardised conditionally, (z - mu(E_inc)) / sigma(E_inc), with mu and log sigma^2
-    quintic polynomials in log E_inc (least squares), so the network models unit-scale residuals even where the
-    physical spread (e.g. the energy resolution) shrinks with energy. c = standardise(log E_inc).
+    and the inverse rebuilds voxels with exact layer sums, so per-voxel errors cannot bias the
+    shower energy. Network space z = [log(v_i / E_inc) ..., log(S_l / T) ..., log(T / E_inc)]
+    where S_l, T are the true layer and total energies and v_i the voxel energy; empty voxels
+    (and empty layers) are dequantised into a narrow band a decade below the readout threshold
+    (noise_fraction x threshold, 5% wide in log), far from real hits, so small model errors do
+    not turn empty voxels into hits. Each coordinate is standardised conditionally,
+    (z - mu(E_inc)) / sigma(E_inc), with mu and log sigma^2 quintic polynomials in log E_inc
+    (least squares), so the network models unit-scale residuals even where the physical spread
+    (e.g. the energy resolution) shrinks with energy. The condition is c = standardise(log E_inc).
     """
 
     degree = 5
+    voxel_sigma_cap = 1.5
 
     def __init__(
         self,
@@ -33,24 +36,58 @@ class ShowerPreprocessing(nn.Module):
         cond_dim: int,
         threshold_mev: float = 1.0,
         layer_sizes: list[int] | None = None,
-        noise_fraction: float = 1.0,
+        noise_fraction: float = 0.1,
     ):
         super().__init__()
         sizes = list(layer_sizes) if layer_sizes else [dim]
         if sum(sizes) != dim:
             raise ValueError(f"layer_sizes sum to {sum(sizes)}, but showers have {dim} voxels")
         self.threshold_mev = threshold_mev
-        self.noise_mev = noise_fraction * threshold_mev
+        self.floor_mev = noise_fraction * threshold_mev
         self.n_layers = len(sizes)
         self.out_dim = dim + self.n_layers + 1
         layer_of = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
         self.register_buffer("layer_of_voxel", layer_of, persistent=False)
+        # Voxel coordinates are bimodal (empty band vs hits). A floor on their conditional sigma
+        # keeps rare hits in almost-always-empty voxels from becoming 100-sigma outliers; a cap
+        # keeps a unit error in network space from becoming a factor e^sigma in voxel energy.
+        n_energy = self.n_layers + 1
+        floor = torch.cat([torch.full((dim,), 0.5), torch.full((n_energy,), 1e-4)])
+        cap = torch.cat([torch.full((dim,), self.voxel_sigma_cap), torch.full((n_energy,), 1e3)])
+        self.register_buffer("sigma_floor", floor.double(), persistent=False)
+        self.register_buffer("sigma_cap", cap.double(), persistent=False)
         self.register_buffer("mu_coef", torch.zeros(self.degree + 1, self.out_dim))
         self.register_buffer("log_var_coef", torch.zeros(self.degree + 1, self.out_dim))
         self.register_buffer("c_mean", torch.zeros(cond_dim))
         self.register_buffer("c_std", torch.ones(cond_dim))
         self.register_buffer("e_inc_range", torch.tensor([0.0, float("inf")], dtype=torch.float64))
         self.register_buffer("log_ratio_max", torch.zeros(()))
+
+    def _layer_sum(self, e: Tensor) -> Tensor:
+        out = torch.zeros(e.shape[0], self.n_layers, dtype=e.dtype, device=e.device)
+        return out.index_add_(1, self.layer_of_voxel.to(e.device), e)
+
+    def _dequantise(self, e: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Values below threshold -> floor x 10^(-0.05 u), u ~ U(0, 1): a narrow band below it."""
+        u = torch.rand(
+            e.shape,
+            generator=generator,
+            dtype=torch.float64,
+            device=generator.device if generator is not None else e.device,
+        ).to(e.device)
+        return torch.where(e < self.threshold_mev, self.floor_mev * 10 ** (-0.05 * u), e)
+
+    def _coordinates(
+        self, showers: Tensor, e_inc: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
+        e = torch.where(showers.double() < self.threshold_mev, 0.0, showers.double())
+        s = self._layer_sum(e)
+        t = s.sum(1, keepdim=True)
+        e_in = e_inc.double().reshape(-1, 1)
+        v = self._dequantise(e, generator)
+        s_q = self._dequantise(s, generator)
+        t_q = self._dequantise(t, generator)
+        return torch.cat([torch.log(v / e_in), torch.log(s_q / t_q), torch.log(t_q / e_in)], dim=1)
 
     def _basis(self, e_inc: Tensor) -> Tensor:
         """[1, l, l^2, l^3] with l the standardised log incident energy, float64."""
@@ -63,37 +100,8 @@ class ShowerPreprocessing(nn.Module):
         b = self._basis(e_inc)
         mu = b @ self.mu_coef.double()
         sigma = torch.exp(0.5 * (b @ self.log_var_coef.double()))
-        return mu, sigma
+        return mu, torch.minimum(torch.maximum(sigma, self.sigma_floor), self.sigma_cap)
 
-    def _layer_sum(self, e: Tensor) -> Tensor:
-        out = torch.zeros(e.shape[0], self.n_layers, dtype=e.dtype, device=e.device)
-        return out.index_add_(1, self.layer_of_voxel.to(e.device), e)
-
-    def _coordinates(
-        self, showers: Tensor, e_inc: Tensor, generator: torch.Generator | None
-    ) -> Tensor:
-        e = showers.double()
-        empty = e < self.threshold_mev
-        noise = torch.rand(
-            e.shape,
-            generator=generator,
-            dtype=torch.float64,
-            device=generator.device if generator is not None else e.device,
-        ).to(e.device)
-        e = torch.where(empty, noise * self.noise_mev, e).clamp_min(1e-3 * self.noise_mev)
-        s = self._layer_sum(e)
-        t = s.sum(1, keepdim=True)
-        idx = self.layer_of_voxel.to(e.device)
-        return torch.cat(
-            [
-                torch.log(e / s[:, idx]),
-                torch.log(s / t),
-                torch.log(t / e_inc.double().reshape(-1, 1)),
-            ],
-            dim=1,
-        )
-
-    @torch.no_grad()
     def fit(self, showers: Tensor, e_inc: Tensor, generator: torch.Generator | None = None) -> None:
         """Set the standardisation from training data."""
         z = self._coordinates(showers, e_inc, generator)
@@ -122,20 +130,26 @@ class ShowerPreprocessing(nn.Module):
         self, showers: Tensor, e_inc: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
         mu, sigma = self._moments(e_inc)
-        x = (self._coordinates(showers, e_inc, generator) - mu) / sigma.clamp_min(1e-4)
+        x = (self._coordinates(showers, e_inc, generator) - mu) / sigma
         return x.float(), self.transform_cond(e_inc)
 
     def inverse(self, x: Tensor, e_inc: Tensor) -> Tensor:
         """Network space -> voxel energies in MeV with exact layer and total sums, thresholded."""
         mu, sigma = self._moments(e_inc)
-        z = x.double() * sigma.clamp_min(1e-4) + mu
+        z = x.double() * sigma + mu
         n_vox = z.shape[1] - self.n_layers - 1
         idx = self.layer_of_voxel.to(z.device)
+        e_in = e_inc.double().reshape(-1, 1)
         f_vox, f_lay, f_tot = z[:, :n_vox], z[:, n_vox:-1], z[:, -1:]
-        t = torch.exp(f_tot.clamp(max=float(self.log_ratio_max))) * e_inc.double().reshape(-1, 1)
+        t = torch.exp(f_tot.clamp(max=float(self.log_ratio_max))) * e_in
         s = torch.softmax(f_lay, dim=1) * t
-        w = torch.exp(f_vox - f_vox.max(dim=1, keepdim=True).values)
-        e = w / self._layer_sum(w)[:, idx] * s[:, idx]
+        s = torch.where(s < self.threshold_mev, 0.0, s)
+        v = torch.exp(f_vox.clamp(max=0.0)) * e_in  # no voxel above the incident energy
+        hits = torch.where(v < self.threshold_mev, 0.0, v)
+        hit_sum = self._layer_sum(hits)
+        # a layer with energy but no voxel above threshold keeps its sub-threshold shape
+        w = torch.where((hit_sum > 0)[:, idx], hits, v)
+        e = w / self._layer_sum(w)[:, idx].clamp_min(1e-300) * s[:, idx]
         return torch.where(e < self.threshold_mev, torch.zeros_like(e), e).float()
 
 
@@ -233,7 +247,7 @@ class ShowerPreprocessingConfig(BaseModel):
     layer_sizes: list[int] | None = Field(
         None, description="voxels per active layer (filled from the geometry by farm)"
     )
-    noise_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    noise_fraction: float = Field(0.1, gt=0.0, lt=1.0)
 
     def build(self, dim: int, cond_dim: int) -> nn.Module:
         return ShowerPreprocessing(

@@ -47,27 +47,21 @@ def run(args: argparse.Namespace) -> int:
     sizes = dataclasses.replace(sizes, **overrides)
     if sizes.shard_size > sizes.campaign_events:
         sizes = dataclasses.replace(sizes, shard_size=sizes.campaign_events)
+    store.check_writable(store.home())
     out.rule("farm quickstart")
     out.print(f"store: {store.home()}")
-
-    progress_state = {}
 
     def on_stage(name: str) -> None:
         console.print(f"[bold cyan]>> {name}[/]")
 
     from farm.cli.progress import campaign_progress
 
-    with (
-        training_progress("train") as on_train_start,
-        campaign_progress("campaign", sizes.campaign_events) as on_campaign,
-    ):
-        progress_state["ok"] = True
-        result = run_quickstart(
-            sizes,
-            on_stage=on_stage,
-            training_progress=on_train_start,
-            campaign_progress=on_campaign,
-        )
+    result = run_quickstart(
+        sizes,
+        on_stage=on_stage,
+        training_progress=lambda: training_progress("train"),
+        campaign_progress=lambda total: campaign_progress("campaign", total),
+    )
 
     stages = Table(title="stages")
     stages.add_column("stage")

@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,17 +65,18 @@ def test_train_registers_a_version_with_tracking(ray_session, farm_home):
 
 def _final_train_state(farm_home, run_name):
     states = sorted(glob.glob(f"{farm_home}/ray/{run_name}/checkpoint_*/train_state.json"))
-    path = max(states, key=lambda p: json.load(open(p))["epoch"])
-    return json.load(open(path)), load_file(path.replace(".json", ".safetensors"))
+    docs = {p: json.loads(Path(p).read_text()) for p in states}
+    path = max(docs, key=lambda p: docs[p]["epoch"])
+    return docs[path], load_file(path.replace(".json", ".safetensors"))
 
 
 def test_crash_after_first_checkpoint_then_resume(ray_session, farm_home, monkeypatch):
     job = tiny_job(epochs=3)
     monkeypatch.setenv(FAULT_ENV, "1")
-    with pytest.raises(FarmError, match="simulated crash after epoch 1.*resume"):
+    with pytest.raises(FarmError, match=r"simulated crash after epoch 1.*resume"):
         run_training(job)
     monkeypatch.delenv(FAULT_ENV)
-    index = json.loads(open(glob.glob(f"{farm_home}/train/tiny-showers/*.json")[0]).read())
+    index = json.loads(Path(glob.glob(f"{farm_home}/train/tiny-showers/*.json")[0]).read_text())
     assert index["status"] == "failed"
 
     result = run_training(job)  # the same job again: resumes

@@ -1,0 +1,76 @@
+"""End to end: `farm quickstart` at CI size, through the real CLI entry point, checked for physics."""
+
+import os
+
+import numpy as np
+import pytest
+
+from farm import registry
+from farm.cli import main
+
+
+@pytest.fixture
+def ci_env(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+
+
+def test_quickstart_end_to_end(ray_session, farm_home, ci_env, capsys):
+    assert main(["quickstart"]) == 0
+    out = capsys.readouterr().out
+    for text in (
+        "stages",
+        "train (Ray Train)",
+        "campaign (Ray actors)",
+        "sep/e_ratio",
+        "quickstart-ds1-photons/1 @candidate",
+        "farm registry ui",
+    ):
+        assert text in out
+
+    # registry: a version with alias candidate, evaluated (tags feed the promotion gate)
+    info = registry.show("quickstart-ds1-photons@candidate")
+    assert info["aliases"] == ["candidate"]
+    assert "eval.sep/e_ratio" in info["tags"]
+
+    # campaign: 50,000 showers in Parquet and CaloChallenge HDF5, manifest complete
+    from farm.campaign import records
+    from farm.evaluation.evaluate import read_showers
+    from farm.formats.calochallenge import read_calochallenge
+
+    (cid,) = records.list_ids()
+    campaign = records.load(cid)
+    status = records.read_status(cid)
+    assert status["state"] == "finished" and status["events_done"] == 50_000
+    generated, gen_e, _ = read_showers(os.path.join(campaign["output"], "h5"), None)
+    assert generated.shape == (50_000, 368)
+
+    # physics: the generated response and longitudinal profile follow the held-out reference
+    reference, ref_e = read_calochallenge(
+        str(farm_home / "datasets" / "quickstart-ds1-photons-16000.h5")
+    )
+    high_ref, high_gen = ref_e >= 2**16, gen_e >= 2**16
+    ratio_ref = (reference.sum(1) / ref_e)[high_ref].mean()
+    ratio_gen = (generated.sum(1) / gen_e)[high_gen].mean()
+    assert ratio_gen == pytest.approx(ratio_ref, rel=0.05)  # E_tot/E_inc ~ sampling fraction
+    from farm.data.geometry import load_geometry
+
+    geometry = load_geometry("ds1-photons")
+    profile_ref = np.array(
+        [
+            reference[high_ref][:, s].sum(1).mean() / ref_e[high_ref].mean()
+            for s in geometry.layer_slices.values()
+        ]
+    )
+    profile_gen = np.array(
+        [
+            generated[high_gen][:, s].sum(1).mean() / gen_e[high_gen].mean()
+            for s in geometry.layer_slices.values()
+        ]
+    )
+    assert (
+        np.argmax(profile_gen) == np.argmax(profile_ref) == 2
+    )  # shower maximum in the middle layer
+    assert profile_gen[1:4] == pytest.approx(profile_ref[1:4], rel=0.2)
+
+    evaluation = farm_home / "evaluations" / cid
+    assert (evaluation / "report.html").exists() and (evaluation / "metrics.json").exists()
