@@ -35,7 +35,7 @@ class GenerativeModel(nn.Module):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Per-sample loss on preprocessed (x, c); `net` may be a DDP wrapper of self.net."""
-        return self.process.loss(net or self.net, x, c, generator)
+        return self.process.loss(self.net if net is None else net, x, c, generator)
 
     @torch.no_grad()
     def generate(

@@ -28,7 +28,7 @@ class ShowerPreprocessing(nn.Module):
     """
 
     degree = 5
-    voxel_sigma_cap = 1.5
+    voxel_sigma_cap = 1.0
 
     def __init__(
         self,
