@@ -29,12 +29,12 @@ class QuickstartSizes:
     campaign_events: int = 50_000
     shard_size: int = 5_000
     nfe: int = 20
-    evaluate_events: int = 10_000
+    evaluate_events: int = 8_000
 
     @classmethod
     def for_environment(cls) -> QuickstartSizes:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            return cls(reference_events=16_000, epochs=8, evaluate_events=3_200)
+            return cls(reference_events=24_000, epochs=12, evaluate_events=4_800)
         return cls()
 
 
