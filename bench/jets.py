@@ -53,7 +53,7 @@ def main() -> None:
 
     import ray
 
-    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
     ray_workers("gluon", 5, args.workers)  # warm the worker processes (imports)
     head = (
         f"{'process':<8}{'jets/s 1 core':>15}{'(CPU time)':>12}{'init s':>8}"

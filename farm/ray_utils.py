@@ -9,7 +9,7 @@ from farm import store
 
 
 def ensure_ray(num_cpus: int | None = None) -> None:
-    """Connect to RAY_ADDRESS if set, else start a local Ray (dashboard off, quiet logs)."""
+    """Connect to RAY_ADDRESS if set, else start a fresh local Ray (dashboard off, quiet logs)."""
     import ray
 
     if ray.is_initialized():
@@ -24,7 +24,7 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], **kwargs)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **kwargs)
 
 
 def storage_for_ray(url: str):

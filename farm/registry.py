@@ -259,6 +259,34 @@ def promote(name: str, version: str, alias: str, *, force_reason: str | None = N
     return c.get_model_version(name, mv.version)
 
 
+def log_evaluation(
+    ref: str | ModelRef, metrics: dict[str, dict[str, float]], report_url: str | None = None
+) -> Any:
+    """Log an evaluation to a version's MLflow run (metrics eval.*, report files as artifacts)
+    and record its values on the version for the promotion gates; returns the version."""
+    import time
+
+    from mlflow.entities import Metric
+
+    mv = resolve(ref)
+    c = client()
+    values = {k: float(v["value"]) for k, v in metrics.items()}
+    if mv.run_id:
+        now = int(time.time() * 1000)
+        batch = [Metric(f"eval.{k}", v, now, 0) for k, v in values.items()]
+        batch += [
+            Metric(f"eval_floor.{k}", float(m["floor"]), now, 0)
+            for k, m in metrics.items()
+            if m.get("floor") is not None
+        ]
+        for start in range(0, len(batch), 900):
+            c.log_batch(mv.run_id, metrics=batch[start : start + 900])
+        if report_url and store.is_local(report_url) and Path(store.normalize(report_url)).is_dir():
+            c.log_artifacts(mv.run_id, store.normalize(report_url), artifact_path="evaluation")
+    record_evaluation(f"{mv.name}/{mv.version}", values)
+    return mv
+
+
 def record_evaluation(ref: str | ModelRef, metrics: dict[str, float]) -> None:
     """Store evaluation results on a model version (tags eval.*) for the promotion gates."""
     mv = resolve(ref)

@@ -135,6 +135,11 @@ class CampaignResources(Strict):
     batch_size: int = Field(4096, ge=1)
     bf16: bool = True
     max_shard_retries: int = Field(3, ge=0)
+    custom_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Ray custom resources each actor needs, e.g. {farm_gen: 1} to pin one actor "
+        "per node that offers farm_gen: 1",
+    )
 
 
 class CampaignJob(Strict):
@@ -303,3 +308,151 @@ def load_job(path: str | Path, kind: str | None = None) -> BaseModel:
 def resolved(job: BaseModel) -> dict[str, Any]:
     """The fully resolved spec (defaults filled in), as saved with every run."""
     return job.model_dump(mode="json")
+
+
+# --- `farm tune`: a search over a train job's parameters (kind: tune) -------------------------
+
+SEARCHABLE = ("model.", "optim.")
+"""Path prefixes a search may vary; data and resources are shared by all trials."""
+TUNE_METRICS = ("val_loss", "train_loss")
+"""Per-epoch metrics a search can optimise (what models.training.fit reports every epoch)."""
+
+Scalar = bool | int | float | str
+
+
+class ParamSpace(Strict):
+    """One searched parameter: uniform/loguniform in [low, high], randint in low..high, or a choice."""
+
+    type: Literal["uniform", "loguniform", "choice", "randint"]
+    low: float | None = None
+    high: float | None = None
+    values: list[Scalar] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> ParamSpace:
+        if self.type == "choice":
+            if not self.values:
+                raise ValueError("choice needs a non-empty 'values' list")
+            if self.low is not None or self.high is not None:
+                raise ValueError("choice takes 'values', not low/high")
+            return self
+        if self.values is not None:
+            raise ValueError(f"{self.type} takes low and high, not 'values'")
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.type} needs both 'low' and 'high'")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low:g}) > high ({self.high:g})")
+        if self.type == "loguniform" and self.low <= 0:
+            raise ValueError(f"loguniform needs low > 0, got {self.low:g}")
+        if self.type == "randint" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError("randint needs integer low and high")
+        return self
+
+    def corners(self) -> list[Scalar]:
+        """Values that together exercise the whole range (for validation against the base job)."""
+        if self.type == "choice":
+            return list(self.values or [])
+        if self.type == "randint":
+            return [int(self.low), int(self.high)]
+        inner = self.low * (self.high / self.low) ** 0.37 if self.type == "loguniform" else None
+        return [self.low, inner or self.low + 0.37 * (self.high - self.low), self.high]
+
+
+class TrialResources(Strict):
+    """Ray Train workers per trial (DDP ranks), CPUs per worker, GPUs if present ('auto')."""
+
+    workers: int = Field(1, ge=1)
+    cpus: float = Field(1, gt=0)
+    use_gpu: bool | Literal["auto"] = "auto"
+
+
+class AshaSpec(Strict):
+    """ASHA early stopping on epochs: first decision after grace_period, keep 1/reduction_factor."""
+
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(2.0, gt=1.0)
+    max_t: int | None = Field(None, ge=1, description="default: the base job's epochs")
+
+
+class TuneJob(Strict):
+    """`farm tune` job: a base train job, a search space over its parameters, and the search."""
+
+    kind: Literal["tune"] = "tune"
+    name: str | None = Field(None, pattern=NAME_PATTERN, description="default: <base name>-tune")
+    description: str = ""
+    base: TrainJob | None = None
+    base_job: str | None = Field(None, description="path to a train job YAML (instead of base)")
+    space: dict[str, ParamSpace]
+    metric: str = "val_loss"
+    mode: Literal["min", "max"] = "min"
+    trials: int = Field(10, ge=1)
+    concurrency: int = Field(2, ge=1)
+    resources_per_trial: TrialResources = Field(default_factory=TrialResources)
+    time_budget_s: float | None = Field(None, gt=0)
+    asha: AshaSpec | None = Field(default_factory=AshaSpec)
+    seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _load_base(cls, doc: Any) -> Any:
+        if isinstance(doc, dict) and doc.get("base_job") is not None:
+            if doc.get("base") is not None:
+                raise ValueError("give either 'base' or 'base_job', not both")
+            base = load_job(doc["base_job"], kind="train")
+            doc = {**doc, "base": resolved(base)}
+        return doc
+
+    @model_validator(mode="after")
+    def _check_space(self) -> TuneJob:
+        if self.base is None:
+            raise ValueError("missing required key 'base' (a train job) or 'base_job' (its path)")
+        if not self.space:
+            raise ValueError("space: must name at least one parameter")
+        if self.metric not in TUNE_METRICS:
+            raise ValueError(f"metric: {self.metric!r} is not one of: {', '.join(TUNE_METRICS)}")
+        for path, dist in self.space.items():
+            for value in dist.corners():
+                apply_params(self.base, {path: value}, key=f"space.{path}")
+        return self
+
+    @property
+    def search_name(self) -> str:
+        return self.name or f"{self.base.name}-tune"
+
+    @property
+    def max_epochs(self) -> int:
+        """The most epochs any trial can run (ASHA's max_t unless set)."""
+        epochs = self.space.get("optim.epochs")
+        return max(int(v) for v in epochs.corners()) if epochs else self.base.optim.epochs
+
+
+def apply_params(base: TrainJob, params: dict[str, Any], key: str | None = None) -> TrainJob:
+    """The base train job with dotted-path parameters replaced, re-validated (ValueError naming the key)."""
+    doc = resolved(base)
+    for path, value in params.items():
+        name = key or path
+        if not path.startswith(SEARCHABLE):
+            raise ValueError(
+                f"{name}: only {' and '.join(p + '*' for p in SEARCHABLE)} parameters can be searched"
+            )
+        node = doc
+        parts = path.split(".")
+        for i, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                where = ".".join(parts[:i]) or "the job"
+                have = ", ".join(node) if isinstance(node, dict) else "no sub-keys"
+                raise ValueError(f"{name}: unknown parameter path ({where} has: {have})")
+            if i == len(parts) - 1:
+                node[part] = value
+            else:
+                node = node[part]
+    try:
+        return TrainJob.model_validate(doc)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        where = key or ".".join(str(p) for p in err["loc"])
+        raise ValueError(f"{where}: {msg}") from None
+
+
+JOB_KINDS["tune"] = TuneJob

@@ -113,15 +113,85 @@ def _use_gpu(job: TrainJob) -> bool:
     return bool(job.resources.use_gpu)
 
 
+@dataclass
+class PreparedData:
+    """A job's showers, their split, the arrays the workers train on and the completed model config."""
+
+    dataset: Any
+    parts: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    model_config: Any
+
+
+def prepare_data(job: TrainJob) -> PreparedData:
+    """Load and split a job's data; fill in data-dependent model settings (shower layer sizes)."""
+    from farm.data.sources import load_showers, split
+
+    dataset = load_showers(job.data)
+    parts = split(dataset, job.data)
+    model_config = job.model.model_copy(deep=True)
+    prep = model_config.preprocessing
+    if getattr(prep, "kind", None) == "shower" and prep.layer_sizes is None:
+        prep.layer_sizes = [layer.n_voxels for layer in dataset.geometry.active_layers]
+    arrays = {
+        "x_train": parts["train"].showers,
+        "c_train": parts["train"].e_inc.reshape(-1, 1),
+        "x_val": parts["val"].showers,
+        "c_val": parts["val"].e_inc.reshape(-1, 1),
+    }
+    return PreparedData(dataset, parts, arrays, model_config)
+
+
+def build_trainer(
+    job: TrainJob,
+    *,
+    run_name: str,
+    mlflow_run_id: str,
+    data_ref: Any,
+    model_config: Any,
+    card: dict[str, Any],
+    storage_url: str,
+    tracking_uri: str,
+    stop_after_epoch: int | None = None,
+    callbacks: list | None = None,
+):
+    """The TorchTrainer running _train_worker for a job (Ray Train restores `run_name` if it exists)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    storage_path, storage_fs = storage_for_ray(storage_url)
+    return TorchTrainer(
+        _train_worker,
+        train_loop_config={
+            "data_ref": data_ref,
+            "model": model_config.model_dump(mode="json"),
+            "optim": job.optim.model_dump(mode="json"),
+            "card": card,
+            "tracking_uri": tracking_uri,
+            "mlflow_run_id": mlflow_run_id,
+            "stop_after_epoch": stop_after_epoch,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=job.resources.workers,
+            use_gpu=_use_gpu(job),
+            resources_per_worker={"CPU": job.resources.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
+            failure_config=FailureConfig(max_failures=job.resources.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks or None,
+        ),
+    )
+
+
 def run_training(
     job: TrainJob, *, new: bool = False, on_start: Callable[[str, int], None] | None = None
 ) -> TrainResult:
     """Train (or resume) a job with Ray Train, then register the final checkpoint in MLflow."""
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from farm.data.sources import load_showers, split
 
     t0 = time.perf_counter()
     home = store.home()
@@ -144,18 +214,8 @@ def run_training(
     if on_start:
         on_start(run_id, job.optim.epochs)
 
-    dataset = load_showers(job.data)
-    parts = split(dataset, job.data)
-    model_config = job.model.model_copy(deep=True)
-    prep = model_config.preprocessing
-    if getattr(prep, "kind", None) == "shower" and prep.layer_sizes is None:
-        prep.layer_sizes = [layer.n_voxels for layer in dataset.geometry.active_layers]
-    arrays = {
-        "x_train": parts["train"].showers,
-        "c_train": parts["train"].e_inc.reshape(-1, 1),
-        "x_val": parts["val"].showers,
-        "c_val": parts["val"].e_inc.reshape(-1, 1),
-    }
+    data = prepare_data(job)
+    dataset, parts = data.dataset, data.parts
     card = {
         "name": job.name,
         "data": {**dataset.provenance, "kind": "showers"},
@@ -164,31 +224,17 @@ def run_training(
         "ray_run": run_name,
     }
     ensure_ray()
-    storage_path, storage_fs = storage_for_ray(store.join(home, "ray"))
     stop_after = os.environ.get(FAULT_ENV)
-    trainer = TorchTrainer(
-        _train_worker,
-        train_loop_config={
-            "data_ref": ray.put(arrays),
-            "model": model_config.model_dump(mode="json"),
-            "optim": job.optim.model_dump(mode="json"),
-            "card": card,
-            "tracking_uri": registry.tracking_uri(),
-            "mlflow_run_id": run_id,
-            "stop_after_epoch": int(stop_after) if stop_after else None,
-        },
-        scaling_config=ScalingConfig(
-            num_workers=job.resources.workers,
-            use_gpu=_use_gpu(job),
-            resources_per_worker={"CPU": job.resources.cpus_per_worker},
-        ),
-        run_config=RunConfig(
-            name=run_name,
-            storage_path=storage_path,
-            storage_filesystem=storage_fs,
-            failure_config=FailureConfig(max_failures=job.resources.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
-        ),
+    trainer = build_trainer(
+        job,
+        run_name=run_name,
+        mlflow_run_id=run_id,
+        data_ref=ray.put(data.arrays),
+        model_config=data.model_config,
+        card=card,
+        storage_url=store.join(home, "ray"),
+        tracking_uri=registry.tracking_uri(),
+        stop_after_epoch=int(stop_after) if stop_after else None,
     )
     try:
         result = trainer.fit()

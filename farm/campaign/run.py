@@ -113,7 +113,11 @@ def _actor_env() -> dict[str, str]:
 
 
 class _Pool:
-    """Actors with at most `depth` shards in flight each; dead actors are replaced."""
+    """Actors with at most `depth` shards in flight each; dead actors are replaced.
+
+    A replacement gets work only once it has loaded its model, so a lost node whose actor cannot
+    be placed again (no free resources) never stalls the campaign: the other actors carry on.
+    """
 
     def __init__(self, campaign: dict[str, Any], depth: int = 2):
         import ray
@@ -129,12 +133,14 @@ class _Pool:
         self.options = dict(
             num_cpus=res["cpus_per_actor"],
             num_gpus=gpus,
+            resources=res.get("custom_resources") or None,
             max_concurrency=depth,
             max_restarts=0,
             runtime_env={"env_vars": _actor_env()},
         )
         self.threads = max(int(res["cpus_per_actor"]), 1)
         self.actors: dict[int, Any] = {}
+        self.starting: dict[int, Any] = {}  # slot -> ready() ref of a replacement actor
         self.serial = 0
         self.restarts_left = max(3, 2 * res["actors"])
         slots = [self.spawn(wait=False) for _ in range(res["actors"])]
@@ -178,7 +184,24 @@ class _Pool:
                 "with `farm campaign resume`"
             )
         self.restarts_left -= 1
-        self.spawn()
+        slot = self.spawn(wait=False)
+        self.starting[slot] = self.actors[slot].ready.remote()
+
+    def ready_slots(self) -> list[int]:
+        """Slots whose actor can take work: replacements that finished starting move here."""
+        import ray
+
+        if self.starting:
+            refs = list(self.starting.values())
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            for slot, ref in list(self.starting.items()):
+                if ref in ready:
+                    del self.starting[slot]
+                    try:
+                        ray.get(ref)
+                    except Exception:
+                        self.replace(slot)
+        return [slot for slot in self.actors if slot not in self.starting]
 
     def kill_all(self) -> None:
         import ray
@@ -186,6 +209,7 @@ class _Pool:
         for actor in self.actors.values():
             ray.kill(actor)
         self.actors.clear()
+        self.starting.clear()
 
 
 def root_cause(exc: BaseException) -> str:
@@ -262,14 +286,17 @@ def execute(
     records.write_status(campaign_id, status())
     try:
         while todo or in_flight:
-            for slot in list(pool.actors):
+            for slot in pool.ready_slots():
                 while todo and per_actor[slot] < pool.depth:
                     shard_id = todo.popleft()
                     ref = pool.actors[slot].run.remote(plan.shard(shard_id).to_dict())
                     in_flight[ref] = (slot, shard_id)
                     per_actor[slot] += 1
-            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=poll_seconds)
+            waiting = list(in_flight) + list(pool.starting.values())
+            ready, _ = ray.wait(waiting, num_returns=1, timeout=poll_seconds)
             for ref in ready:
+                if ref not in in_flight:
+                    continue  # a replacement actor is ready: it gets work next round
                 slot, shard_id = in_flight.pop(ref)
                 per_actor[slot] -= 1
                 try:

@@ -16,7 +16,11 @@ def register(subparsers) -> argparse.ArgumentParser:
         "classifier AUCs, each beside its reference-vs-reference noise floor. Writes "
         "metrics.json, PNG plots and report.html under --out.",
     )
-    p.add_argument("generated", metavar="GENERATED", help="generated file or folder URL")
+    p.add_argument(
+        "generated",
+        metavar="GENERATED",
+        help="generated file or folder URL, or a campaign id (its output is used)",
+    )
     p.add_argument("reference", metavar="REFERENCE", help="reference file or folder URL")
     p.add_argument(
         "--geometry",
@@ -30,6 +34,12 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--max-events", type=int, default=None, help="use at most N events of each sample"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="NAME/VERSION or NAME@ALIAS: log the metrics and report to that version's MLflow run "
+        "and record them for its promotion gates (default: a campaign's model)",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON, not a table")
     p.add_argument("--full", action="store_true", help="print every per-feature metric")
     p.set_defaults(handler=run)
@@ -43,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_events is not None and args.max_events < 4:
         raise FarmError(f"--max-events must be >= 4, got {args.max_events}")
+    generated, geometry, model = _resolve_campaign(args.generated, args.geometry, args.model)
+    args.geometry, args.model = geometry, model
     result = evaluate_files(
-        args.generated,
+        generated,
         args.reference,
         geometry_name=args.geometry,
         out_url=args.out,
@@ -52,6 +64,13 @@ def run(args: argparse.Namespace) -> int:
         classifier=not args.no_classifier,
         max_events=args.max_events,
     )
+    if args.model:
+        from farm import registry
+
+        mv = registry.log_evaluation(args.model, result.metrics, args.out)
+        logged = f"logged to {mv.name}/{mv.version} (run {mv.run_id})"
+    else:
+        logged = ""
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=float))
         return 0
@@ -69,4 +88,20 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[yellow]note:[/yellow] {note}")
     if args.out:
         console.print(f"report: {args.out.rstrip('/')}/report.html")
+    if logged:
+        console.print(logged)
     return 0
+
+
+def _resolve_campaign(generated: str, geometry: str | None, model: str | None):
+    """A campaign id stands for its output (HDF5 if written, else Parquet), geometry and model."""
+    from farm import store
+    from farm.campaign import records
+
+    if "/" in generated or store.exists(generated) or generated not in records.list_ids():
+        return generated, geometry, model
+    campaign = records.load(generated)
+    formats = campaign["job"]["formats"]
+    output = store.join(campaign["output"], "h5" if "h5" in formats else "parquet")
+    version = f"{campaign['model']['name']}/{campaign['model']['version']}"
+    return output, geometry or campaign["geometry"], model or version

@@ -471,8 +471,9 @@ def generate_jets_sharded(
         (done if all(store.exists(u) for u in urls) else todo).append((shard_id, n, urls))
     result = {shard_id: urls for shard_id, _, urls in done}
     if todo:
-        if not ray.is_initialized():
-            ray.init(include_dashboard=False, log_to_driver=False)
+        from farm.ray_utils import ensure_ray
+
+        ensure_ray()
         task = ray.remote(num_cpus=1)(_write_shard)
         refs = {
             task.remote(config, seed, shard_id, n, shard_id * shard_size, formats, out_url): (

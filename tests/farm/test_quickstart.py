@@ -14,14 +14,14 @@ def ci_env(monkeypatch):
     monkeypatch.setenv("CI", "true")
 
 
-def test_quickstart_end_to_end(ray_session, farm_home, ci_env, capsys):
+def test_quickstart_end_to_end(ray_session, farm_home, ci_env, capsys, tmp_path):
     assert main(["quickstart"]) == 0
     out = capsys.readouterr().out
     for text in (
         "stages",
         "train (Ray Train)",
         "campaign (Ray actors)",
-        "sep/e_ratio",
+        "sep_mean",
         "quickstart-ds1-photons/1 @candidate",
         "farm registry ui",
     ):
@@ -31,6 +31,10 @@ def test_quickstart_end_to_end(ray_session, farm_home, ci_env, capsys):
     info = registry.show("quickstart-ds1-photons@candidate")
     assert info["aliases"] == ["candidate"]
     assert "eval.sep/e_ratio" in info["tags"]
+
+    from farm.quickstart import QuickstartSizes
+
+    n_ref = QuickstartSizes.for_environment().reference_events
 
     # campaign: 50,000 showers in Parquet and CaloChallenge HDF5, manifest complete
     from farm.campaign import records
@@ -46,7 +50,7 @@ def test_quickstart_end_to_end(ray_session, farm_home, ci_env, capsys):
 
     # physics: the generated response and longitudinal profile follow the held-out reference
     reference, ref_e = read_calochallenge(
-        str(farm_home / "datasets" / "quickstart-ds1-photons-16000.h5")
+        str(farm_home / "datasets" / f"quickstart-ds1-photons-{n_ref}.h5")
     )
     high_ref, high_gen = ref_e >= 2**16, gen_e >= 2**16
     ratio_ref = (reference.sum(1) / ref_e)[high_ref].mean()
@@ -74,3 +78,22 @@ def test_quickstart_end_to_end(ray_session, farm_home, ci_env, capsys):
 
     evaluation = farm_home / "evaluations" / cid
     assert (evaluation / "report.html").exists() and (evaluation / "metrics.json").exists()
+
+    # `farm evaluate CAMPAIGN_ID REFERENCE` logs to the campaign's model version; gates then pass
+    reference_url = str(farm_home / "datasets" / f"quickstart-ds1-photons-{n_ref}.h5")
+    args = [
+        "evaluate",
+        cid,
+        reference_url,
+        "--out",
+        str(tmp_path / "eval"),
+        "--max-events",
+        "3000",
+        "--no-classifier",
+    ]
+    assert main(args) == 0
+    assert "logged to quickstart-ds1-photons/1" in capsys.readouterr().out
+    run_metrics = registry.client().get_run(info["run_id"]).data.metrics
+    assert "eval.sep/e_ratio" in run_metrics and "eval_floor.sep/e_ratio" in run_metrics
+    assert run_metrics["eval.sep/e_ratio"] < 0.2  # the job's promotion gate
+    assert "production" in registry.promote("quickstart-ds1-photons", "1", "production").aliases
