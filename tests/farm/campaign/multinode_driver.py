@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -27,7 +28,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-size", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--nfe", type=int, default=6)
-    parser.add_argument("--remove-after", type=int, default=1, help="committed shards before")
     parser.add_argument("--timeout", type=float, default=150.0)
     args = parser.parse_args(argv)
 
@@ -89,13 +89,21 @@ def main(argv: list[str] | None = None) -> int:
         removal: dict = {}
 
         def remove_a_node() -> None:
-            while len(manifest.committed_ids(campaign["output"])) < args.remove_after:
-                time.sleep(0.02)
-            removal["actors"] = _actor_nodes()  # worker pid -> node id
-            removal["committed_before"] = len(manifest.committed_ids(campaign["output"]))
-            removal["node_id"] = workers[1].node_id
-            cluster.remove_node(workers[1], allow_graceful=False)
+            """Once the victim node's actor has committed a shard, lose the node: its processes
+            die with it (SIGKILL, as when a machine goes away), then its raylet and store."""
+            victim = workers[1].node_id
+            while True:
+                pids = {pid for pid, node in _actor_nodes().items() if node == victim}
+                done = manifest.read_records(campaign["output"])
+                if any(r["worker"].rsplit(":", 1)[1] in pids for r in done):
+                    break
+                time.sleep(0.05)
+            removal.update(actors=_actor_nodes(), node_id=victim)
+            for pid in pids:
+                os.kill(int(pid), signal.SIGKILL)
             removal["at"] = time.time()
+            removal["committed_before"] = len(manifest.committed_ids(campaign["output"]))
+            cluster.remove_node(workers[1], allow_graceful=False)
             _log(f"node removed after {removal['committed_before']} committed shards", t0)
 
         remover = threading.Thread(target=remove_a_node, daemon=True)
