@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     status.set_defaults(handler=run_status)
     ls = cs.add_parser("ls", help="list campaigns in the store")
     ls.set_defaults(handler=run_ls)
-    cancel = cs.add_parser("cancel", help="stop a running campaign after its in-flight shards")
+    cancel = cs.add_parser("cancel", help="stop a running campaign, keeping committed shards")
     cancel.add_argument("id")
     cancel.set_defaults(handler=run_cancel)
     resume = cs.add_parser("resume", help="continue a campaign, skipping committed shards")
@@ -173,7 +173,7 @@ def run_cancel(args: argparse.Namespace) -> int:
 
     records.request_cancel(args.id)
     out.print(
-        f"cancel requested for {args.id}; in-flight shards finish, committed ones are kept "
-        "(`farm campaign resume` continues it)"
+        f"cancel requested for {args.id}: the driver stops its actors; committed shards are kept, "
+        "in-flight ones are dropped uncommitted (`farm campaign resume` continues it)"
     )
     return 0

@@ -82,14 +82,20 @@ def run_show(args: argparse.Namespace) -> int:
         f"{', '.join(info['aliases']) or '-'}  run: {info['run_id']}"
     )
     out.print(f"source: {info['source']}")
-    table = Table(title="metrics (last epoch and evaluation)")
+    table = Table(title="metrics (last epoch; evaluation headline and gated metrics)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in sorted(info["metrics"].items()):
-        table.add_row(k, f"{v:.6g}")
+        if not k.startswith(("eval.", "eval_floor.")):
+            table.add_row(k, f"{v:.6g}")
+    gated = set(json.loads(info["tags"].get("farm.gates", "{}")))
+    headline = {"auc_low", "auc_high", "fpd", "kpd", "sep_mean", "sep_max", "sep/e_ratio"}
     for k, v in sorted(info["tags"].items()):
-        if k.startswith("eval."):
+        if k.startswith("eval.") and k[5:] in headline | gated:
             table.add_row(k, v)
+    shown = sum(1 for k in info["tags"] if k.startswith("eval."))
+    if shown:
+        table.caption = f"{shown} evaluation metrics in all: farm registry show {args.ref} --json"
     out.print(table)
     data = card.get("data", {})
     out.print("provenance: " + json.dumps({k: v for k, v in data.items() if k != "split"}))

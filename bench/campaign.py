@@ -1,0 +1,304 @@
+"""Campaign benchmark: events/s of the bare sampler against full campaigns (local disk and S3).
+
+(a) the bare sampler: the registered model, loaded as an actor loads it, calls `generate` in a loop
+    on the same shard and batch sizes as the campaign, one torch thread per actor's CPU;
+(b) full campaigns (`farm.campaign.run.submit` + `execute`) writing Parquet to local disk and to a
+    moto S3 server on 127.0.0.1 (started here, stopped at the end), with 1 and 2 actors.
+Campaign rates are the driver's steady-state rate (events / seconds from "all actors loaded" to
+"manifest.parquet and summary.json written"); actor start-up is shown separately. Medians over
+--repeats. Tables only; nothing is asserted.
+
+Question it answers: does the campaign machinery (conditions, sampling under the actor's lock,
+Parquet encode, upload, manifest commit) keep each actor at the bare sampler's speed, and does a
+second actor double the rate when the machine has the cores?
+
+    python bench/campaign.py                                   # trains a small DS1-photon model
+    python bench/campaign.py --events 60000 --shard-size 10000 --nfe 10 --repeats 3
+    FARM_HOME=./farm-home python bench/campaign.py --model ds1-photons-flow@candidate
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+
+DS1_ENERGIES = [2.0**k for k in range(8, 23)]
+
+
+def train_and_register(args: argparse.Namespace) -> str:
+    """A small rectified-flow MLP on simulated showers, registered as bench-<geometry>@candidate."""
+    import torch
+
+    from farm import registry
+    from farm.data.geometry import load_geometry
+    from farm.data.shower_sim import energy_range
+    from farm.data.showers import simulate_in_memory
+    from models.checkpoint import save_model
+    from models.config import ModelConfig, OptimConfig
+    from models.training import TrainData, fit
+
+    geometry = load_geometry(args.geometry)
+    t0 = time.perf_counter()
+    showers, e_inc = simulate_in_memory(geometry, args.n_train, seed=1)
+    data = TrainData(torch.from_numpy(showers).float(), torch.from_numpy(e_inc).reshape(-1, 1))
+    config = ModelConfig.model_validate(
+        {
+            "network": {"kind": "mlp", "width": args.width, "depth": args.depth},
+            "process": {"kind": "flow_matching"},
+            "preprocessing": {
+                "kind": "shower",
+                "layer_sizes": [layer.n_voxels for layer in geometry.active_layers],
+            },
+            "sampler": {"name": args.sampler, "nfe": args.nfe},
+        }
+    )
+    model = fit(
+        config,
+        OptimConfig(epochs=args.epochs, batch_size=512, warmup_steps=10),
+        data,
+        data,
+        lambda metrics, ckpt=None: None,
+    )
+    name = f"bench-{args.geometry}"
+    with tempfile.TemporaryDirectory() as ckpt:
+        card = {
+            "data": {
+                "geometry": args.geometry,
+                "kind": "showers",
+                "e_inc_range": list(energy_range(geometry)),
+            }
+        }
+        save_model(model, ckpt, card=card)
+        run = registry.client().create_run(registry.experiment_id(name))
+        registry.register(name, run.info.run_id, ckpt, aliases=["candidate"])
+    print(
+        f"trained {name} ({geometry.n_voxels} voxels, {args.n_train} showers, "
+        f"{args.epochs} epoch(s)) in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
+    return f"{name}@candidate"
+
+
+def conditions(geometry: str) -> dict:
+    if geometry.startswith("ds1"):
+        return {"distribution": "discrete", "values": DS1_ENERGIES}
+    return {"distribution": "log-uniform", "min": 1e3, "max": 1e6}
+
+
+def campaign_doc(args: argparse.Namespace, model: str, output: str, actors: int) -> dict:
+    return {
+        "kind": "campaign",
+        "name": f"bench-{actors}a",
+        "model": model,
+        "events": args.events,
+        "shard_size": args.shard_size,
+        "sampler": args.sampler,
+        "nfe": args.nfe,
+        "conditions": conditions(args.geometry),
+        "formats": ["parquet"],
+        "output": output,
+        "seed": 1,
+        "resources": {"actors": actors, "cpus_per_actor": 1, "batch_size": args.batch_size},
+    }
+
+
+class BareSampler:
+    """`generate` alone: the campaign's shards, batch size, sampler and NFE; one torch thread."""
+
+    def __init__(self, args: argparse.Namespace, model_ref: str):
+        import torch
+
+        from farm import registry
+        from farm.campaign.conditions import shard_energies
+        from farm.campaign.plan import Plan
+        from farm.specs import EnergyConditions
+
+        torch.set_num_threads(1)
+        self.args = args
+        self.model, _, _ = registry.load(model_ref, device="cpu")
+        cond = EnergyConditions.model_validate(conditions(args.geometry))
+        plan = Plan(args.events, args.shard_size, 1)
+        self.shards = [plan.shard(i) for i in range(plan.n_shards)]
+        self.energies = [
+            torch.from_numpy(shard_energies(cond, s, None)).reshape(-1, 1).float()
+            for s in self.shards
+        ]
+        self.model.generate(self.energies[0][:64], sampler=args.sampler, nfe=args.nfe)  # warm-up
+
+    def rate(self) -> float:
+        import torch
+
+        a = self.args
+        t0 = time.perf_counter()
+        for s, e in zip(self.shards, self.energies, strict=True):
+            gen = torch.Generator().manual_seed(s.seed)
+            self.model.generate(
+                e, sampler=a.sampler, nfe=a.nfe, generator=gen, batch_size=a.batch_size
+            ).numpy()
+        return a.events / (time.perf_counter() - t0)
+
+
+def campaign_rate(
+    args: argparse.Namespace, model: str, output: str, actors: int
+) -> tuple[float, float, float]:
+    """(steady-state events/s, actor start-up seconds, bytes per event) of one full campaign."""
+    from farm.campaign import records
+    from farm.campaign.run import execute, submit
+    from farm.specs import parse_job
+
+    campaign = submit(parse_job(campaign_doc(args, model, output, actors), "bench"))
+    t_submit = time.time()
+    summary = execute(campaign["id"])
+    status = records.read_status(campaign["id"])
+    assert summary["events"] == args.events
+    return status["events_per_second"], status["started"] - t_submit, summary["bytes"] / args.events
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def moto_s3(timeout: float = 30) -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 with a fresh bucket; sets the AWS variables; yields s3://."""
+    import boto3
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.time() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.1)
+        os.environ.update(
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_DEFAULT_REGION="us-east-1",
+            FARM_S3_ENDPOINT_URL=endpoint,
+        )
+        bucket = f"farm-bench-{uuid.uuid4().hex[:8]}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
+            Bucket=bucket
+        )
+        yield f"s3://{bucket}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", help="NAME@ALIAS or NAME/VERSION in FARM_HOME (default: train one)")
+    p.add_argument("--geometry", default="ds1-photons", help="for the trained model")
+    p.add_argument("--n-train", type=int, default=5000)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--depth", type=int, default=2)
+    p.add_argument("--sampler", default="midpoint")
+    p.add_argument("--nfe", type=int, default=10)
+    p.add_argument("--events", type=int, default=60_000)
+    p.add_argument("--shard-size", type=int, default=10_000)
+    p.add_argument("--batch-size", type=int, default=5_000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--actors", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--no-s3", action="store_true", help="local disk only")
+    args = p.parse_args(argv)
+
+    from farm.ray_utils import ensure_ray
+
+    home = None
+    if args.model is None:
+        home = tempfile.mkdtemp(prefix="farm-bench-")
+        os.environ["FARM_HOME"] = home
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        model = train_and_register(args)
+    else:
+        model = args.model
+    local = tempfile.mkdtemp(prefix="farm-bench-out-")
+    ensure_ray()
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    print(
+        f"model {model}, {args.events:,} events in shards of {args.shard_size:,}, batch "
+        f"{args.batch_size:,}, {args.sampler} NFE {args.nfe}, Ray CPUs {cpus}, host cores "
+        f"{os.cpu_count()}, load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+
+    # Interleaved (bare, then every campaign) per repeat: on a shared machine the load drifts, so
+    # ratios are taken within a repeat and their median reported.
+    bare_sampler = BareSampler(args, model)
+    bare: list[float] = []
+    runs: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+    with contextlib.ExitStack() as stack:
+        targets = [("local", local)]
+        if not args.no_s3:
+            targets.append(("moto-S3", f"{stack.enter_context(moto_s3())}/campaigns"))
+        for r in range(args.repeats):
+            bare.append(bare_sampler.rate())
+            print(f"repeat {r + 1}: bare sampler {bare[-1]:,.0f} events/s", flush=True)
+            for target, output in targets:
+                for actors in args.actors:
+                    runs.setdefault((target, actors), []).append(
+                        campaign_rate(args, model, output, actors)
+                    )
+                    print(
+                        f"  {target} {actors} actor(s): {runs[target, actors][-1][0]:,.0f} "
+                        f"events/s (load average {os.getloadavg()[0]:.1f})",
+                        flush=True,
+                    )
+
+    med = statistics.median
+    print()
+    print(
+        f"| output | actors | events/s | per actor | campaign/bare per actor | vs 1 actor "
+        f"| actor start-up s | bytes/event |   (medians of {args.repeats})"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| bare sampler | (1 thread) | {med(bare):,.0f} | {med(bare):,.0f} | 1.00 | - | - | - |")
+    for (target, actors), rs in runs.items():
+        rates = [x[0] for x in rs]
+        per_actor = med(x / actors / b for x, b in zip(rates, bare, strict=True))
+        one = runs.get((target, 1))
+        scale = (
+            f"{med(x / o[0] for x, o in zip(rates, one, strict=True)):.2f}x"
+            if one and actors != 1
+            else "-"
+        )
+        print(
+            f"| {target} | {actors} | {med(rates):,.0f} | {med(rates) / actors:,.0f} | "
+            f"{per_actor:.2f} | {scale} | {med(x[1] for x in rs):.1f} | "
+            f"{med(x[2] for x in rs):,.0f} |"
+        )
+    ray.shutdown()
+    if home:
+        print(f"\n(store {home} and outputs {local} are temporary; remove them when done)")
+
+
+if __name__ == "__main__":
+    main()
