@@ -10,6 +10,7 @@ new model version with the alias `candidate`. An interrupted search continues wi
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -68,6 +69,7 @@ class TuneResult:
     trials: list[dict[str, Any]]
     parent_run_id: str
     seconds: float
+    metric: str = "val_loss"
 
 
 # --- store layout -------------------------------------------------------------------------------
@@ -162,10 +164,56 @@ def _child_run(client, ctx: SearchContext, trial_id: str, job: TrainJob, params:
     return run.info.run_id
 
 
+PG_KEY = "farm_placement_group"
+"""Result key carrying the hex id of a trial's Ray Train placement group (see _release)."""
+
+
+def _trial_callbacks() -> list:
+    """TuneReportCallback (per-epoch metrics to Tune) plus the id of the run's placement group.
+
+    Tune stops a trial (ASHA, end of search, interrupt) by ending its actor; the TorchTrainer's
+    controller dies with it, but its placement group outlives it unless Train's cleaner actor can
+    reach the State API, which needs the dashboard (farm runs Ray without one). Reporting the
+    group's id lets the search driver release it as soon as the trial ends.
+    """
+    from ray.train.v2._internal.execution.callback import WorkerGroupCallback
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    class Recorder(WorkerGroupCallback):
+        def __init__(self, shared: dict):
+            self.shared = shared
+
+        def after_worker_group_start(self, worker_group) -> None:
+            handle = worker_group.get_worker_group_state().placement_group_handle
+            self.shared["pg"] = handle.placement_group.id.hex()
+
+    class Report(TuneReportCallback):
+        def __init__(self, shared: dict):
+            super().__init__()
+            self.shared = shared
+
+        def after_report(self, run_context, metrics, checkpoint) -> None:
+            first = {**metrics[0], PG_KEY: self.shared.get("pg")}
+            super().after_report(run_context, [first, *metrics[1:]], checkpoint)
+
+    shared: dict = {}
+    return [Report(shared), Recorder(shared)]
+
+
+def _release(pg_hex: str | None) -> None:
+    """Remove a trial's Train placement group (no-op if Train already removed it)."""
+    if not pg_hex:
+        return
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    with contextlib.suppress(Exception):  # already removed
+        remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_hex))))
+
+
 def _trial(config: dict[str, Any], ctx: SearchContext) -> None:
     """One Tune trial: the `farm train` TorchTrainer for the sampled job, reporting to Tune."""
     from mlflow import MlflowClient
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_id = tune.get_context().get_trial_id()
     job = trial_job(TrainJob.model_validate(ctx.base), config, ctx.resources)
@@ -193,7 +241,7 @@ def _trial(config: dict[str, Any], ctx: SearchContext) -> None:
         card=card,
         storage_url=ctx.trials_storage,
         tracking_uri=ctx.tracking_uri,
-        callbacks=[TuneReportCallback()],
+        callbacks=_trial_callbacks(),
     )
     trainer.fit()
 
@@ -201,13 +249,19 @@ def _trial(config: dict[str, Any], ctx: SearchContext) -> None:
 # --- driver-side tracking -----------------------------------------------------------------------
 
 
-def _trial_row(trial, planned_epochs: int, metric: str, previous: dict | None) -> dict[str, Any]:
+def _trial_row(
+    trial, planned_epochs: int, metric: str, previous: dict | None, status: str | None = None
+) -> dict[str, Any]:
     """One row of the trial table from a Tune Trial (status, params, metric, epochs, checkpoint)."""
     last = trial.last_result or {}
     row = dict(previous or {})
     epochs = int(last.get("epoch", row.get("epochs", 0)) or 0)
     planned = int(trial.config.get("optim.epochs", planned_epochs))
-    status = {"TERMINATED": "completed", "ERROR": "error"}.get(trial.status, "unfinished")
+    if status is None and row.get("status") not in (None, "unfinished", "running"):
+        status = "error" if row["status"] == "error" else "completed"
+    status = status or {"TERMINATED": "completed", "ERROR": "error", "RUNNING": "running"}.get(
+        trial.status, "unfinished"
+    )
     stopped = status == "completed" and epochs < planned
     value = last.get(metric, row.get(metric))
     row.update(
@@ -221,6 +275,8 @@ def _trial_row(trial, planned_epochs: int, metric: str, previous: dict | None) -
     )
     if last.get("checkpoint_path"):
         row["checkpoint_path"] = last["checkpoint_path"]
+    if last.get(PG_KEY):
+        row["placement_group"] = last[PG_KEY]
     if trial.status == "ERROR":
         row["error"] = (trial.error_msg or "")[:300] if hasattr(trial, "error_msg") else "error"
     return row
@@ -276,11 +332,15 @@ class SearchTracker(tune.Callback):
             self._rows = {r["trial_id"]: r for r in saved}
         return self._rows
 
-    def _update(self, trials: list) -> list[dict[str, Any]]:
-        s, rows = self.settings, self.rows()
+    def _update(self, trials: list, status: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        s, rows, status = self.settings, self.rows(), status or {}
         for trial in trials:
             rows[trial.trial_id] = _trial_row(
-                trial, s["epochs"], s["metric"], rows.get(trial.trial_id)
+                trial,
+                s["epochs"],
+                s["metric"],
+                rows.get(trial.trial_id),
+                status.get(trial.trial_id),
             )
         table = list(rows.values())
         store.write_text(self._url("trials.json"), json.dumps(table, indent=2))
@@ -290,23 +350,25 @@ class SearchTracker(tune.Callback):
         self._update([trial])
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self._finish(trials, trial, "FINISHED")
+        self._finish(trials, trial, "completed", "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._finish(trials, trial, "FAILED")
+        self._finish(trials, trial, "error", "FAILED")
 
     def on_experiment_end(self, trials, **info) -> None:
-        self._update(trials)
+        for row in self._update(trials):
+            _release(row.get("placement_group"))
 
-    def _finish(self, trials: list, trial, mlflow_status: str) -> None:
+    def _finish(self, trials: list, trial, status: str, mlflow_status: str) -> None:
         """Close the trial's child run, log the search's progress, maybe inject an interrupt."""
         s, c = self.settings, self.client
-        table = self._update(trials)
+        table = self._update([trial], {trial.trial_id: status})
+        _release(self.rows()[trial.trial_id].get("placement_group"))
         run_id = _child_run_id(c, s["experiment_id"], s["parent_run_id"], trial.trial_id)
         if run_id:
             c.set_tag(run_id, "farm.tune.status", self.rows()[trial.trial_id]["status"])
             c.set_terminated(run_id, mlflow_status)
-        done = sum(r["status"] != "unfinished" for r in table)
+        done = sum(r["status"] not in ("unfinished", "running") for r in table)
         c.log_metric(s["parent_run_id"], "trials_done", done, step=done)
         best = _best(table, s["metric"], s["mode"])
         if best is not None:
@@ -513,7 +575,7 @@ def _execute(job: TuneJob, doc: dict[str, Any], *, restore: bool) -> TuneResult:
 
 def _interrupted(job: TuneJob, rows: list[dict], seconds: float) -> bool:
     """True when the search stopped before all its trials ran (and not for its time budget)."""
-    done = sum(r["status"] != "unfinished" for r in rows)
+    done = sum(r["status"] not in ("unfinished", "running") for r in rows)
     over_budget = job.time_budget_s is not None and seconds >= job.time_budget_s
     return done < job.trials and not over_budget
 
@@ -584,6 +646,7 @@ def _result(doc: dict, rows: list[dict], best: dict | None, version: str | None)
         rows,
         doc["parent_run_id"],
         doc["seconds"],
+        doc["job"]["metric"],
     )
 
 
