@@ -31,7 +31,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-DS1_ENERGIES = [2.0**k for k in range(8, 23)]
+from farm.data.shower_sim import DS1_ENERGIES
 
 
 def train_and_register(args: argparse.Namespace) -> str:
@@ -90,7 +90,7 @@ def train_and_register(args: argparse.Namespace) -> str:
 
 def conditions(geometry: str) -> dict:
     if geometry.startswith("ds1"):
-        return {"distribution": "discrete", "values": DS1_ENERGIES}
+        return {"distribution": "discrete", "values": list(DS1_ENERGIES)}
     return {"distribution": "log-uniform", "min": 1e3, "max": 1e6}
 
 

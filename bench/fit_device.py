@@ -16,8 +16,6 @@ import time
 import numpy as np
 import torch
 
-DS1_ENERGIES = [float(2**k) for k in range(8, 23)]
-
 
 def separation_power(a: np.ndarray, b: np.ndarray, bins: int = 50) -> float:
     """CaloChallenge separation power of two 1-D samples on reference quantile bins."""
@@ -43,7 +41,7 @@ def main() -> None:
     args = p.parse_args()
 
     from farm.data.geometry import load_geometry
-    from farm.data.shower_sim import simulate_showers
+    from farm.data.shower_sim import DS1_ENERGIES, simulate_showers
     from models.config import ModelConfig, OptimConfig
     from models.training import TrainData, fit
 

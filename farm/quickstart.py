@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from farm import registry, store
+from farm.data.shower_sim import DS1_ENERGIES
 from farm.specs import CampaignJob, TrainJob, parse_job
 
 MODEL_NAME = "quickstart-ds1-photons"
-DS1_ENERGIES = [float(2**k) for k in range(8, 23)]  # 256 MeV .. 4 TeV, as the challenge
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def campaign_job(sizes: QuickstartSizes) -> CampaignJob:
             "shard_size": sizes.shard_size,
             "sampler": "midpoint",
             "nfe": sizes.nfe,
-            "conditions": {"distribution": "discrete", "values": DS1_ENERGIES},
+            "conditions": {"distribution": "discrete", "values": list(DS1_ENERGIES)},
             "formats": ["parquet", "h5"],
             "seed": 7,
             "resources": {"actors": 2, "cpus_per_actor": 1, "batch_size": 2500},

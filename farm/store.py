@@ -161,13 +161,3 @@ def check_writable(url: str) -> None:
         raise
     except Exception as exc:
         raise FarmError(f"{url}: store is not writable ({type(exc).__name__}: {exc})") from None
-
-
-def local_copy(url: str, dest_dir: str) -> str:
-    """Download (or point at) a file; returns a local path."""
-    if is_local(url):
-        return normalize(url)
-    fs, path = filesystem(url)
-    local = os.path.join(dest_dir, path.rsplit("/", 1)[-1])
-    fs.get_file(path, local)
-    return local

@@ -20,7 +20,7 @@ console = Console(stderr=True)
 out = Console()
 
 
-def bar(description: str = "") -> Progress:
+def bar() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
