@@ -24,11 +24,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ray import tune
+from ray.tune.schedulers import ASHAScheduler
 
 from farm import registry, store
 from farm.errors import FarmError
 from farm.ray_utils import ensure_ray, storage_for_ray
-from farm.specs import ParamSpace, TrainJob, TuneJob, apply_params, parse_job, resolved
+from farm.specs import (
+    FIDELITY_METRICS,
+    ParamSpace,
+    TrainJob,
+    TuneJob,
+    apply_params,
+    parse_job,
+    resolved,
+)
 from farm.train import (
     _log_spec,
     _log_validation,
@@ -57,6 +66,8 @@ class SearchContext:
     trials_storage: str
     provenance: dict[str, Any]
     data_ref: list = field(default_factory=list)
+    metric: str = "val_loss"
+    fidelity: Any = None  # farm.fidelity.FidelityScorer when the job scores checkpoints
 
 
 @dataclass
@@ -164,17 +175,21 @@ def _child_run(client, ctx: SearchContext, trial_id: str, job: TrainJob, params:
     return run.info.run_id
 
 
+SHOWN_METRICS = ("val_loss", *FIDELITY_METRICS)
+"""Metrics the trial table carries besides the search's own (when the trials report them)."""
 PG_KEY = "farm_placement_group"
 """Result key carrying the hex id of a trial's Ray Train placement group (see _release)."""
 
 
-def _trial_callbacks() -> list:
+def _trial_callbacks(metric: str) -> list:
     """TuneReportCallback (per-epoch metrics to Tune) plus the id of the run's placement group.
 
-    Tune stops a trial (ASHA, end of search, interrupt) by ending its actor; the TorchTrainer's
-    controller dies with it, but its placement group outlives it unless Train's cleaner actor can
-    reach the State API, which needs the dashboard (farm runs Ray without one). Reporting the
-    group's id lets the search driver release it as soon as the trial ends.
+    Only results holding the search's `metric` reach Tune: with a fidelity objective scored every
+    few epochs, ASHA and Optuna see the scored epochs alone (Tune requires the metric in every
+    result it gets). Tune stops a trial (ASHA, end of search, interrupt) by ending its actor; the
+    TorchTrainer's controller dies with it, but its placement group outlives it unless Train's
+    cleaner actor can reach the State API, which needs the dashboard (farm runs Ray without one).
+    Reporting the group's id lets the search driver release it as soon as the trial ends.
     """
     from ray.train.v2._internal.execution.callback import WorkerGroupCallback
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -193,6 +208,8 @@ def _trial_callbacks() -> list:
             self.shared = shared
 
         def after_report(self, run_context, metrics, checkpoint) -> None:
+            if metric not in metrics[0]:
+                return
             first = {**metrics[0], PG_KEY: self.shared.get("pg")}
             super().after_report(run_context, [first, *metrics[1:]], checkpoint)
 
@@ -241,7 +258,8 @@ def _trial(config: dict[str, Any], ctx: SearchContext) -> None:
         card=card,
         storage_url=ctx.trials_storage,
         tracking_uri=ctx.tracking_uri,
-        callbacks=_trial_callbacks(),
+        callbacks=_trial_callbacks(ctx.metric),
+        extra_config={"fidelity": ctx.fidelity} if ctx.fidelity is not None else None,
     )
     trainer.fit()
 
@@ -257,22 +275,25 @@ def _trial_row(
     row = dict(previous or {})
     epochs = int(last.get("epoch", row.get("epochs", 0)) or 0)
     planned = int(trial.config.get("optim.epochs", planned_epochs))
-    if status is None and row.get("status") not in (None, "unfinished", "running"):
+    finished = bool(last.get("done"))  # set on a trial's last result (done, or stopped by ASHA)
+    if status == "completed" and not finished:
+        status = "unfinished"  # ended with the experiment (an interrupt): resumed later
+    elif status is None and row.get("status") not in (None, "unfinished", "running"):
         status = "error" if row["status"] == "error" else "completed"
-    status = status or {"TERMINATED": "completed", "ERROR": "error", "RUNNING": "running"}.get(
-        trial.status, "unfinished"
-    )
+    status = status or {"ERROR": "error", "RUNNING": "running"}.get(trial.status)
+    status = status or ("completed" if trial.status == "TERMINATED" and finished else "unfinished")
     stopped = status == "completed" and epochs < planned
-    value = last.get(metric, row.get(metric))
+    values = {k: last.get(k, row.get(k)) for k in (metric, *SHOWN_METRICS)}
     row.update(
         trial_id=trial.trial_id,
         params=dict(trial.config),
-        **{metric: None if value is None else float(value)},
+        **{metric: None if values[metric] is None else float(values[metric])},
         status="stopped early" if stopped else status,
         epochs=epochs,
         planned_epochs=planned,
         stopped_early=stopped,
     )
+    row.update({k: float(v) for k, v in values.items() if k != metric and v is not None})
     if last.get("checkpoint_path"):
         row["checkpoint_path"] = last["checkpoint_path"]
     if last.get(PG_KEY):
@@ -363,11 +384,14 @@ class SearchTracker(tune.Callback):
         """Close the trial's child run, log the search's progress, maybe inject an interrupt."""
         s, c = self.settings, self.client
         table = self._update([trial], {trial.trial_id: status})
-        _release(self.rows()[trial.trial_id].get("placement_group"))
+        row = self.rows()[trial.trial_id]
+        _release(row.get("placement_group"))
         run_id = _child_run_id(c, s["experiment_id"], s["parent_run_id"], trial.trial_id)
         if run_id:
-            c.set_tag(run_id, "farm.tune.status", self.rows()[trial.trial_id]["status"])
-            c.set_terminated(run_id, mlflow_status)
+            c.set_tag(run_id, "farm.tune.status", row["status"])
+            c.set_terminated(run_id, "KILLED" if row["status"] == "unfinished" else mlflow_status)
+        if row["status"] == "unfinished":
+            return  # stopped by an interrupt: not done, and no further interrupt
         done = sum(r["status"] not in ("unfinished", "running") for r in table)
         c.log_metric(s["parent_run_id"], "trials_done", done, step=done)
         best = _best(table, s["metric"], s["mode"])
@@ -413,6 +437,15 @@ def _start_parent_run(client, job: TuneJob, search_id: str, experiment_id: str) 
         "seed": job.seed,
         **{f"resources_per_trial.{k}": v for k, v in job.resources_per_trial.model_dump().items()},
         **{f"asha.{k}": v for k, v in (job.asha.model_dump() if job.asha else {}).items()},
+        **{
+            f"fidelity.{k}": v
+            for k, v in (job.fidelity.model_dump() if job.fidelity else {}).items()
+        },
+        **(
+            {"points_to_evaluate": json.dumps(job.points_to_evaluate)}
+            if job.points_to_evaluate
+            else {}
+        ),
     }
     client.log_batch(run.info.run_id, params=[Param(k, str(v)[:500]) for k, v in params.items()])
     client.log_text(run.info.run_id, json.dumps(resolved(job), indent=2), "tune_job.json")
@@ -421,6 +454,8 @@ def _start_parent_run(client, job: TuneJob, search_id: str, experiment_id: str) 
 
 def _context(job: TuneJob, doc: dict[str, Any], data) -> SearchContext:
     import ray
+
+    from farm.fidelity import scorer
 
     provenance = {
         **data.dataset.provenance,
@@ -436,6 +471,8 @@ def _context(job: TuneJob, doc: dict[str, Any], data) -> SearchContext:
         trials_storage=store.join(store.home(), "ray", "tune", f"{doc['id']}-trials"),
         provenance=provenance,
         data_ref=[ray.put(data.arrays)],
+        metric=job.metric,
+        fidelity=job.fidelity and scorer(job.fidelity, data.dataset.geometry),
     )
 
 
@@ -453,19 +490,60 @@ def _trial_dirname(trial) -> str:
     return trial.trial_id
 
 
+class ResumableASHA(ASHAScheduler):
+    """Ray's ASHAScheduler whose rung records survive `farm tune resume`.
+
+    Tune saves trials and the searcher with the experiment but not the scheduler: a restored
+    search gets the scheduler as it was created, with empty rungs, so the first trials after a
+    resume could never be stopped. This one writes its rungs ({trial id: value} per milestone)
+    to `state_url` (JSON) after every decision and reads them back before its first trial.
+    """
+
+    def __init__(self, state_url: str, **kwargs):
+        super().__init__(**kwargs)
+        self.state_url = state_url
+        self.loaded = False
+
+    def _recorded(self) -> list[list[dict]]:
+        return [[recorded for _, recorded in bracket._rungs] for bracket in self._brackets]
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        if not self.loaded:
+            self.loaded = True
+            saved = _read_json(self.state_url, {}).get("rungs", [])
+            for now, then in zip(self._recorded(), saved, strict=False):
+                for recorded, values in zip(now, then, strict=False):
+                    recorded.update(values)
+        super().on_trial_add(tune_controller, trial)
+
+    def _save(self) -> None:
+        store.write_text(self.state_url, json.dumps({"rungs": self._recorded()}))
+
+    def on_trial_result(self, tune_controller, trial, result) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)
+        self._save()
+        return action
+
+    def on_trial_complete(self, tune_controller, trial, result) -> None:
+        super().on_trial_complete(tune_controller, trial, result)
+        self._save()
+
+
 def _tuner(job: TuneJob, doc: dict[str, Any], ctx: SearchContext):
     """A fresh Tuner: seeded Optuna TPE behind a ConcurrencyLimiter, ASHA on epochs."""
     import optuna
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     sampler = optuna.samplers.TPESampler(
         seed=job.seed, n_startup_trials=max(1, min(10, job.trials // 2))
     )
-    searcher = ConcurrencyLimiter(OptunaSearch(sampler=sampler), max_concurrent=job.concurrency)
+    optuna_search = OptunaSearch(sampler=sampler, points_to_evaluate=job.points_to_evaluate or None)
+    searcher = ConcurrencyLimiter(optuna_search, max_concurrent=job.concurrency)
     if job.asha is not None:
-        scheduler = ASHAScheduler(
+        scheduler = ResumableASHA(
+            search_url(doc["id"], "asha.json"),
             time_attr="epoch",
             max_t=job.asha.max_t or job.max_epochs,
             grace_period=job.asha.grace_period,
@@ -655,10 +733,16 @@ def search_status(search_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]
     return read_search(search_id), read_trials(search_id)
 
 
+def other_metrics(rows: list[dict[str, Any]], metric: str) -> list[str]:
+    """The table's metric columns besides the search's own: those some trial reported."""
+    return [k for k in SHOWN_METRICS if k != metric and any(r.get(k) is not None for r in rows)]
+
+
 def trials_csv(rows: list[dict[str, Any]], metric: str) -> str:
-    """The trial table as CSV: one column per searched parameter."""
+    """The trial table as CSV: one column per searched parameter, then the metrics."""
     params = sorted({k for r in rows for k in r.get("params", {})})
-    cols = ["trial_id", *params, metric, "status", "epochs", "stopped_early"]
+    extra = other_metrics(rows, metric)
+    cols = ["trial_id", *params, metric, *extra, "status", "epochs", "stopped_early"]
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(cols)

@@ -53,6 +53,11 @@ def run_search(path: str) -> int:
     console.print(
         f"[bold]tune[/] {job.search_name}: {job.trials} trials, {job.concurrency} at a time, "
         f"optimising {job.metric} ({job.mode})"
+        + (
+            f"; checkpoints scored on {job.fidelity.events} generated showers"
+            if job.fidelity
+            else ""
+        )
     )
     return _report(search(job))
 
@@ -85,22 +90,37 @@ def print_table(rows: list[dict], metric: str, title: str):
     """The trial table as a rich Table: params, metric, status, epochs run, stopped early."""
     from rich.table import Table
 
+    from farm.fidelity import PREFIX
+    from farm.tune import other_metrics
+
     params = sorted({k for r in rows for k in r.get("params", {})})
-    table = Table(title=title)
-    for col in ("trial", *params, metric, "status", "epochs", "stopped early"):
+    metrics = [metric, *other_metrics(rows, metric)]
+    short = [p.rsplit(".", 1)[-1] for p in params]
+    if len(set(short)) < len(short):
+        short = params
+    caption = f"objective: {metric}" + (
+        "; sep_*: fidelity.sep_* (separation powers of generated showers)"
+        if any(m.startswith(PREFIX) for m in metrics)
+        else ""
+    )
+    table = Table(title=title, caption=caption)
+    heads = [m.removeprefix(PREFIX) for m in metrics]
+    for col in ("trial", *short, *heads, "status", "epochs", "stopped early"):
         table.add_column(col, justify="right" if col not in ("trial", "status") else "left")
     for r in rows:
-        value = r.get(metric)
-        shown = "-" if value is None or not math.isfinite(value) else f"{value:.4g}"
         table.add_row(
             r["trial_id"],
             *(_fmt(r["params"].get(p, "")) for p in params),
-            shown,
+            *(_value(r.get(m)) for m in metrics),
             r["status"],
             f"{r.get('epochs', 0)}/{r.get('planned_epochs', '?')}",
             "yes" if r.get("stopped_early") else "no",
         )
     return table
+
+
+def _value(value) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
 
 def _fmt(value) -> str:
