@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from farm.errors import FarmError
 from models.config import ModelConfig, OptimConfig
+from models.distill import DistillConfig
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
@@ -56,7 +57,42 @@ class CaloChallengeData(Strict):
     split: SplitSpec = Field(default_factory=SplitSpec)
 
 
-DataSpec = Annotated[SimulatedShowersData | CaloChallengeData, Field(discriminator="source")]
+class SimulatedJetsData(Strict):
+    """Jets from farm's Pythia 8 + FastJet generator (`farm data jets`), cached under FARM_HOME."""
+
+    source: Literal["simulated_jets"] = "simulated_jets"
+    process: Literal["gluon", "quark", "top", "w", "z"] = "top"
+    events: int = Field(5_000, gt=0)
+    seed: int = Field(1, ge=0)
+    n_constituents: int = Field(30, ge=2)
+    pt_hat_min: float = Field(900.0, gt=0)
+    pt_hat_max: float = Field(1100.0, gt=0)
+    shard_size: int = Field(500, gt=0, description="jets per cached shard (one Ray task each)")
+    split: SplitSpec = Field(default_factory=SplitSpec)
+
+    @model_validator(mode="after")
+    def _window(self) -> SimulatedJetsData:
+        if self.pt_hat_min >= self.pt_hat_max:
+            raise ValueError(f"pt_hat_min ({self.pt_hat_min:g}) must be < pt_hat_max")
+        return self
+
+
+class JetFileData(Strict):
+    """JetNet-style jets (farm jets Parquet or HDF5): one file or a folder of shards, any URL."""
+
+    source: Literal["jets"] = "jets"
+    url: str
+    max_events: int | None = Field(None, gt=0)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+
+
+SHOWER_SOURCES = ("simulated_showers", "calochallenge")
+JET_SOURCES = ("simulated_jets", "jets")
+
+DataSpec = Annotated[
+    SimulatedShowersData | CaloChallengeData | SimulatedJetsData | JetFileData,
+    Field(discriminator="source"),
+]
 
 
 class TrainResources(Strict):
@@ -93,9 +129,89 @@ class TrainJob(Strict):
     @field_validator("aliases")
     @classmethod
     def _aliases(cls, v: list[str]) -> list[str]:
-        for alias in v:
-            if not re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", alias) or re.match(r"^v\d+$", alias):
-                raise ValueError(f"invalid alias {alias!r} (letters, digits, _ and -; not v<N>)")
+        return check_aliases(v)
+
+    @model_validator(mode="after")
+    def _model_fits_data(self) -> TrainJob:
+        check_model_for_data(self.model, self.data.source)
+        return self
+
+
+def check_aliases(aliases: list[str]) -> list[str]:
+    """Registry aliases: letters, digits, _ and -; never v<N> (MLflow reserves it)."""
+    for alias in aliases:
+        if not re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", alias) or re.match(r"^v\d+$", alias):
+            raise ValueError(f"invalid alias {alias!r} (letters, digits, _ and -; not v<N>)")
+    return aliases
+
+
+JET_POINT_FEATURES = 3
+"""Jet models see (eta_rel, phi_rel, pt_rel) per constituent; the mask comes from the count."""
+
+
+def check_model_for_data(model: ModelConfig, source: str) -> None:
+    """Refuse model settings that cannot work with the data kind (named key, allowed values)."""
+    prep, net = model.preprocessing, model.network
+    if source in JET_SOURCES:
+        if prep.kind != "pointcloud":
+            raise ValueError(f"model.preprocessing.kind: jets need 'pointcloud', got {prep.kind!r}")
+        for key, cfg in (("preprocessing", prep), ("network", net)):
+            if getattr(cfg, "n_features", JET_POINT_FEATURES) != JET_POINT_FEATURES:
+                raise ValueError(
+                    f"model.{key}.n_features: jets have {JET_POINT_FEATURES} features per "
+                    f"constituent (eta_rel, phi_rel, pt_rel), got {cfg.n_features}"
+                )
+            if not getattr(cfg, "count_cond", True):
+                raise ValueError(
+                    f"model.{key}.count_cond: jets condition on the constituent count; set true"
+                )
+    elif prep.kind == "pointcloud":
+        raise ValueError(
+            f"model.preprocessing.kind: 'pointcloud' needs jets data (data.source one of "
+            f"{', '.join(JET_SOURCES)}); showers take 'shower' or 'standard'"
+        )
+
+
+class DistillResources(TrainResources):
+    """Ray Train resources of a distillation: one worker (it is not data-parallel), GPU if present."""
+
+    workers: int = Field(1, ge=1)
+
+    @field_validator("workers")
+    @classmethod
+    def _one_worker(cls, v: int) -> int:
+        if v != 1:
+            raise ValueError(f"distillation runs on one worker, got {v}")
+        return v
+
+
+class DistillJob(Strict):
+    """`farm train` job of kind distill: consistency distillation (Song et al. 2023) of a registered
+    teacher into a 1- or 2-step student, registered as a new model."""
+
+    kind: Literal["distill"] = "distill"
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    teacher: str = Field(description="NAME@ALIAS or NAME/VERSION, resolved once at start")
+    data: DataSpec | None = Field(None, description="default: the teacher's training data")
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-4, warmup_steps=0))
+    resources: DistillResources = Field(default_factory=DistillResources)
+    aliases: list[str] = Field(default_factory=lambda: ["candidate"])
+    tags: dict[str, str] = Field(default_factory=dict)
+    gates: dict[str, Gate] = Field(default_factory=dict)
+    validation_events: int = Field(2000, ge=0)
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases(cls, v: list[str]) -> list[str]:
+        return check_aliases(v)
+
+    @field_validator("teacher")
+    @classmethod
+    def _teacher(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(@[A-Za-z][A-Za-z0-9_-]*|/\d+)?$", v):
+            raise ValueError(f"{v!r} is not NAME, NAME@ALIAS or NAME/VERSION")
         return v
 
 
@@ -142,6 +258,42 @@ class CampaignResources(Strict):
     )
 
 
+SIMULATOR_REFERENCE = "simulator"
+DEFAULT_VALIDATION_EVENTS = 10_000
+
+
+class CampaignValidation(Strict):
+    """Validate a seeded random subset of a finished campaign against reference showers."""
+
+    reference: str = Field(
+        description="reference showers: a CaloChallenge HDF5 / farm Parquet file or folder URL, "
+        "or 'simulator' (farm's simulator at the validated events' incident energies; only for "
+        "models trained on simulated showers)"
+    )
+    events: int | None = Field(
+        None, ge=4, description="events validated (default: min(10000, the campaign's events))"
+    )
+    reference_events: int | None = Field(
+        None,
+        ge=4,
+        description="reference events read from a URL, a seeded random subset (default: twice "
+        "`events`); the simulator always makes two showers per validated event",
+    )
+    seed: int = 0
+    classifier: bool = True
+    gates: dict[str, Gate] = Field(
+        default_factory=dict,
+        description="thresholds on metrics, merged over the model version's own gates",
+    )
+
+    @field_validator("reference")
+    @classmethod
+    def _reference(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("give a reference URL or 'simulator'")
+        return v.strip()
+
+
 class CampaignJob(Strict):
     """`farm campaign submit` job: which model, how many events, how they are conditioned and written."""
 
@@ -158,6 +310,7 @@ class CampaignJob(Strict):
     seed: int = 0
     resources: CampaignResources = Field(default_factory=CampaignResources)
     allow_out_of_range: bool = False
+    validation: CampaignValidation | None = None
 
     @model_validator(mode="after")
     def _sizes(self) -> CampaignJob:
@@ -167,10 +320,27 @@ class CampaignJob(Strict):
             )
         if not self.formats:
             raise ValueError("formats must name at least one of: parquet, h5")
+        v = self.validation
+        if v is not None and v.events is not None and v.events > self.events:
+            raise ValueError(
+                f"validation.events ({v.events}) is larger than events ({self.events})"
+            )
         return self
 
+    @property
+    def validation_events(self) -> int:
+        """Events a validation checks: its `events`, else min(10000, the campaign's events)."""
+        v = self.validation
+        if v is None:
+            return 0
+        return v.events if v.events is not None else min(DEFAULT_VALIDATION_EVENTS, self.events)
 
-JOB_KINDS: dict[str, type[BaseModel]] = {"train": TrainJob, "campaign": CampaignJob}
+
+JOB_KINDS: dict[str, type[BaseModel]] = {
+    "train": TrainJob,
+    "distill": DistillJob,
+    "campaign": CampaignJob,
+}
 
 
 def _walk(model: type[BaseModel], loc: tuple) -> tuple[type[BaseModel] | None, list[str]]:
@@ -270,15 +440,21 @@ def _format_error(source: str, err: dict[str, Any], model: type[BaseModel]) -> s
     return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
 
 
-def parse_job(doc: Any, source: str, kind: str | None = None) -> BaseModel:
-    """Validate a job document; raises FarmError with one line naming the source, key and problem."""
+def parse_job(doc: Any, source: str, kind: str | tuple[str, ...] | None = None) -> BaseModel:
+    """Validate a job document; raises FarmError with one line naming the source, key and problem.
+
+    `kind` names the kind(s) the calling command takes; the first is assumed when the document
+    has no `kind` key.
+    """
     if not isinstance(doc, dict):
         raise FarmError(f"{source}: a job must be a YAML mapping, got {type(doc).__name__}")
-    job_kind = kind or doc.get("kind")
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind or ())
+    job_kind = doc.get("kind", kinds[0] if kinds else None)
     if job_kind not in JOB_KINDS:
         raise FarmError(f"{source}: kind: must be one of {', '.join(JOB_KINDS)}, got {job_kind!r}")
-    if kind and doc.get("kind", kind) != kind:
-        raise FarmError(f"{source}: kind: this command takes a {kind!r} job, got {doc['kind']!r}")
+    if kinds and job_kind not in kinds:
+        takes = " or ".join(repr(k) for k in kinds)
+        raise FarmError(f"{source}: kind: this command takes a {takes} job, got {job_kind!r}")
     model = JOB_KINDS[job_kind]
     try:
         return model.model_validate(doc)
@@ -286,7 +462,7 @@ def parse_job(doc: Any, source: str, kind: str | None = None) -> BaseModel:
         raise FarmError(_format_error(source, exc.errors()[0], model)) from None
 
 
-def load_job(path: str | Path, kind: str | None = None) -> BaseModel:
+def load_job(path: str | Path, kind: str | tuple[str, ...] | None = None) -> BaseModel:
     """Read and validate a YAML job file."""
     path = Path(path)
     try:
@@ -316,6 +492,15 @@ SEARCHABLE = ("model.", "optim.")
 """Path prefixes a search may vary; data and resources are shared by all trials."""
 TUNE_METRICS = ("val_loss", "train_loss")
 """Per-epoch metrics a search can optimise (what models.training.fit reports every epoch)."""
+FIDELITY_METRICS = (
+    "fidelity.sep_mean",
+    "fidelity.sep_max",
+    "fidelity.sep_energy",
+    "fidelity.sep_e_ratio",
+)
+"""Fidelity objectives (minimised), scored on a small generated sample (farm.fidelity): the mean
+and the largest separation power over all high-level shower features (as `farm evaluate`), the
+mean over E_tot/E_inc and the layer energies, and E_tot/E_inc's alone."""
 
 Scalar = bool | int | float | str
 
@@ -357,6 +542,34 @@ class ParamSpace(Strict):
         inner = self.low * (self.high / self.low) ** 0.37 if self.type == "loguniform" else None
         return [self.low, inner or self.low + 0.37 * (self.high - self.low), self.high]
 
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is not in this parameter's domain (None if it is)."""
+        if self.type == "choice":
+            return (
+                None if value in (self.values or []) else f"{value!r} is not one of {self.values}"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{value!r} is not a number"
+        if self.type == "randint" and value != int(value):
+            return f"{value!r} is not an integer"
+        if not self.low <= value <= self.high:
+            return f"{value:g} is outside [{self.low:g}, {self.high:g}]"
+        return None
+
+
+class FidelitySpec(Strict):
+    """Score checkpoints by generating `events` showers for validation energies (farm.fidelity)."""
+
+    events: int = Field(1000, ge=10, description="at most the validation split's size is used")
+    every: int = Field(
+        1, ge=1, description="score every N-th epoch with a checkpoint, and the last"
+    )
+    nfe: int | None = Field(None, ge=1, description="default: the trial model's sampler nfe")
+    threshold_mev: float | None = Field(
+        None, ge=0, description="voxels at or below count as empty; default 1 MeV DS1, 15 keV DS2/3"
+    )
+    seed: int = 0
+
 
 class TrialResources(Strict):
     """Ray Train workers per trial (DDP ranks), CPUs per worker, GPUs if present ('auto')."""
@@ -383,8 +596,14 @@ class TuneJob(Strict):
     base: TrainJob | None = None
     base_job: str | None = Field(None, description="path to a train job YAML (instead of base)")
     space: dict[str, ParamSpace]
+    points_to_evaluate: list[dict[str, Scalar]] = Field(
+        default_factory=list, description="parameter sets tried first, in order; then TPE"
+    )
     metric: str = "val_loss"
     mode: Literal["min", "max"] = "min"
+    fidelity: FidelitySpec | None = Field(
+        None, description="score checkpoints on a generated sample (default on for fidelity.*)"
+    )
     trials: int = Field(10, ge=1)
     concurrency: int = Field(2, ge=1)
     resources_per_trial: TrialResources = Field(default_factory=TrialResources)
@@ -408,12 +627,45 @@ class TuneJob(Strict):
             raise ValueError("missing required key 'base' (a train job) or 'base_job' (its path)")
         if not self.space:
             raise ValueError("space: must name at least one parameter")
-        if self.metric not in TUNE_METRICS:
-            raise ValueError(f"metric: {self.metric!r} is not one of: {', '.join(TUNE_METRICS)}")
+        metrics = (*TUNE_METRICS, *FIDELITY_METRICS)
+        if self.metric not in metrics:
+            raise ValueError(f"metric: {self.metric!r} is not one of: {', '.join(metrics)}")
         for path, dist in self.space.items():
             for value in dist.corners():
                 apply_params(self.base, {path: value}, key=f"space.{path}")
+        for i, point in enumerate(self.points_to_evaluate):
+            self._check_point(point, f"points_to_evaluate.{i}")
+        if self.metric in FIDELITY_METRICS:
+            if self.mode != "min":
+                raise ValueError(f"mode: {self.metric} is a separation power (0 is best); use min")
+            self.fidelity = self.fidelity or FidelitySpec()
+        every = self.base.optim.checkpoint_every
+        source = self.base.data.source
+        if self.fidelity is not None and source not in SHOWER_SOURCES:
+            raise ValueError(
+                f"fidelity: scores calorimeter showers (data sources {', '.join(SHOWER_SOURCES)}); "
+                f"the base job's data source is {source!r}"
+            )
+        if self.fidelity is not None and self.fidelity.every % every:
+            raise ValueError(
+                f"fidelity.every: {self.fidelity.every} is not a multiple of the base job's "
+                f"optim.checkpoint_every ({every}); checkpoints are what gets scored"
+            )
         return self
+
+    def _check_point(self, point: dict[str, Any], key: str) -> None:
+        """A points_to_evaluate entry: every searched parameter, each inside its domain."""
+        missing = [p for p in self.space if p not in point]
+        if missing:
+            raise ValueError(f"{key}: missing searched parameter(s) {', '.join(missing)}")
+        for path, value in point.items():
+            if path not in self.space:
+                have = ", ".join(self.space)
+                raise ValueError(f"{key}.{path}: not a searched parameter (space has: {have})")
+            problem = self.space[path].problem(value)
+            if problem:
+                raise ValueError(f"{key}.{path}: {problem}")
+        apply_params(self.base, point, key=key)
 
     @property
     def search_name(self) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from farm import registry, store
 from farm.errors import FarmError
 from farm.ray_utils import ensure_ray, storage_for_ray
-from farm.specs import TrainJob, resolved
+from farm.specs import DistillJob, TrainJob, resolved
 
 FAULT_ENV = "FARM_FAULT_STOP_AFTER_EPOCH"
 """Fault injection for tests and drills: the run crashes right after this epoch's checkpoint."""
@@ -59,22 +59,13 @@ def _write_index(job: TrainJob, entry: dict[str, Any]) -> None:
     store.write_text(_index_url(job), json.dumps(entry, indent=2))
 
 
-def _train_worker(config: dict[str, Any]) -> None:
-    """Per-rank Ray Train function: plain PyTorch fit() plus report/get_checkpoint."""
-    import ray
+def worker_report(config: dict[str, Any]) -> Callable[[dict[str, float], str | None], None]:
+    """A rank's report(metrics, checkpoint_dir): MLflow (rank 0), ray.train.report, fault hook."""
     import ray.train
-    import ray.train.torch
-    import torch
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
-    from models.config import ModelConfig, OptimConfig
-    from models.training import TrainData, fit
-
     rank = ray.train.get_context().get_world_rank()
-    arrays = ray.get(config["data_ref"])
-    train = TrainData(torch.from_numpy(arrays["x_train"]), torch.from_numpy(arrays["c_train"]))
-    val = TrainData(torch.from_numpy(arrays["x_val"]), torch.from_numpy(arrays["c_val"]))
     mlflow = MlflowClient(tracking_uri=config["tracking_uri"]) if rank == 0 else None
     stop_after = config.get("stop_after_epoch")
 
@@ -94,10 +85,35 @@ def _train_worker(config: dict[str, Any]) -> None:
                 f"{FAULT_ENV}={stop_after}: simulated crash after epoch {stop_after}"
             )
 
+    return report
+
+
+def _train_worker(config: dict[str, Any]) -> None:
+    """Per-rank Ray Train function: plain PyTorch fit() plus report/get_checkpoint."""
+    import ray
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from models.config import ModelConfig, OptimConfig
+    from models.training import TrainData, fit
+
+    arrays = ray.get(config["data_ref"])
+    train = TrainData(torch.from_numpy(arrays["x_train"]), torch.from_numpy(arrays["c_train"]))
+    val = TrainData(torch.from_numpy(arrays["x_val"]), torch.from_numpy(arrays["c_val"]))
     checkpoint = ray.train.get_checkpoint()
     kwargs = dict(device=ray.train.torch.get_device(), card=config["card"])
     model_cfg = ModelConfig.model_validate(config["model"])
     optim_cfg = OptimConfig.model_validate(config["optim"])
+    send = worker_report(config)
+    score = config.get("fidelity")  # farm.fidelity.FidelityScorer (tune searches) or None
+
+    def report(metrics: dict[str, float], checkpoint_dir: str | None) -> None:
+        """Checkpoints (rank 0 only) due for scoring get fidelity.* metrics before they leave."""
+        if score is not None and checkpoint_dir and score.due(metrics["epoch"], optim_cfg.epochs):
+            metrics = {**metrics, **score(checkpoint_dir, arrays["x_val"], arrays["c_val"])}
+        send(metrics, checkpoint_dir)
+
     if checkpoint is None:
         fit(model_cfg, optim_cfg, train, val, report, **kwargs)
     else:
@@ -115,7 +131,7 @@ def _use_gpu(job: TrainJob) -> bool:
 
 @dataclass
 class PreparedData:
-    """A job's showers, their split, the arrays the workers train on and the completed model config."""
+    """A job's showers or jets, their split, the arrays the workers train on, the model config."""
 
     dataset: Any
     parts: dict[str, Any]
@@ -123,23 +139,31 @@ class PreparedData:
     model_config: Any
 
 
-def prepare_data(job: TrainJob) -> PreparedData:
-    """Load and split a job's data; fill in data-dependent model settings (shower layer sizes)."""
-    from farm.data.sources import load_showers, split
+def prepare_data(
+    job: TrainJob | DistillJob, data_spec: Any = None, model_config: Any = None
+) -> PreparedData:
+    """Load and split a job's data (or `data_spec`); fill in data-dependent model settings."""
+    from farm.data.sources import load_dataset, split
 
-    dataset = load_showers(job.data)
-    parts = split(dataset, job.data)
-    model_config = job.model.model_copy(deep=True)
+    data_spec = data_spec or job.data
+    dataset = load_dataset(data_spec)
+    parts = split(dataset, data_spec)
+    model_config = (model_config or job.model).model_copy(deep=True)
     prep = model_config.preprocessing
     if getattr(prep, "kind", None) == "shower" and prep.layer_sizes is None:
         prep.layer_sizes = [layer.n_voxels for layer in dataset.geometry.active_layers]
-    arrays = {
-        "x_train": parts["train"].showers,
-        "c_train": parts["train"].e_inc.reshape(-1, 1),
-        "x_val": parts["val"].showers,
-        "c_val": parts["val"].e_inc.reshape(-1, 1),
-    }
+    x_train, c_train = parts["train"].model_inputs()
+    x_val, c_val = parts["val"].model_inputs()
+    arrays = {"x_train": x_train, "c_train": c_train, "x_val": x_val, "c_val": c_val}
     return PreparedData(dataset, parts, arrays, model_config)
+
+
+def data_tags(dataset: Any) -> dict[str, str]:
+    """Registry tags describing what a model generates (geometry for showers, process for jets)."""
+    if dataset.kind == "jets":
+        process = dataset.provenance.get("process", "unknown")
+        return {"farm.data": "jets", "farm.jets": f"{process},{dataset.n_particles}"}
+    return {"farm.data": "showers", "farm.geometry": dataset.geometry.name}
 
 
 def build_trainer(
@@ -154,15 +178,19 @@ def build_trainer(
     tracking_uri: str,
     stop_after_epoch: int | None = None,
     callbacks: list | None = None,
+    worker: Callable[[dict[str, Any]], None] | None = None,
+    extra_config: dict[str, Any] | None = None,
 ):
-    """The TorchTrainer running _train_worker for a job (Ray Train restores `run_name` if it exists)."""
+    """The TorchTrainer running `worker` (default _train_worker) for a job; Ray Train restores
+    `run_name` if it exists. `extra_config` joins the per-worker config."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     storage_path, storage_fs = storage_for_ray(storage_url)
     return TorchTrainer(
-        _train_worker,
+        worker or _train_worker,
         train_loop_config={
+            **(extra_config or {}),
             "data_ref": data_ref,
             "model": model_config.model_dump(mode="json"),
             "optim": job.optim.model_dump(mode="json"),
@@ -187,10 +215,45 @@ def build_trainer(
     )
 
 
+@dataclass
+class JobPlan:
+    """What differs between a train and a distill job: data, model, worker and bookkeeping."""
+
+    data_spec: Any
+    model_config: Any
+    worker: Callable[[dict[str, Any]], None] | None = None
+    extra_config: dict[str, Any] | None = None
+    card: dict[str, Any] | None = None
+    tags: dict[str, str] | None = None
+
+
+def plan_job(job: TrainJob | DistillJob) -> JobPlan:
+    """Resolve what a job trains on and with which worker (a distill job resolves its teacher)."""
+    if isinstance(job, DistillJob):
+        from farm.distill import distill_worker, resolve_teacher
+
+        teacher = resolve_teacher(job)
+        return JobPlan(
+            teacher.data_spec,
+            teacher.config,
+            worker=distill_worker,
+            extra_config={
+                "teacher_files": teacher.files,
+                "distill": job.distill.model_dump(mode="json"),
+            },
+            card={"teacher": teacher.ref},
+            tags={"farm.teacher": teacher.ref},
+        )
+    return JobPlan(job.data, job.model)
+
+
 def run_training(
-    job: TrainJob, *, new: bool = False, on_start: Callable[[str, int], None] | None = None
+    job: TrainJob | DistillJob,
+    *,
+    new: bool = False,
+    on_start: Callable[[str, int], None] | None = None,
 ) -> TrainResult:
-    """Train (or resume) a job with Ray Train, then register the final checkpoint in MLflow."""
+    """Train or distil (or resume) a job with Ray Train, then register the result in MLflow."""
     import ray
 
     t0 = time.perf_counter()
@@ -214,14 +277,16 @@ def run_training(
     if on_start:
         on_start(run_id, job.optim.epochs)
 
-    data = prepare_data(job)
+    plan = plan_job(job)
+    data = prepare_data(job, plan.data_spec, plan.model_config)
     dataset, parts = data.dataset, data.parts
     card = {
         "name": job.name,
-        "data": {**dataset.provenance, "kind": "showers"},
+        "data": {**dataset.provenance, "kind": dataset.kind},
         "job": resolved(job),
         "mlflow_run_id": run_id,
         "ray_run": run_name,
+        **(plan.card or {}),
     }
     ensure_ray()
     stop_after = os.environ.get(FAULT_ENV)
@@ -235,6 +300,8 @@ def run_training(
         storage_url=store.join(home, "ray"),
         tracking_uri=registry.tracking_uri(),
         stop_after_epoch=int(stop_after) if stop_after else None,
+        worker=plan.worker,
+        extra_config=plan.extra_config,
     )
     try:
         result = trainer.fit()
@@ -260,7 +327,8 @@ def run_training(
     tags = {
         "farm.job": job.name,
         "farm.run": run_name,
-        "farm.geometry": dataset.geometry.name,
+        **data_tags(dataset),
+        **(plan.tags or {}),
         "farm.gates": json.dumps(
             {k: v.model_dump(exclude_none=True) for k, v in job.gates.items()}
         ),
@@ -307,7 +375,8 @@ def _log_spec(c, run_id: str, job: TrainJob) -> None:
             flat[prefix] = value
 
     spec = resolved(job)
-    walk("", {k: spec[k] for k in ("data", "model", "optim", "resources")})
+    keys = ("data", "teacher", "model", "distill", "optim", "resources")
+    walk("", {k: spec[k] for k in keys if spec.get(k) is not None})
     from mlflow.entities import Param
 
     c.log_batch(run_id, params=[Param(k, str(v)[:500]) for k, v in flat.items()])
@@ -319,8 +388,11 @@ def _log_spec(c, run_id: str, job: TrainJob) -> None:
 
 
 def _log_validation(c, run_id: str, ckpt_dir: str, val, n_events: int, seed: int) -> None:
-    """Generate showers for validation conditions; log loss curves and E_tot/E_inc + layer plots."""
+    """Generate validation-condition samples; log loss curves and physics plots and figures."""
     if n_events <= 0:
+        return
+    if val.kind == "jets":
+        _log_jet_validation(c, run_id, ckpt_dir, val, n_events, seed)
         return
     import torch
 
@@ -346,3 +418,28 @@ def _log_validation(c, run_id: str, ckpt_dir: str, val, n_events: int, seed: int
     ratio_gen = generated.sum(1) / val.e_inc[:n]
     c.log_metric(run_id, "val_mean_e_ratio_generated", float(np.mean(ratio_gen)))
     c.log_metric(run_id, "val_mean_e_ratio_reference", float(np.mean(ratio_ref)))
+
+
+def _log_jet_validation(c, run_id: str, ckpt_dir: str, val, n_events: int, seed: int) -> None:
+    """Jets for the validation jets' (pT, eta, count): JetNet metrics and plots into the run."""
+    import torch
+
+    from farm.evaluation.evaluate import evaluate_jets
+    from farm.evaluation.jet_features import jet_kinematics
+    from farm.generation import jet_conditions, jets_from_model
+    from models.checkpoint import load_model
+
+    model = load_model(ckpt_dir)
+    reference = val.subset(np.arange(min(n_events, len(val)))).as_dict()
+    generated = jets_from_model(
+        model, *jet_conditions(reference), generator=torch.Generator().manual_seed(seed)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        result = evaluate_jets(reference, generated, out_url=tmp, seed=seed, classifier=False)
+        c.log_artifacts(run_id, tmp, artifact_path="validation")
+    for key in ("w1m", "w1p", "fpd", "sep/mass"):
+        if key in result.metrics:
+            c.log_metric(run_id, f"val_{key.replace('/', '_')}", result.metrics[key]["value"])
+    for name, jets in (("generated", generated), ("reference", reference)):
+        mass = jet_kinematics(jets["constituents"], None, *jet_conditions(jets)[:2])["mass"]
+        c.log_metric(run_id, f"val_median_mass_{name}", float(np.median(mass)))

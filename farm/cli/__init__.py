@@ -10,7 +10,17 @@ from farm import __version__
 from farm.errors import FarmError
 
 # Command-group modules under farm.cli, in the order `farm --help` lists them.
-GROUPS = ("quickstart", "data", "train", "tune", "registry", "campaign", "evaluate", "serve")
+GROUPS = (
+    "quickstart",
+    "data",
+    "train",
+    "tune",
+    "registry",
+    "campaign",
+    "generate",
+    "evaluate",
+    "serve",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

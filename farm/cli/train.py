@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from farm.specs import load_job
     from farm.train import run_training
 
-    job = load_job(args.job, kind="train")
+    job = load_job(args.job, kind=("train", "distill"))
     with training_progress(f"train {job.name}") as on_start:
         result = run_training(job, new=args.new, on_start=on_start)
     resumed = (

@@ -5,7 +5,15 @@ from pathlib import Path
 import pytest
 
 from farm.errors import FarmError
-from farm.specs import CampaignJob, TrainJob, TuneJob, load_job, parse_job, resolved
+from farm.specs import (
+    CampaignJob,
+    DistillJob,
+    TrainJob,
+    TuneJob,
+    load_job,
+    parse_job,
+    resolved,
+)
 
 JOBS = sorted(Path(__file__).resolve().parents[2].joinpath("jobs").glob("*.yaml"))
 
@@ -13,7 +21,7 @@ JOBS = sorted(Path(__file__).resolve().parents[2].joinpath("jobs").glob("*.yaml"
 @pytest.mark.parametrize("path", JOBS, ids=[p.name for p in JOBS])
 def test_shipped_jobs_parse(path):
     job = load_job(path)
-    assert isinstance(job, TrainJob | CampaignJob | TuneJob)
+    assert isinstance(job, TrainJob | DistillJob | CampaignJob | TuneJob)
     assert resolved(job)["name"] in (job.name, None)
 
 
@@ -42,11 +50,11 @@ def test_shipped_jobs_parse(path):
         ),
         (
             {"kind": "train", "name": "x", "data": {"events": 10}},
-            "missing required key 'data.source' (allowed: 'simulated_showers', 'calochallenge')",
+            "missing required key 'data.source' (allowed: 'simulated_showers', 'calochallenge', 'simulated_jets', 'jets')",
         ),
         (
             {"kind": "train", "name": "x", "data": {"source": "geant5"}},
-            "data.source: 'geant5' is not one of: 'simulated_showers', 'calochallenge'",
+            "data.source: 'geant5' is not one of: 'simulated_showers', 'calochallenge', 'simulated_jets', 'jets'",
         ),
         (
             {"kind": "train", "name": "x", "model": {"process": {"kind": "nope"}}},
@@ -95,7 +103,49 @@ def test_shipped_jobs_parse(path):
             },
             "conditions: distribution 'log-uniform' needs max",
         ),
-        ({"kind": "nope"}, "kind: must be one of train, campaign, tune, got 'nope'"),
+        ({"kind": "nope"}, "kind: must be one of train, distill, campaign, tune, got 'nope'"),
+        (
+            {"kind": "train", "name": "j", "data": {"source": "simulated_jets"}},
+            "model.preprocessing.kind: jets need 'pointcloud', got 'shower'",
+        ),
+        (
+            {
+                "kind": "train",
+                "name": "j",
+                "data": {"source": "jets", "url": "x.parquet"},
+                "model": {"preprocessing": {"kind": "pointcloud", "n_features": 4}},
+            },
+            "model.preprocessing.n_features: jets have 3 features per constituent",
+        ),
+        (
+            {
+                "kind": "train",
+                "name": "s",
+                "model": {"preprocessing": {"kind": "pointcloud", "n_features": 3}},
+            },
+            "model.preprocessing.kind: 'pointcloud' needs jets data",
+        ),
+        (
+            {
+                "kind": "train",
+                "name": "j",
+                "data": {"source": "simulated_jets", "process": "higgs"},
+            },
+            "data.process: Input should be 'gluon', 'quark', 'top', 'w' or 'z'",
+        ),
+        (
+            {"kind": "distill", "name": "d", "teacher": "m@a", "resources": {"workers": 2}},
+            "resources.workers: distillation runs on one worker, got 2",
+        ),
+        (
+            {"kind": "distill", "name": "d", "teacher": "m@@a"},
+            "teacher: 'm@@a' is not NAME, NAME@ALIAS or NAME/VERSION",
+        ),
+        ({"kind": "distill", "name": "d"}, "missing required key 'teacher'"),
+        (
+            {"kind": "distill", "name": "d", "teacher": "m", "distill": {"n_step": 3}},
+            "unknown key 'distill.n_step' (allowed: consistency, n_steps,",
+        ),
     ],
 )
 def test_bad_specs_name_the_key(doc, message):
