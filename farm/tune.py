@@ -43,6 +43,7 @@ from farm.train import (
     _log_validation,
     _root_cause,
     build_trainer,
+    data_tags,
     prepare_data,
 )
 
@@ -238,7 +239,7 @@ def _trial(config: dict[str, Any], ctx: SearchContext) -> None:
     run_id = _child_run(client, ctx, trial_id, job, config)
     card = {
         "name": job.name,
-        "data": {**ctx.provenance, "kind": "showers"},
+        "data": dict(ctx.provenance),
         "job": resolved(job),
         "mlflow_run_id": run_id,
         "ray_run": trial_id,
@@ -457,10 +458,11 @@ def _context(job: TuneJob, doc: dict[str, Any], data) -> SearchContext:
 
     from farm.fidelity import scorer
 
-    provenance = {
-        **data.dataset.provenance,
-        "layer_sizes": [layer.n_voxels for layer in data.dataset.geometry.active_layers],
-    }
+    provenance = {**data.dataset.provenance, "kind": data.dataset.kind}
+    if data.dataset.kind == "showers":
+        provenance["layer_sizes"] = [
+            layer.n_voxels for layer in data.dataset.geometry.active_layers
+        ]
     return SearchContext(
         search_id=doc["id"],
         base=resolved(job.base),
@@ -472,7 +474,7 @@ def _context(job: TuneJob, doc: dict[str, Any], data) -> SearchContext:
         provenance=provenance,
         data_ref=[ray.put(data.arrays)],
         metric=job.metric,
-        fidelity=job.fidelity and scorer(job.fidelity, data.dataset.geometry),
+        fidelity=job.fidelity and scorer(job.fidelity, data.dataset.geometry),  # showers only
     )
 
 
@@ -698,7 +700,7 @@ def _register_best(job: TuneJob, doc: dict[str, Any], best: dict, data) -> str:
     tags = {
         "farm.job": base.name,
         "farm.run": best["trial_id"],
-        "farm.geometry": data.dataset.geometry.name,
+        **data_tags(data.dataset),
         "farm.gates": json.dumps(
             {k: v.model_dump(exclude_none=True) for k, v in base.gates.items()}
         ),
