@@ -68,9 +68,17 @@ def worker_report(config: dict[str, Any]) -> Callable[[dict[str, float], str | N
     rank = ray.train.get_context().get_world_rank()
     mlflow = MlflowClient(tracking_uri=config["tracking_uri"]) if rank == 0 else None
     stop_after = config.get("stop_after_epoch")
+    # a run resumed from an older checkpoint than its last logged epoch logs each epoch once
+    logged = (
+        max(
+            (m.step for m in mlflow.get_metric_history(config["mlflow_run_id"], "epoch")), default=0
+        )
+        if mlflow is not None
+        else 0
+    )
 
     def report(metrics: dict[str, float], checkpoint_dir: str | None) -> None:
-        if mlflow is not None:
+        if mlflow is not None and metrics["epoch"] > logged:
             now = int(time.time() * 1000)
             mlflow.log_batch(
                 config["mlflow_run_id"],
