@@ -73,12 +73,17 @@ def submit(job: CampaignJob) -> dict[str, Any]:
             f"was trained on {trained[0]:.4g}-{trained[1]:.4g} MeV (set allow_out_of_range: true "
             "to generate anyway)"
         )
+    from farm.campaign import validate
+
+    validate.check(job, card, geometry, f"{mv.name}/{mv.version}", (lo, hi))
     campaign_id = records.new_id(job.name)
     output = store.normalize(job.output) if job.output else records.url(campaign_id, "output")
     output = store.join(output, campaign_id) if job.output else output
     store.check_writable(output)
     spec = resolved(job)
     spec.update(sampler=sampler, nfe=nfe)
+    if job.validation is not None:
+        spec["validation"]["events"] = job.validation_events
     campaign = {
         "id": campaign_id,
         "job": spec,
@@ -240,15 +245,17 @@ def execute(
     done = manifest.committed_ids(output)
     todo = collections.deque(i for i in range(plan.n_shards) if i not in done)
     skipped = len(done)
-    ensure_ray()
-    try:
-        pool = _Pool(campaign)
-    except CampaignFailed:
-        records.write_status(
-            campaign_id,
-            {"state": "failed", "shards_done": len(done), "shards_total": plan.n_shards},
-        )
-        raise
+    pool = None
+    if todo:  # a complete campaign (finalize or validation still to do) needs no actors
+        ensure_ray()
+        try:
+            pool = _Pool(campaign)
+        except CampaignFailed:
+            records.write_status(
+                campaign_id,
+                {"state": "failed", "shards_done": len(done), "shards_total": plan.n_shards},
+            )
+            raise
     in_flight: dict[Any, tuple[int, int]] = {}
     attempts: collections.Counter[int] = collections.Counter()
     per_actor: collections.Counter[int] = collections.Counter()
@@ -336,7 +343,8 @@ def execute(
         records.write_status(campaign_id, status("failed"))
         raise
     finally:
-        pool.kill_all()
+        if pool is not None:
+            pool.kill_all()
     if state == "cancelled":
         records.write_status(campaign_id, status("cancelled"))
         return status("cancelled")
@@ -344,6 +352,10 @@ def execute(
     records.write_status(campaign_id, {**status("finished"), "summary": summary})
     if on_progress:
         on_progress(status("finished"))
+    if campaign["job"].get("validation"):
+        from farm.campaign.validate import short, validate
+
+        summary["validation"] = short(validate(campaign))
     return summary
 
 

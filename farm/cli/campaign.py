@@ -36,6 +36,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     resume = cs.add_parser("resume", help="continue a campaign, skipping committed shards")
     resume.add_argument("id")
     resume.set_defaults(handler=run_resume)
+    validate = cs.add_parser(
+        "validate",
+        help="(re)run a finished campaign's validation block",
+        description="Evaluate a seeded random subset of a finished campaign against the "
+        "reference named in its job's validation block; writes validation.json and the report "
+        "into the output and logs the metrics to the model version's MLflow run. Exit code 1 "
+        "when the validation fails its gates (the data is kept).",
+    )
+    validate.add_argument("id")
+    validate.set_defaults(handler=run_validate)
 
 
 def _execute(campaign_id: str, total: int) -> dict:
@@ -60,6 +70,37 @@ def _print_summary(summary: dict) -> None:
     for fmt, url in summary["files"].items():
         out.print(f"  {fmt}: {url}")
     out.print(f"  manifest: {summary['manifest']}")
+    if summary.get("validation"):
+        _print_validation(summary["validation"])
+
+
+VALIDATED_STYLE = {"pass": "green", "ungated": "yellow", "fail": "red", "error": "red"}
+
+
+def _print_validation(v: dict, indent: str = "  ") -> None:
+    """One line with the outcome, the failed gates, then the headline metrics beside floors."""
+    from farm.cli.progress import out
+
+    state = v.get("validated", "?")
+    style = VALIDATED_STYLE.get(state, "bold")
+    what = f"{v.get('events', '?')} events vs {v.get('reference', '?')}"
+    out.print(f"{indent}validated: [{style}]{state}[/] ({what})")
+    for failure in v.get("failures") or []:
+        out.print(f"{indent}  gate failed: {failure}")
+    if v.get("error"):
+        out.print(f"{indent}  {v['error']}")
+    for name, m in (v.get("headline") or {}).items():
+        floor = m.get("floor")
+        floor_text = "-" if floor is None else f"{floor:.4g}"
+        error = f" ± {m['error']:.2g}" if m.get("error") else ""
+        out.print(f"{indent}  {name:<20} {m['value']:.4g}{error}  (floor {floor_text})")
+    if v.get("report"):
+        out.print(f"{indent}  report: {v['report']}")
+
+
+def _validation_exit_code(summary: dict) -> int:
+    v = summary.get("validation") or {}
+    return 1 if v.get("validated") in ("fail", "error") else 0
 
 
 def run_submit(args: argparse.Namespace) -> int:
@@ -92,16 +133,28 @@ def run_submit(args: argparse.Namespace) -> int:
         )
         out.print(f"running in the background; follow with `farm campaign status {cid}`")
         return 0
-    _print_summary(_execute(cid, job.events))
-    return 0
+    summary = _execute(cid, job.events)
+    _print_summary(summary)
+    return _validation_exit_code(summary)
 
 
 def run_resume(args: argparse.Namespace) -> int:
     from farm.campaign import records
 
     campaign = records.load(args.id)
-    _print_summary(_execute(args.id, campaign["plan"]["events"]))
-    return 0
+    summary = _execute(args.id, campaign["plan"]["events"])
+    _print_summary(summary)
+    return _validation_exit_code(summary)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from farm.campaign.validate import short, validate
+    from farm.cli.progress import out
+
+    out.print(f"validating {args.id} ...")
+    doc = short(validate(args.id, force=True))
+    _print_validation(doc)
+    return _validation_exit_code({"validation": doc})
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -135,6 +188,12 @@ def run_status(args: argparse.Namespace) -> int:
         f"written {status.get('bytes_written', 0) / 1e6:,.1f} MB (this session)"
     )
     out.print(f"  output: {campaign['output']}")
+    if status.get("validation"):
+        _print_validation(status["validation"])
+    elif status.get("validated"):
+        out.print(f"  validated: {status['validated']}")
+    elif campaign["job"].get("validation"):
+        out.print("  validated: not yet (runs when the campaign finishes)")
     return 0
 
 
@@ -145,14 +204,15 @@ def run_ls(args: argparse.Namespace) -> int:
     from farm.cli.progress import out
 
     table = Table(title="campaigns")
-    for col in ("id", "model", "events", "state", "created (UTC)"):
+    for col in ("id", "model", "events", "state", "validated", "created (UTC)"):
         table.add_column(col)
     for cid in records.list_ids():
         try:
             c = records.load(cid)
         except Exception:
-            table.add_row(cid, "?", "?", "unreadable", "?")
+            table.add_row(cid, "?", "?", "unreadable", "?", "?")
             continue
+        status = records.read_status(cid)
         when = datetime.datetime.fromtimestamp(c["created"], datetime.UTC).strftime(
             "%Y-%m-%d %H:%M"
         )
@@ -160,7 +220,8 @@ def run_ls(args: argparse.Namespace) -> int:
             cid,
             f"{c['model']['name']}/{c['model']['version']}",
             f"{c['plan']['events']:,}",
-            records.read_status(cid).get("state", "?"),
+            status.get("state", "?"),
+            status.get("validated") or ("pending" if c["job"].get("validation") else "-"),
             when,
         )
     out.print(table)

@@ -40,6 +40,22 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="NAME/VERSION or NAME@ALIAS: log the metrics and report to that version's MLflow run "
         "and record them for its promotion gates (default: a campaign's model)",
     )
+    p.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="read shower files chunk by chunk instead of whole (default: automatic when the "
+        "showers would take more than a quarter of the memory, at most 8 GiB; "
+        "FARM_EVAL_STREAM_BYTES sets it). Separation powers are then exact, Wasserstein-1 comes "
+        "with a binning-error bound, FPD/KPD/classifiers/plots use a random --subsample",
+    )
+    p.add_argument(
+        "--subsample",
+        type=int,
+        default=None,
+        help="streaming: events per sample for FPD, KPD, classifiers and plots (default 50,000, "
+        "fewer for big geometries: at most 1 GiB of showers)",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON, not a table")
     p.add_argument("--full", action="store_true", help="print every per-feature metric")
     p.set_defaults(handler=run)
@@ -53,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_events is not None and args.max_events < 4:
         raise FarmError(f"--max-events must be >= 4, got {args.max_events}")
+    if args.subsample is not None and args.subsample < 2:
+        raise FarmError(f"--subsample must be >= 2, got {args.subsample}")
     generated, geometry, model = _resolve_campaign(args.generated, args.geometry, args.model)
     args.geometry, args.model = geometry, model
     result = evaluate_files(
@@ -63,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         classifier=not args.no_classifier,
         max_events=args.max_events,
+        stream=args.stream,
+        subsample=args.subsample,
     )
     if args.model:
         from farm import registry

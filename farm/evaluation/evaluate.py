@@ -38,6 +38,12 @@ def _halves(n_ref: int, n_gen: int, rng: np.random.Generator):
     return perm[:half], perm[half : half + size], rng.permutation(n_gen)[:size]
 
 
+def spectrum_edges(a_min: float, a_max: float, threshold: float) -> np.ndarray:
+    """50 log bins of the voxel spectrum over reference half A's range (above the threshold)."""
+    lo = max(threshold, a_min, 1e-6)
+    return np.geomspace(lo, max(a_max, lo * 10), 51)
+
+
 def _limit(n: int, max_events: int | None, rng: np.random.Generator) -> np.ndarray:
     idx = np.arange(n)
     if max_events is not None and n > max_events:
@@ -71,12 +77,17 @@ def _per_feature(
         _pairwise(result, f"w1/{key}", M.wasserstein_1, fa[key], fb[key], fg[key], seed=seed)
         m = result.metrics[f"sep/{key}"]
         seps[key] = (m["value"], m["floor"])
+    summarise_seps(result, seps)
+    return seps
+
+
+def summarise_seps(result: EvaluationResult, seps: dict[str, tuple[float, float]]) -> None:
+    """sep_mean and sep_max (with the feature) from name -> (sep value, sep floor)."""
     vals = np.array([v for v, _ in seps.values()])
     floors = np.array([f for _, f in seps.values()])
     result.add("sep_mean", (vals.mean(), 0.0), (floors.mean(), 0.0))
     worst = int(np.argmax(vals))
     result.add("sep_max", (vals[worst], 0.0), (floors.max(), 0.0), feature=list(seps)[worst])
-    return seps
 
 
 def _classifiers(
@@ -156,8 +167,7 @@ def evaluate_showers(
             if len(v) > MAX_SPECTRUM_VOXELS:
                 v = rng.choice(v, MAX_SPECTRUM_VOXELS, replace=False)
             spectra[k] = v if len(v) else np.zeros(1)
-        lo = max(threshold, float(spectra["a"].min()), 1e-6)
-        edges = np.geomspace(lo, max(float(spectra["a"].max()), lo * 10), 51)
+        edges = spectrum_edges(float(spectra["a"].min()), float(spectra["a"].max()), threshold)
         _pairwise(
             result,
             "sep_voxel_spectrum",
@@ -394,19 +404,58 @@ def evaluate_files(
     classifier: bool = True,
     max_events: int | None = None,
     classifier_kwargs: dict | None = None,
+    stream: bool | None = None,
+    subsample: int | None = None,
+    chunk_rows: int | None = None,
+    metric_kwargs: dict[str, dict] | None = None,
 ) -> EvaluationResult:
     """Read generated and reference files (CaloChallenge HDF5, showers/jets Parquet, jets HDF5)
     and run evaluate_showers or evaluate_jets. Showers need a geometry: geometry_name, else the
-    one recorded in a Parquet file's metadata."""
+    one recorded in a Parquet file's metadata.
+
+    Showers are streamed chunk by chunk (farm.evaluation.streaming) with `stream` True, or with
+    None (auto) when both samples' showers would take more than
+    streaming.stream_threshold_bytes() in memory; `subsample` and `chunk_rows` tune streaming.
+    """
     kinds = {detect_kind(data_files(u)[0]) for u in (generated_url, reference_url)}
     if len(kinds) != 1:
         raise FarmError(f"{generated_url} and {reference_url} hold different kinds of data")
     kind = kinds.pop()
     if kind == "jets":
+        if stream:
+            raise FarmError(
+                "streaming evaluation supports shower files only; jets are "
+                "evaluated in memory (limit them with --max-events)"
+            )
         gen, ref = read_jet_sample(generated_url), read_jet_sample(reference_url)
         return evaluate_jets(
-            ref, gen, out_url, seed, classifier, max_events, classifier_kwargs=classifier_kwargs
+            ref,
+            gen,
+            out_url,
+            seed,
+            classifier,
+            max_events,
+            classifier_kwargs=classifier_kwargs,
+            metric_kwargs=metric_kwargs,
         )
+    if stream is not False:
+        from farm.evaluation import streaming
+
+        gen_src, ref_src, geo = streaming.sources_for(generated_url, reference_url, geometry_name)
+        if stream or gen_src.nbytes + ref_src.nbytes > streaming.stream_threshold_bytes():
+            return streaming.evaluate_showers_stream(
+                ref_src,
+                gen_src,
+                geo,
+                out_url,
+                seed,
+                classifier,
+                max_events,
+                classifier_kwargs=classifier_kwargs,
+                metric_kwargs=metric_kwargs,
+                subsample=subsample,
+                chunk_rows=chunk_rows,
+            )
     geometry = load_geometry(geometry_name) if geometry_name else None
     gen_s, gen_e, gen_geo = read_showers(generated_url, geometry)
     ref_s, ref_e, ref_geo = read_showers(reference_url, geometry)
@@ -432,4 +481,5 @@ def evaluate_files(
         classifier,
         max_events,
         classifier_kwargs=classifier_kwargs,
+        metric_kwargs=metric_kwargs,
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import tempfile
 
-import numpy as np
 import pytest
 import torch
+from tiny_data import tiny_showers
 
 TINY_GEOMETRY = """<Bins>
   <Bin pid="22" name="photon">
@@ -17,15 +17,14 @@ TINY_GEOMETRY = """<Bins>
 """
 
 
-def _train_and_register(name: str, geometry_path: str, poison: bool = False) -> None:
+def _train_and_register(
+    name: str, geometry_path: str, poison: bool = False, source: str | None = None
+) -> None:
     from farm import registry
     from models.config import ModelConfig, OptimConfig
     from models.training import TrainData, fit
 
-    rng = np.random.default_rng(0)
-    e_inc = np.exp(rng.uniform(np.log(1e3), np.log(1e5), 2000))
-    profile = np.array([0.05, 0.02, 0.3, 0.2, 0.25, 0.1, 0.05, 0.03])
-    showers = e_inc[:, None] * profile * rng.lognormal(0, 0.2, (2000, 8))
+    showers, e_inc = tiny_showers(2000, 0)
     data = TrainData(torch.from_numpy(showers).float(), torch.from_numpy(e_inc).reshape(-1, 1))
     config = ModelConfig.model_validate(
         {
@@ -51,7 +50,12 @@ def _train_and_register(name: str, geometry_path: str, poison: bool = False) -> 
             model,
             ckpt,
             card={
-                "data": {"geometry": geometry_path, "kind": "showers", "e_inc_range": [1e3, 1e5]}
+                "data": {
+                    "geometry": geometry_path,
+                    "kind": "showers",
+                    "e_inc_range": [1e3, 1e5],
+                    **({"source": source} if source else {}),
+                }
             },
         )
         client = registry.client()
@@ -61,7 +65,8 @@ def _train_and_register(name: str, geometry_path: str, poison: bool = False) -> 
 
 @pytest.fixture(scope="session")
 def campaign_store(tmp_path_factory, ray_session):
-    """FARM_HOME with models 'tiny' and 'nan-model' registered; yields (home, geometry path)."""
+    """FARM_HOME with models 'tiny', 'nan-model' and 'tiny-sim' (card: trained on simulated
+    showers) registered; yields (home, geometry path)."""
     home = tmp_path_factory.mktemp("campaign-home")
     geometry = home / "tiny_geometry.xml"
     geometry.write_text(TINY_GEOMETRY)
@@ -70,6 +75,7 @@ def campaign_store(tmp_path_factory, ray_session):
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         _train_and_register("tiny", str(geometry))
         _train_and_register("nan-model", str(geometry), poison=True)
+        _train_and_register("tiny-sim", str(geometry), source="simulated_showers")
         yield home, str(geometry)
 
 

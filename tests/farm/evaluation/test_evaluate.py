@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_jets, make_showers
+from eval_samples import make_jets, make_showers
 
 from farm.cli import main
 from farm.errors import FarmError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_jets
+from eval_samples import make_jets
 
 from farm.errors import FarmError
 from farm.evaluation.jet_features import (

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import make_showers
+from eval_samples import make_showers
 
 from farm.errors import FarmError
 from farm.evaluation.metrics import (
