@@ -14,6 +14,7 @@ from models.config import ModelConfig, OptimConfig
 from models.distill import DistillConfig
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+Scalar = bool | int | float | str
 
 
 class Strict(BaseModel):
@@ -304,6 +305,10 @@ class CampaignJob(Strict):
     shard_size: int = Field(10_000, gt=0)
     sampler: str | None = None
     nfe: int | None = Field(None, ge=1)
+    sampler_options: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description="sampler keyword arguments, e.g. {snr: 0.16} (PC) or {s_churn: 40} (EDM Heun)",
+    )
     conditions: EnergyConditions
     formats: list[Literal["parquet", "h5"]] = Field(default_factory=lambda: ["parquet"])
     output: str | None = None
@@ -501,8 +506,6 @@ FIDELITY_METRICS = (
 """Fidelity objectives (minimised), scored on a small generated sample (farm.fidelity): the mean
 and the largest separation power over all high-level shower features (as `farm evaluate`), the
 mean over E_tot/E_inc and the layer energies, and E_tot/E_inc's alone."""
-
-Scalar = bool | int | float | str
 
 
 class ParamSpace(Strict):

@@ -38,6 +38,25 @@ class CampaignFailed(FarmError):
     """A shard failed repeatedly; nothing bad was committed."""
 
 
+def _check_sampler_options(
+    ref: str, sampler: str, nfe: int, options: dict[str, Any], e_inc: float
+) -> None:
+    """Generate one event with the options before any work: a bad option fails here, not in shards."""
+    import torch
+
+    model, _, _ = registry.load(ref)
+    try:
+        model.generate(
+            torch.full((1, 1), float(e_inc)),
+            sampler=sampler,
+            nfe=nfe,
+            options=options,
+            generator=torch.Generator().manual_seed(0),
+        )
+    except (TypeError, ValueError) as exc:
+        raise FarmError(f"sampler_options {options} for {sampler!r}: {exc}") from None
+
+
 def submit(job: CampaignJob) -> dict[str, Any]:
     """Validate everything before any work, resolve the model version once, store the campaign."""
     from farm.data.geometry import load_geometry
@@ -55,6 +74,11 @@ def submit(job: CampaignJob) -> dict[str, Any]:
     except ValueError as exc:
         raise FarmError(f"{job.name}: {exc}") from None
     geometry = card.get("data", {}).get("geometry")
+    if card.get("data", {}).get("kind") == "jets":
+        raise FarmError(
+            f"{job.name}: model {mv.name}/{mv.version} generates jets; campaigns generate showers "
+            "so far (for jet samples use `farm generate`)"
+        )
     if geometry is None:
         raise FarmError(f"model {mv.name}/{mv.version} has no geometry in its model card")
     load_geometry(geometry).check_voxels(card["dim"], f"model {mv.name}/{mv.version}")
@@ -73,6 +97,8 @@ def submit(job: CampaignJob) -> dict[str, Any]:
             f"was trained on {trained[0]:.4g}-{trained[1]:.4g} MeV (set allow_out_of_range: true "
             "to generate anyway)"
         )
+    if job.sampler_options:
+        _check_sampler_options(f"{mv.name}/{mv.version}", sampler, nfe, job.sampler_options, lo)
     from farm.campaign import validate
 
     validate.check(job, card, geometry, f"{mv.name}/{mv.version}", (lo, hi))

@@ -92,6 +92,7 @@ class ShardWorker:
                     generator=generator,
                     batch_size=job["resources"]["batch_size"],
                     autocast_dtype=autocast,
+                    options=job.get("sampler_options") or None,
                 )
                 .cpu()
                 .numpy()
@@ -123,6 +124,7 @@ class ShardWorker:
             "model": f"{self.campaign['model']['name']}/{self.campaign['model']['version']}",
             "sampler": job["sampler"],
             "nfe": job["nfe"],
+            "sampler_options": job.get("sampler_options") or {},
             "content_sha256": content_checksum(showers, e_inc, event_ids),
             "files": files,
             "bytes": nbytes,

@@ -88,6 +88,8 @@ def load_showers(spec: SimulatedShowersData | CaloChallengeData) -> ShowerDatase
     """Load (or simulate) the showers a data spec names."""
     geometry = load_geometry(spec.geometry)
     if isinstance(spec, SimulatedShowersData):
+        from farm.data.shower_sim import energy_range
+
         showers, e_inc = simulate(geometry, spec.events, spec.seed, spec.energies)
         provenance = {
             "source": spec.source,
@@ -96,6 +98,9 @@ def load_showers(spec: SimulatedShowersData | CaloChallengeData) -> ShowerDatase
             "seed": spec.seed,
             "energies": spec.energies,
             "simulator": "farm.data.shower_sim",
+            "e_inc_range": [min(spec.energies), max(spec.energies)]
+            if spec.energies
+            else list(energy_range(geometry)),
         }
     elif isinstance(spec, CaloChallengeData):
         from farm.formats.calochallenge import read_calochallenge
@@ -106,6 +111,7 @@ def load_showers(spec: SimulatedShowersData | CaloChallengeData) -> ShowerDatase
             "url": spec.url,
             "geometry": geometry.name,
             "events": len(e_inc),
+            "e_inc_range": [float(np.min(e_inc)), float(np.max(e_inc))],
         }
     else:  # pragma: no cover - the spec union is closed
         raise FarmError(f"unsupported data source {spec!r}")

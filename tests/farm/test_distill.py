@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from farm import registry
+from farm.campaign.run import submit
 from farm.cli import main
 from farm.errors import FarmError
 from farm.formats.jets import read_jets
@@ -78,6 +79,10 @@ def test_jet_teacher_trains_and_distils_to_a_one_step_student(ray_session, farm_
         generated["constituents"][:, :, 3], reference["constituents"][:, :, 3]
     )  # each generated jet has its reference jet's constituent count
     assert main(["generate", "tiny-jets@candidate", "--out", str(farm_home / "x.csv")]) == 2
+    campaign = {"kind": "campaign", "name": "jets", "model": "tiny-jets@candidate", "events": 10}
+    campaign["conditions"] = {"distribution": "discrete", "values": [1.0]}
+    with pytest.raises(FarmError, match="generates jets; campaigns generate showers"):
+        submit(parse_job(campaign, "test"))
 
     student = run_training(distill_job("tiny-jets@candidate"))
     mv = registry.resolve("tiny-jets-cd@candidate")

@@ -54,6 +54,7 @@ def test_train_registers_a_version_with_tracking(ray_session, farm_home):
     card = info["card"]
     assert card["data"]["geometry"] == "ds1-photons"
     assert card["data"]["split"]["n_train"] == 840
+    assert card["data"]["e_inc_range"] == [1024.0, 65536.0]  # campaigns refuse conditions outside
     assert card["config"]["preprocessing"]["layer_sizes"] == [8, 160, 190, 5, 5]
     assert card["job"]["name"] == "tiny-showers"
     model, _, _ = registry.load("tiny-showers@candidate")

@@ -203,6 +203,10 @@ def test_h5_output_readable_by_h5py_alone(in_store):
             "was trained on 1000-1e+05 MeV",
         ),
         ({"sampler": "restart-nope"}, "sampler 'restart-nope' is not available"),
+        (
+            {"sampler_options": {"snr": 0.16}},
+            "sampler_options {'snr': 0.16} for 'euler': ",
+        ),
     ],
 )
 def test_bad_campaigns_are_refused_before_any_work(in_store, changes, message):
@@ -211,6 +215,17 @@ def test_bad_campaigns_are_refused_before_any_work(in_store, changes, message):
         submit(job("bad", **changes))
     assert message in str(err.value)
     assert set(records.list_ids()) == before
+
+
+def test_sampler_options_reach_the_sampler_and_the_manifest(in_store, ray_session):
+    opts = {"rtol": 1e-3, "atol": 1e-3}
+    campaign = submit(
+        job("opts", events=2_000, shard_size=1_000, sampler="rk45", sampler_options=opts)
+    )
+    execute(campaign["id"])
+    recs = manifest.read_records(campaign["output"])
+    assert len(recs) == 2
+    assert all(r["sampler"] == "rk45" and r["sampler_options"] == opts for r in recs)
 
 
 def test_out_of_range_allowed_with_explicit_override(in_store):
