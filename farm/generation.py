@@ -34,6 +34,7 @@ def jets_from_model(
     nfe: int | None = None,
     batch_size: int = 4096,
     autocast_dtype: torch.dtype | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """Jets for conditions (jet pT GeV, jet eta, number of constituents) from a jet model."""
     n_points = model.dim // JET_POINT_FEATURES
@@ -52,6 +53,7 @@ def jets_from_model(
         generator=generator,
         batch_size=batch_size,
         autocast_dtype=autocast_dtype,
+        options=options,
     )
     points = x.cpu().numpy().reshape(len(counts), n_points, JET_POINT_FEATURES)
     mask = np.arange(n_points)[None, :] < counts[:, None]

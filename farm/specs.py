@@ -217,9 +217,11 @@ class DistillJob(Strict):
 
 
 class EnergyConditions(Strict):
-    """Incident energies: `discrete` (uniform over `values`), `log-uniform` in [min, max], or a file."""
+    """Campaign conditions. Showers: incident energies, `discrete` (uniform over `values`),
+    `log-uniform`/`uniform` in [min, max], or a `file` of truth energies. Jets: `jet-truth`, a jets
+    file whose (pT, eta, constituent count) condition the events, row by row."""
 
-    distribution: Literal["discrete", "log-uniform", "uniform", "file"] = "log-uniform"
+    distribution: Literal["discrete", "log-uniform", "uniform", "file", "jet-truth"] = "log-uniform"
     values: list[float] | None = None
     min: float | None = Field(None, gt=0)
     max: float | None = Field(None, gt=0)
@@ -232,6 +234,7 @@ class EnergyConditions(Strict):
             "log-uniform": ["min", "max"],
             "uniform": ["min", "max"],
             "file": ["url"],
+            "jet-truth": ["url"],
         }[self.distribution]
         missing = [k for k in need if getattr(self, k) is None]
         if missing:

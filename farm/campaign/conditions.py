@@ -29,6 +29,27 @@ def read_truth_energies(url: str) -> np.ndarray:
         raise FarmError(f"{url}: cannot read 'incident_energies' ({exc})") from None
 
 
+def read_truth_jets(url: str) -> dict[str, np.ndarray]:
+    """Truth (jet pT GeV, eta, kept constituent count) per row of a jets file or folder of shards."""
+    from farm.evaluation.evaluate import read_jet_sample
+    from farm.generation import jet_conditions
+
+    try:
+        jets = read_jet_sample(url)
+    except FileNotFoundError:
+        raise FarmError(f"{url}: jet truth file not found") from None
+    if "jet_features" not in jets or not len(jets["jet_features"]):
+        raise FarmError(f"{url}: no jets with jet_features (pT, eta) to condition on")
+    pt, eta, counts = jet_conditions(jets)
+    return {"pt": np.asarray(pt, np.float64), "eta": np.asarray(eta, np.float64), "counts": counts}
+
+
+def shard_jet_truth(truth: dict[str, np.ndarray], shard: Shard) -> tuple[np.ndarray, ...]:
+    """(pT, eta, counts) for a shard's events: event i takes truth row i modulo the rows."""
+    rows = np.arange(shard.start, shard.stop) % len(truth["pt"])
+    return truth["pt"][rows], truth["eta"][rows], truth["counts"][rows]
+
+
 def shard_energies(
     spec: EnergyConditions, shard: Shard, truth: np.ndarray | None = None
 ) -> np.ndarray:

@@ -39,7 +39,7 @@ class CampaignFailed(FarmError):
 
 
 def _check_sampler_options(
-    ref: str, sampler: str, nfe: int, options: dict[str, Any], e_inc: float
+    ref: str, sampler: str, nfe: int, options: dict[str, Any], cond: list[float]
 ) -> None:
     """Generate one event with the options before any work: a bad option fails here, not in shards."""
     import torch
@@ -47,7 +47,7 @@ def _check_sampler_options(
     model, _, _ = registry.load(ref)
     try:
         model.generate(
-            torch.full((1, 1), float(e_inc)),
+            torch.tensor([cond], dtype=torch.float32),
             sampler=sampler,
             nfe=nfe,
             options=options,
@@ -73,12 +73,17 @@ def submit(job: CampaignJob) -> dict[str, Any]:
         process.check_sampler(sampler, nfe)
     except ValueError as exc:
         raise FarmError(f"{job.name}: {exc}") from None
-    geometry = card.get("data", {}).get("geometry")
-    if card.get("data", {}).get("kind") == "jets":
+    kind = card.get("data", {}).get("kind", "showers")
+    if (kind == "jets") != (job.conditions.distribution == "jet-truth"):
+        want = "jet-truth (a jets file)" if kind == "jets" else "an incident-energy distribution"
         raise FarmError(
-            f"{job.name}: model {mv.name}/{mv.version} generates jets; campaigns generate showers "
-            "so far (for jet samples use `farm generate`)"
+            f"{job.name}: conditions.distribution: model {mv.name}/{mv.version} generates {kind} "
+            f"and takes {want}, got {job.conditions.distribution!r}"
         )
+    if kind == "jets":
+        _check_jet_truth(job, card, mv, sampler, nfe)
+        return _store(job, mv, sampler, nfe, None, kind)
+    geometry = card.get("data", {}).get("geometry")
     if geometry is None:
         raise FarmError(f"model {mv.name}/{mv.version} has no geometry in its model card")
     load_geometry(geometry).check_voxels(card["dim"], f"model {mv.name}/{mv.version}")
@@ -98,10 +103,39 @@ def submit(job: CampaignJob) -> dict[str, Any]:
             "to generate anyway)"
         )
     if job.sampler_options:
-        _check_sampler_options(f"{mv.name}/{mv.version}", sampler, nfe, job.sampler_options, lo)
+        _check_sampler_options(f"{mv.name}/{mv.version}", sampler, nfe, job.sampler_options, [lo])
     from farm.campaign import validate
 
     validate.check(job, card, geometry, f"{mv.name}/{mv.version}", (lo, hi))
+    return _store(job, mv, sampler, nfe, geometry, kind)
+
+
+def _check_jet_truth(job: CampaignJob, card: dict[str, Any], mv, sampler: str, nfe: int) -> None:
+    """A jet campaign's truth file must exist and fit the model's constituent slots."""
+    from farm.campaign.conditions import read_truth_jets
+    from farm.specs import JET_POINT_FEATURES
+
+    if job.validation is not None:
+        raise FarmError(
+            f"{job.name}: validation: campaign validation covers showers; validate jets with "
+            "`farm evaluate CAMPAIGN_ID REFERENCE`"
+        )
+    truth = read_truth_jets(job.conditions.url)
+    slots = card["dim"] // JET_POINT_FEATURES
+    if truth["counts"].max() > slots or truth["counts"].min() < 1:
+        raise FarmError(
+            f"{job.conditions.url}: constituent counts {truth['counts'].min()}.."
+            f"{truth['counts'].max()} do not fit model {mv.name}/{mv.version} (1..{slots})"
+        )
+    if job.sampler_options:
+        cond = [float(truth["pt"][0]), float(truth["counts"][0])]
+        _check_sampler_options(f"{mv.name}/{mv.version}", sampler, nfe, job.sampler_options, cond)
+
+
+def _store(
+    job: CampaignJob, mv, sampler: str, nfe: int, geometry: str | None, kind: str
+) -> dict[str, Any]:
+    """Record a validated campaign (plan, resolved model version) and tag the model version."""
     campaign_id = records.new_id(job.name)
     output = store.normalize(job.output) if job.output else records.url(campaign_id, "output")
     output = store.join(output, campaign_id) if job.output else output
@@ -114,6 +148,7 @@ def submit(job: CampaignJob) -> dict[str, Any]:
         "id": campaign_id,
         "job": spec,
         "output": output,
+        "kind": kind,
         "geometry": geometry,
         "model": {
             "ref": job.model,

@@ -18,7 +18,12 @@ import numpy as np
 
 from farm import store
 from farm.campaign import manifest
-from farm.campaign.conditions import read_truth_energies, shard_energies
+from farm.campaign.conditions import (
+    read_truth_energies,
+    read_truth_jets,
+    shard_energies,
+    shard_jet_truth,
+)
 from farm.campaign.plan import Shard
 from farm.specs import EnergyConditions
 from farm.store import with_retries
@@ -35,7 +40,8 @@ def shard_url(output: str, fmt: str, shard_id: int) -> str:
 
 
 def content_checksum(showers: np.ndarray, e_inc: np.ndarray, event_ids: np.ndarray) -> str:
-    """sha256 of the shard's arrays (independent of file-format timestamps)."""
+    """sha256 of the shard's arrays (independent of file-format timestamps); for jets, `showers`
+    is the constituents and `e_inc` the jet features."""
     h = hashlib.sha256()
     for a in (event_ids.astype(np.int64), e_inc.astype(np.float64), showers.astype(np.float32)):
         h.update(np.ascontiguousarray(a).tobytes())
@@ -57,11 +63,13 @@ class ShardWorker:
         model_ref = f"{campaign['model']['name']}/{campaign['model']['version']}"
         self.model, self.card, _ = registry.load(model_ref, device=device)
         self.conditions = EnergyConditions.model_validate(campaign["job"]["conditions"])
-        self.truth = (
-            read_truth_energies(self.conditions.url)
-            if self.conditions.distribution == "file"
-            else None
-        )
+        self.jets = campaign.get("kind") == "jets"
+        if self.jets:
+            self.truth = read_truth_jets(self.conditions.url)
+        elif self.conditions.distribution == "file":
+            self.truth = read_truth_energies(self.conditions.url)
+        else:
+            self.truth = None
         self.lock = threading.Lock()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -74,16 +82,14 @@ class ShardWorker:
 
         job = self.campaign["job"]
         shard = Shard(**shard_doc)
+        if self.jets:
+            return self._run_jets(job, shard)
         t0 = time.perf_counter()
         e_inc = shard_energies(self.conditions, shard, self.truth)
         with self.lock:
             t_wait = time.perf_counter()
             generator = torch.Generator(self.device).manual_seed(shard.seed)
-            autocast = (
-                torch.bfloat16
-                if (self.device.startswith("cuda") and job["resources"]["bf16"])
-                else None
-            )
+            autocast = self._autocast(job)
             showers = (
                 self.model.generate(
                     torch.from_numpy(e_inc).reshape(-1, 1).float(),
@@ -102,19 +108,25 @@ class ShardWorker:
         if bad:
             raise NonFiniteOutput(f"shard {shard.id}: model produced {bad} non-finite voxel values")
         event_ids = np.arange(shard.start, shard.stop, dtype=np.int64)
-        output = self.campaign["output"]
-        files, nbytes = {}, 0
-        for fmt in job["formats"]:
-            url = shard_url(output, fmt, shard.id)
-            with_retries(
-                lambda url=url, fmt=fmt: self._write(fmt, url, showers, e_inc, event_ids),
-                f"writing {url}",
-            )
-            fs, path = store.filesystem(url)
-            size = int(with_retries(lambda fs=fs, path=path: fs.size(path), f"stat {url}"))
-            files[fmt] = {"url": url, "bytes": size}
-            nbytes += size
+        files, nbytes = self._write_files(
+            job, shard, lambda fmt, url: self._write(fmt, url, showers, e_inc, event_ids)
+        )
         t_written = time.perf_counter()
+        checksum = content_checksum(showers, e_inc, event_ids)
+        return self._commit(job, shard, files, nbytes, checksum, (t0, t_wait, t_sampled, t_written))
+
+    def _commit(
+        self,
+        job: dict[str, Any],
+        shard: Shard,
+        files: dict[str, Any],
+        nbytes: int,
+        checksum: str,
+        times: tuple[float, float, float, float],
+    ) -> dict[str, Any]:
+        """Write the shard's manifest record: the commit point of exactly-once."""
+        output = self.campaign["output"]
+        t0, t_wait, t_sampled, t_written = times
         record = {
             "shard": shard.id,
             "events": shard.n,
@@ -125,7 +137,7 @@ class ShardWorker:
             "sampler": job["sampler"],
             "nfe": job["nfe"],
             "sampler_options": job.get("sampler_options") or {},
-            "content_sha256": content_checksum(showers, e_inc, event_ids),
+            "content_sha256": checksum,
             "files": files,
             "bytes": nbytes,
             "worker": self.name,
@@ -139,6 +151,61 @@ class ShardWorker:
             lambda: manifest.write_record(output, record), f"manifest for shard {shard.id}"
         )
         return record
+
+    def _run_jets(self, job: dict[str, Any], shard: Shard) -> dict[str, Any]:
+        """Jets for the shard's truth rows (pT, eta, count), written in the JetNet layout."""
+        import torch
+
+        from farm.formats.jets import write_jets
+        from farm.generation import jets_from_model
+
+        t0 = time.perf_counter()
+        pt, eta, counts = shard_jet_truth(self.truth, shard)
+        with self.lock:
+            t_wait = time.perf_counter()
+            jets = jets_from_model(
+                self.model,
+                pt,
+                eta,
+                counts,
+                generator=torch.Generator(self.device).manual_seed(shard.seed),
+                sampler=job["sampler"],
+                nfe=job["nfe"],
+                batch_size=job["resources"]["batch_size"],
+                autocast_dtype=self._autocast(job),
+                options=job.get("sampler_options") or None,
+            )
+            t_sampled = time.perf_counter()
+        bad = sum(int((~np.isfinite(a)).sum()) for a in jets.values())
+        if bad:
+            raise NonFiniteOutput(f"shard {shard.id}: model produced {bad} non-finite jet values")
+        event_ids = np.arange(shard.start, shard.stop, dtype=np.int64)
+        data = {**jets, "event_id": event_ids}
+        meta = {"campaign": self.campaign["id"], "model": self.campaign["model"]}
+        files, nbytes = self._write_files(job, shard, lambda _, url: write_jets(url, data, meta))
+        t_written = time.perf_counter()
+        checksum = content_checksum(jets["constituents"], jets["jet_features"], event_ids)
+        return self._commit(job, shard, files, nbytes, checksum, (t0, t_wait, t_sampled, t_written))
+
+    def _write_files(
+        self, job: dict[str, Any], shard: Shard, write: Any
+    ) -> tuple[dict[str, Any], int]:
+        """Each format's file, committed atomically with retries: ({fmt: {url, bytes}}, bytes)."""
+        files, nbytes = {}, 0
+        for fmt in job["formats"]:
+            url = shard_url(self.campaign["output"], fmt, shard.id)
+            with_retries(lambda fmt=fmt, url=url: write(fmt, url), f"writing {url}")
+            fs, path = store.filesystem(url)
+            size = int(with_retries(lambda fs=fs, path=path: fs.size(path), f"stat {url}"))
+            files[fmt] = {"url": url, "bytes": size}
+            nbytes += size
+        return files, nbytes
+
+    def _autocast(self, job: dict[str, Any]):
+        import torch
+
+        on_gpu = self.device.startswith("cuda") and job["resources"]["bf16"]
+        return torch.bfloat16 if on_gpu else None
 
     def _write(
         self, fmt: str, url: str, showers: np.ndarray, e_inc: np.ndarray, event_ids: np.ndarray

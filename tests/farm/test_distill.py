@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from farm import registry
-from farm.campaign.run import submit
+from farm.campaign.run import execute, submit
 from farm.cli import main
 from farm.errors import FarmError
+from farm.evaluation.evaluate import read_jet_sample
 from farm.formats.jets import read_jets
 from farm.generation import jet_conditions, jets_from_model
 from farm.specs import parse_job
@@ -79,10 +80,25 @@ def test_jet_teacher_trains_and_distils_to_a_one_step_student(ray_session, farm_
         generated["constituents"][:, :, 3], reference["constituents"][:, :, 3]
     )  # each generated jet has its reference jet's constituent count
     assert main(["generate", "tiny-jets@candidate", "--out", str(farm_home / "x.csv")]) == 2
-    campaign = {"kind": "campaign", "name": "jets", "model": "tiny-jets@candidate", "events": 10}
-    campaign["conditions"] = {"distribution": "discrete", "values": [1.0]}
-    with pytest.raises(FarmError, match="generates jets; campaigns generate showers"):
-        submit(parse_job(campaign, "test"))
+    # a campaign of jets conditioned row by row on the reference file's truth (pT, eta, count)
+    doc = {"kind": "campaign", "name": "jets", "model": "tiny-jets@candidate", "events": 130}
+    doc.update(shard_size=50, formats=["parquet", "h5"], resources={"actors": 2})
+    with pytest.raises(FarmError, match="generates jets and takes jet-truth"):
+        submit(parse_job({**doc, "conditions": {"distribution": "discrete", "values": [1.0]}}, "t"))
+    campaign = submit(
+        parse_job({**doc, "conditions": {"distribution": "jet-truth", "url": ref_url}}, "t")
+    )
+    summary = execute(campaign["id"])
+    assert summary["events"] == 130 and summary["shards"] == 3
+    jets = read_jet_sample(campaign["output"] + "/parquet")
+    truth_counts = reference["constituents"][:, :, 3].sum(1)
+    assert (jets["constituents"][:, :, 3].sum(1) == truth_counts[np.arange(130) % 60]).all()
+    np.testing.assert_allclose(
+        jets["jet_features"][:, 0], reference["jet_features"][np.arange(130) % 60, 0]
+    )
+    h5 = read_jet_sample(campaign["output"] + "/h5")
+    np.testing.assert_array_equal(h5["constituents"], jets["constituents"])
+    assert np.isfinite(jets["jet_features"]).all()
 
     student = run_training(distill_job("tiny-jets@candidate"))
     mv = registry.resolve("tiny-jets-cd@candidate")

@@ -143,6 +143,17 @@ def test_shipped_jobs_parse(path):
         ),
         ({"kind": "distill", "name": "d"}, "missing required key 'teacher'"),
         (
+            {
+                "kind": "campaign",
+                "name": "c",
+                "model": "jets@candidate",
+                "events": 10,
+                "shard_size": 5,
+                "conditions": {"distribution": "jet-truth"},
+            },
+            "conditions: distribution 'jet-truth' needs url",
+        ),
+        (
             {"kind": "distill", "name": "d", "teacher": "m", "distill": {"n_step": 3}},
             "unknown key 'distill.n_step' (allowed: consistency, n_steps,",
         ),
