@@ -112,16 +112,11 @@ class Gate(Strict):
     min: float | None = None
 
 
-class TrainJob(Strict):
-    """`farm train` job: data, model, optimiser, resources, and how the result is registered."""
+class RegisteredJob(Strict):
+    """What every job that registers a model version has: its name, aliases, tags and gates."""
 
-    kind: Literal["train"] = "train"
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
-    data: DataSpec = Field(default_factory=SimulatedShowersData)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    resources: TrainResources = Field(default_factory=TrainResources)
     aliases: list[str] = Field(default_factory=lambda: ["candidate"])
     tags: dict[str, str] = Field(default_factory=dict)
     gates: dict[str, Gate] = Field(default_factory=dict)
@@ -131,6 +126,16 @@ class TrainJob(Strict):
     @classmethod
     def _aliases(cls, v: list[str]) -> list[str]:
         return check_aliases(v)
+
+
+class TrainJob(RegisteredJob):
+    """`farm train` job: data, model, optimiser, resources, and how the result is registered."""
+
+    kind: Literal["train"] = "train"
+    data: DataSpec = Field(default_factory=SimulatedShowersData)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    resources: TrainResources = Field(default_factory=TrainResources)
 
     @model_validator(mode="after")
     def _model_fits_data(self) -> TrainJob:
@@ -186,27 +191,16 @@ class DistillResources(TrainResources):
         return v
 
 
-class DistillJob(Strict):
+class DistillJob(RegisteredJob):
     """`farm train` job of kind distill: consistency distillation (Song et al. 2023) of a registered
     teacher into a 1- or 2-step student, registered as a new model."""
 
     kind: Literal["distill"] = "distill"
-    name: str = Field(pattern=NAME_PATTERN)
-    description: str = ""
     teacher: str = Field(description="NAME@ALIAS or NAME/VERSION, resolved once at start")
     data: DataSpec | None = Field(None, description="default: the teacher's training data")
     distill: DistillConfig = Field(default_factory=DistillConfig)
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-4, warmup_steps=0))
     resources: DistillResources = Field(default_factory=DistillResources)
-    aliases: list[str] = Field(default_factory=lambda: ["candidate"])
-    tags: dict[str, str] = Field(default_factory=dict)
-    gates: dict[str, Gate] = Field(default_factory=dict)
-    validation_events: int = Field(2000, ge=0)
-
-    @field_validator("aliases")
-    @classmethod
-    def _aliases(cls, v: list[str]) -> list[str]:
-        return check_aliases(v)
 
     @field_validator("teacher")
     @classmethod
@@ -490,8 +484,9 @@ def load_job(path: str | Path, kind: str | tuple[str, ...] | None = None) -> Bas
 
 
 def resolved(job: BaseModel) -> dict[str, Any]:
-    """The fully resolved spec (defaults filled in), as saved with every run."""
-    return job.model_dump(mode="json")
+    """The fully resolved spec (defaults filled in), as saved with every run; kind and name first."""
+    doc = job.model_dump(mode="json")
+    return {**{k: doc[k] for k in ("kind", "name") if k in doc}, **doc}
 
 
 # --- `farm tune`: a search over a train job's parameters (kind: tune) -------------------------

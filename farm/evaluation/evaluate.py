@@ -104,6 +104,33 @@ def _classifiers(
         result.details[f"classifier_{level}"] = {"value": value.to_dict(), "floor": floor.to_dict()}
 
 
+def _shower_distances_and_classifiers(
+    result: EvaluationResult,
+    parts: dict[str, tuple[np.ndarray, np.ndarray]],
+    feats: dict[str, dict[str, np.ndarray]],
+    geometry: CaloGeometry,
+    seed: int,
+    classifier: bool,
+    classifier_kwargs: dict | None,
+    metric_kwargs: dict[str, dict] | None,
+) -> None:
+    """FPD and KPD on the physics features and the low/high-level classifier AUCs of parts a, b
+    (reference halves) and g (generated): (showers, e_inc) each, with their features."""
+    dist = {k: sf.distance_inputs(feats[k], parts[k][1], geometry) for k in ("a", "b", "g")}
+    kw = metric_kwargs or {}
+    _pairwise(result, "fpd", M.fpd, *dist.values(), seed=seed, **kw.get("fpd", {}))
+    _pairwise(result, "kpd", M.kpd, *dist.values(), seed=seed, **kw.get("kpd", {}))
+    if classifier:
+        low = {k: sf.low_level_inputs(*parts[k]) for k in ("a", "b", "g")}
+        high = {k: sf.high_level_inputs(feats[k], parts[k][1], geometry) for k in ("a", "b", "g")}
+        _classifiers(
+            result,
+            {"low": (low["a"], low["b"], low["g"]), "high": (high["a"], high["b"], high["g"])},
+            seed,
+            classifier_kwargs,
+        )
+
+
 def _collect_warnings(result: EvaluationResult, caught: list) -> None:
     for w in caught:
         text = str(w.message)
@@ -178,19 +205,9 @@ def evaluate_showers(
             bins=edges,
             seed=seed,
         )
-        dist = {k: sf.distance_inputs(feats[k], parts[k][1], geometry) for k in parts}
-        kw = metric_kwargs or {}
-        _pairwise(result, "fpd", M.fpd, *dist.values(), seed=seed, **kw.get("fpd", {}))
-        _pairwise(result, "kpd", M.kpd, *dist.values(), seed=seed, **kw.get("kpd", {}))
-        if classifier:
-            low = {k: sf.low_level_inputs(*parts[k]) for k in parts}
-            high = {k: sf.high_level_inputs(feats[k], parts[k][1], geometry) for k in parts}
-            _classifiers(
-                result,
-                {"low": (low["a"], low["b"], low["g"]), "high": (high["a"], high["b"], high["g"])},
-                seed,
-                classifier_kwargs,
-            )
+        _shower_distances_and_classifiers(
+            result, parts, feats, geometry, seed, classifier, classifier_kwargs, metric_kwargs
+        )
     _collect_warnings(result, caught)
     if out_url is not None:
         if plots:

@@ -264,11 +264,10 @@ def evaluate_showers_stream(
     exact and what is computed on a subsample). Arguments as evaluate_showers, plus `subsample`
     (events per part for FPD/KPD/classifiers/plots; default_subsample) and `chunk_rows`."""
     from farm.evaluation.evaluate import (
-        _classifiers,
         _collect_warnings,
         _halves,
         _limit,
-        _pairwise,
+        _shower_distances_and_classifiers,
         default_threshold,
         spectrum_edges,
         summarise_seps,
@@ -389,19 +388,9 @@ def evaluate_showers_stream(
             M.separation_power_counts(a.spectrum, b.spectrum, seed),
         )
         # subsample metrics, exactly as in memory on those events
-        dist = {p: sf.distance_inputs(sub_feats[p], sub[p][1], geometry) for p in PARTS}
-        kw = metric_kwargs or {}
-        _pairwise(result, "fpd", M.fpd, *dist.values(), seed=seed, **kw.get("fpd", {}))
-        _pairwise(result, "kpd", M.kpd, *dist.values(), seed=seed, **kw.get("kpd", {}))
-        if classifier:
-            low = {p: sf.low_level_inputs(*sub[p]) for p in PARTS}
-            high = {p: sf.high_level_inputs(sub_feats[p], sub[p][1], geometry) for p in PARTS}
-            _classifiers(
-                result,
-                {"low": (low["a"], low["b"], low["g"]), "high": (high["a"], high["b"], high["g"])},
-                seed,
-                classifier_kwargs,
-            )
+        _shower_distances_and_classifiers(
+            result, sub, sub_feats, geometry, seed, classifier, classifier_kwargs, metric_kwargs
+        )
     _collect_warnings(result, caught)
     if cap < len(ib):
         result.notes.append(
