@@ -14,6 +14,7 @@ second actor double the rate when the machine has the cores?
 
     python bench/campaign.py                                   # trains a small DS1-photon model
     python bench/campaign.py --events 60000 --shard-size 10000 --nfe 10 --repeats 3
+    FARM_HOME=... python bench/campaign.py --model jets-top-flow@candidate --jet-truth JETS.parquet
     FARM_HOME=./farm-home python bench/campaign.py --model ds1-photons-flow@candidate
 """
 
@@ -88,7 +89,9 @@ def train_and_register(args: argparse.Namespace) -> str:
     return f"{name}@candidate"
 
 
-def conditions(geometry: str) -> dict:
+def conditions(geometry: str, jet_truth: str | None = None) -> dict:
+    if jet_truth:
+        return {"distribution": "jet-truth", "url": jet_truth}
     if geometry.startswith("ds1"):
         return {"distribution": "discrete", "values": list(DS1_ENERGIES)}
     return {"distribution": "log-uniform", "min": 1e3, "max": 1e6}
@@ -103,7 +106,7 @@ def campaign_doc(args: argparse.Namespace, model: str, output: str, actors: int)
         "shard_size": args.shard_size,
         "sampler": args.sampler,
         "nfe": args.nfe,
-        "conditions": conditions(args.geometry),
+        "conditions": conditions(args.geometry, args.jet_truth),
         "formats": ["parquet"],
         "output": output,
         "seed": 1,
@@ -125,26 +128,40 @@ class BareSampler:
         torch.set_num_threads(1)
         self.args = args
         self.model, _, _ = registry.load(model_ref, device="cpu")
-        cond = EnergyConditions.model_validate(conditions(args.geometry))
         plan = Plan(args.events, args.shard_size, 1)
         self.shards = [plan.shard(i) for i in range(plan.n_shards)]
-        self.energies = [
-            torch.from_numpy(shard_energies(cond, s, None)).reshape(-1, 1).float()
-            for s in self.shards
-        ]
-        self.model.generate(self.energies[0][:64], sampler=args.sampler, nfe=args.nfe)  # warm-up
+        if args.jet_truth:
+            from farm.campaign.conditions import read_truth_jets, shard_jet_truth
 
-    def rate(self) -> float:
+            truth = read_truth_jets(args.jet_truth)
+            self.conds = [shard_jet_truth(truth, s) for s in self.shards]
+        else:
+            cond = EnergyConditions.model_validate(conditions(args.geometry))
+            self.conds = [
+                torch.from_numpy(shard_energies(cond, s, None)).reshape(-1, 1).float()
+                for s in self.shards
+            ]
+        self._generate(self.shards[0], self.conds[0], limit=64)  # warm-up
+
+    def _generate(self, shard, cond, limit: int | None = None) -> None:
+        """One shard as the actor generates it (jets through farm.generation, as the worker)."""
         import torch
 
         a = self.args
+        gen = torch.Generator().manual_seed(shard.seed)
+        kw = dict(sampler=a.sampler, nfe=a.nfe, generator=gen, batch_size=a.batch_size)
+        if a.jet_truth:
+            from farm.generation import jets_from_model
+
+            jets_from_model(self.model, *(c[:limit] for c in cond), **kw)
+        else:
+            self.model.generate(cond[:limit], **kw).numpy()
+
+    def rate(self) -> float:
         t0 = time.perf_counter()
-        for s, e in zip(self.shards, self.energies, strict=True):
-            gen = torch.Generator().manual_seed(s.seed)
-            self.model.generate(
-                e, sampler=a.sampler, nfe=a.nfe, generator=gen, batch_size=a.batch_size
-            ).numpy()
-        return a.events / (time.perf_counter() - t0)
+        for s, c in zip(self.shards, self.conds, strict=True):
+            self._generate(s, c)
+        return self.args.events / (time.perf_counter() - t0)
 
 
 def campaign_rate(
@@ -226,7 +243,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--actors", type=int, nargs="+", default=[1, 2])
     p.add_argument("--no-s3", action="store_true", help="local disk only")
+    p.add_argument(
+        "--jet-truth",
+        help="a jets file: benchmark a jet model (--model) conditioned on its rows (jet-truth)",
+    )
     args = p.parse_args(argv)
+    if args.jet_truth and args.model is None:
+        p.error("--jet-truth needs --model (a registered jet model)")
 
     from farm.ray_utils import ensure_ray
 
