@@ -248,6 +248,11 @@ class CampaignResources(Strict):
     cpus_per_actor: float = Field(1, gt=0)
     batch_size: int = Field(4096, ge=1)
     bf16: bool = True
+    compile: bool = Field(
+        False,
+        description="torch.compile the network in each actor (compiles once per actor, then "
+        "faster sampling; samples agree with eager to float rounding, not bit for bit)",
+    )
     max_shard_retries: int = Field(3, ge=0)
     custom_resources: dict[str, float] = Field(
         default_factory=dict,

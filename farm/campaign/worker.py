@@ -62,6 +62,8 @@ class ShardWorker:
         self.device = device
         model_ref = f"{campaign['model']['name']}/{campaign['model']['version']}"
         self.model, self.card, _ = registry.load(model_ref, device=device)
+        if campaign["job"]["resources"].get("compile"):
+            self.model.net = torch.compile(self.model.net)
         self.conditions = EnergyConditions.model_validate(campaign["job"]["conditions"])
         self.jets = campaign.get("kind") == "jets"
         if self.jets:
@@ -137,6 +139,7 @@ class ShardWorker:
             "sampler": job["sampler"],
             "nfe": job["nfe"],
             "sampler_options": job.get("sampler_options") or {},
+            "compiled": bool(job["resources"].get("compile")),
             "content_sha256": checksum,
             "files": files,
             "bytes": nbytes,

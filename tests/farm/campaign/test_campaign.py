@@ -228,6 +228,22 @@ def test_sampler_options_reach_the_sampler_and_the_manifest(in_store, ray_sessio
     assert all(r["sampler"] == "rk45" and r["sampler_options"] == opts for r in recs)
 
 
+@pytest.mark.slow
+def test_compiled_actors_match_eager_sampling(in_store, ray_session):
+    """torch.compile in the actors: same events and ids, samples equal to float rounding."""
+    out = {}
+    for compiled in (False, True):
+        resources = {"actors": 1, "batch_size": 5_000, "compile": compiled}
+        campaign = submit(job(f"c{int(compiled)}", events=10_000, resources=resources))
+        execute(campaign["id"])
+        recs = manifest.read_records(campaign["output"])
+        assert all(r["compiled"] is compiled for r in recs)
+        out[compiled] = read_dataset(campaign["output"])
+    np.testing.assert_array_equal(out[True]["event_id"], out[False]["event_id"])
+    np.testing.assert_array_equal(out[True]["incident_energy"], out[False]["incident_energy"])
+    np.testing.assert_allclose(out[True]["showers"], out[False]["showers"], rtol=1e-3, atol=1e-3)
+
+
 def test_out_of_range_allowed_with_explicit_override(in_store):
     campaign = submit(
         job(
