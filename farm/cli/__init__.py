@@ -45,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    """botocore's errors (no credentials, endpoint unreachable), when S3 support is installed."""
+    try:
+        from botocore.exceptions import BotoCoreError
+    except ImportError:
+        return ()
+    return (BotoCoreError,)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -52,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except FarmError as exc:
         print(f"farm: error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, *_storage_errors()) as exc:  # unreachable store, missing credentials
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"farm: error: storage: {message} ({type(exc).__name__})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("farm: interrupted", file=sys.stderr)

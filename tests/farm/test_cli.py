@@ -84,6 +84,12 @@ def test_bad_input_gets_one_line(tmp_path):
     assert not (tmp_path / "home" / "campaigns").exists()
 
 
+def test_unreachable_object_store_is_one_line(tmp_path):
+    env = {"AWS_EC2_METADATA_DISABLED": "true", "FARM_S3_ENDPOINT_URL": "http://127.0.0.1:9"}
+    result = run(["evaluate", "s3://nobucket/gen.h5", "s3://nobucket/ref.h5"], tmp_path, **env)
+    assert one_error_line(result).startswith("farm: error: storage: ")
+
+
 def test_unwritable_store(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
