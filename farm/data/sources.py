@@ -166,7 +166,7 @@ def load_jets(spec: SimulatedJetsData | JetFileData, progress: bool = False) -> 
     jets = read_jet_sample(url)
     if "jet_features" not in jets:
         raise FarmError(f"{url}: jets have no jet_features; training needs jet pT and counts")
-    stop = getattr(spec, "max_events", None) or getattr(spec, "events", None)
+    stop = spec.max_events if isinstance(spec, JetFileData) else None  # the cache holds `events`
     constituents, features = jets["constituents"][:stop], jets["jet_features"][:stop]
     if not (np.isfinite(constituents).all() and np.isfinite(features).all()):
         raise FarmError(f"{url}: NaN/Inf values in the jets")
