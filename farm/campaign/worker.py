@@ -39,11 +39,11 @@ def shard_url(output: str, fmt: str, shard_id: int) -> str:
     return store.join(output, fmt, f"shard-{shard_id:08d}.{EXTENSIONS[fmt]}")
 
 
-def content_checksum(showers: np.ndarray, e_inc: np.ndarray, event_ids: np.ndarray) -> str:
-    """sha256 of the shard's arrays (independent of file-format timestamps); for jets, `showers`
-    is the constituents and `e_inc` the jet features."""
+def content_checksum(events: np.ndarray, conditions: np.ndarray, event_ids: np.ndarray) -> str:
+    """sha256 of a shard's arrays, independent of file-format timestamps: event ids, conditions
+    (incident energies, or jet features) and events (voxel energies, or jet constituents)."""
     h = hashlib.sha256()
-    for a in (event_ids.astype(np.int64), e_inc.astype(np.float64), showers.astype(np.float32)):
+    for a in (event_ids.astype(np.int64), conditions.astype(np.float64), events.astype(np.float32)):
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
 
