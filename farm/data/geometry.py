@@ -1,4 +1,9 @@
-"""CaloChallenge 2022 voxel geometry read from its binning XML (concentric cylinders along z).
+"""CaloChallenge 2022 voxel geometries (concentric cylinders along z), shipped inside farm.
+
+The four challenge geometries (DS1 photons, DS1 pions, DS2, DS3) are farm's own compact JSON files
+under farm/data/geometries/ (bin edges and angular bins per layer are facts of the challenge),
+generated once from the challenge's binning XML by scripts/build_geometries.py. FARM_GEOMETRY_DIR
+(a folder of binning_dataset_*.xml) and any binning .xml path still work.
 
 Voxel order in a flattened shower: layer slowest, then angular bin, radial bin fastest.
 Angular bins split [-pi, pi) evenly; a layer with one angular bin has its centre at alpha = 0.
@@ -6,18 +11,20 @@ Angular bins split [-pi, pi) evenly; a layer with one angular bin has its centre
 
 from __future__ import annotations
 
+import json
+import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
-from itertools import pairwise
+from itertools import groupby, pairwise
 from pathlib import Path
 
 import numpy as np
 
 from farm.errors import FarmError
 
-# Known geometries: name -> (file name in the geometry directory, particle name in the XML).
+# Known geometries: name -> (binning XML file name of the challenge, particle name in the XML).
 KNOWN_GEOMETRIES = {
     "ds1-photons": ("binning_dataset_1_photons.xml", "photon"),
     "ds1-pions": ("binning_dataset_1_pions.xml", "pion"),
@@ -128,29 +135,59 @@ class CaloGeometry:
             )
 
 
-def geometry_dir() -> Path:
-    """Where the binning XML files are: FARM_GEOMETRY_DIR, else ../shared/calochallenge upwards."""
-    import os
+GEOMETRY_FORMAT = "farm-geometry/1"
 
-    if os.environ.get("FARM_GEOMETRY_DIR"):
-        return Path(os.environ["FARM_GEOMETRY_DIR"])
-    here = Path.cwd().resolve()
-    pkg = Path(str(resources.files("farm"))).resolve()
-    for base in (here, *here.parents, pkg, *pkg.parents):
-        candidate = base / "shared" / "calochallenge"
-        if candidate.is_dir():
-            return candidate
-    raise FarmError(
-        "CaloChallenge binning XML files not found: set FARM_GEOMETRY_DIR to the folder holding "
-        "binning_dataset_*.xml"
-    )
+
+def geometry_to_doc(geometry: CaloGeometry, source: str) -> dict:
+    """farm's JSON form of a geometry: runs of identical layers as inclusive id ranges."""
+    runs = []
+    for (r_edges, n_alpha), group in groupby(geometry.layers, key=lambda g: (g.r_edges, g.n_alpha)):
+        ids = [layer.index for layer in group]
+        runs.append({"ids": [ids[0], ids[-1]], "r_edges": list(r_edges), "n_alpha": n_alpha})
+    return {
+        "format": GEOMETRY_FORMAT,
+        "name": geometry.name,
+        "particle": geometry.particle,
+        "pid": geometry.pid,
+        "source": source,
+        "layers": runs,
+    }
+
+
+def geometry_from_doc(doc: dict, source: str) -> CaloGeometry:
+    """Rebuild a geometry from geometry_to_doc's JSON form; FarmError naming `source` if malformed."""
+    if doc.get("format") != GEOMETRY_FORMAT:
+        raise FarmError(f"{source}: format {doc.get('format')!r} is not {GEOMETRY_FORMAT!r}")
+    try:
+        layers = tuple(
+            Layer(index, tuple(float(r) for r in run["r_edges"]), int(run["n_alpha"]))
+            for run in doc["layers"]
+            for index in range(int(run["ids"][0]), int(run["ids"][1]) + 1)
+        )
+        return CaloGeometry(doc["name"], doc["particle"], int(doc["pid"]), layers, source)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise FarmError(f"{source}: malformed geometry ({type(exc).__name__}: {exc})") from None
+
+
+def embedded_geometry(name: str) -> CaloGeometry:
+    """One of the challenge geometries shipped with farm (farm/data/geometries/<name>.json)."""
+    resource = resources.files("farm.data") / "geometries" / f"{name}.json"
+    doc = json.loads(resource.read_text())
+    return geometry_from_doc(doc, f"farm/data/geometries/{name}.json ({doc.get('source', '')})")
 
 
 def load_geometry(name_or_path: str) -> CaloGeometry:
-    """Load a geometry by name (ds1-photons, ds1-pions, ds2, ds3) or from an XML path."""
+    """Load a geometry by name (ds1-photons, ds1-pions, ds2, ds3) or from a binning .xml path.
+
+    Names come from farm's embedded copies, or from the challenge's XML files in
+    FARM_GEOMETRY_DIR when that variable is set.
+    """
     if name_or_path in KNOWN_GEOMETRIES:
         filename, particle = KNOWN_GEOMETRIES[name_or_path]
-        return parse_geometry(geometry_dir() / filename, name=name_or_path, particle=particle)
+        if os.environ.get("FARM_GEOMETRY_DIR"):
+            path = Path(os.environ["FARM_GEOMETRY_DIR"]) / filename
+            return parse_geometry(path, name=name_or_path, particle=particle)
+        return embedded_geometry(name_or_path)
     path = Path(name_or_path)
     if not path.suffix == ".xml":
         raise FarmError(
