@@ -52,6 +52,22 @@ CASES = {
         6,
         1,
     ),
+    "voxel_patches": (
+        {"kind": "edm"},
+        {
+            "kind": "voxel_transformer",
+            "layer_shapes": [[1, 2], [2, 2]],
+            "patch": [2, 1],
+            "width": 16,
+            "depth": 1,
+            "heads": 2,
+            "embed_dim": 8,
+            "position": "sinusoidal",
+        },
+        {"kind": "shower", "layer_sizes": [2, 4]},
+        6,
+        1,
+    ),
 }
 
 
