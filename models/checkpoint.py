@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.config import ModelConfig
+from models.config import AnyModelConfig, TwoStageConfig, parse_model_config
 from models.generative import GenerativeModel
+from models.two_stage.model import TwoStageModel
 
 FORMAT = "farm-model/1"
 WEIGHTS, CARD = "weights.safetensors", "model.json"
@@ -26,8 +27,15 @@ def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
 
 
+def build_model(config: AnyModelConfig, dim: int, cond_dim: int) -> GenerativeModel | TwoStageModel:
+    """An untrained model of the config's kind for data of `dim` features and `cond_dim` conditions."""
+    if isinstance(config, TwoStageConfig):
+        return TwoStageModel(config, dim, cond_dim)
+    return GenerativeModel(config, dim, cond_dim)
+
+
 def save_model(
-    model: GenerativeModel,
+    model: GenerativeModel | TwoStageModel,
     directory: str | Path,
     card: dict[str, Any] | None = None,
     state_dict: dict[str, torch.Tensor] | None = None,
@@ -56,12 +64,12 @@ def read_card(directory: str | Path) -> dict[str, Any]:
     return doc
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu") -> GenerativeModel:
-    """Rebuild a model from model.json and load weights.safetensors (strict, no pickle)."""
+def load_model(
+    directory: str | Path, device: str | torch.device = "cpu"
+) -> GenerativeModel | TwoStageModel:
+    """Rebuild a model of either kind from model.json and load weights.safetensors (strict, no pickle)."""
     card = read_card(directory)
-    model = GenerativeModel(
-        ModelConfig.model_validate(card["config"]), card["dim"], card["cond_dim"]
-    )
+    model = build_model(parse_model_config(card["config"]), card["dim"], card["cond_dim"])
     model.load_state_dict(load_file(str(Path(directory) / WEIGHTS)), strict=True)
     return model.to(device).eval()
 
@@ -92,12 +100,14 @@ def optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict) -> dict
 
 
 def save_train_state(directory: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Write the resume state (raw weights, optimiser) beside a checkpoint."""
     directory = Path(directory)
     save_file(_contiguous(tensors), str(directory / STATE_TENSORS))
     (directory / STATE_JSON).write_text(json.dumps(meta, indent=2, default=str))
 
 
 def load_train_state(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read the resume state written by `save_train_state`."""
     directory = Path(directory)
     return load_file(str(directory / STATE_TENSORS)), json.loads(
         (directory / STATE_JSON).read_text()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
 from models.networks.epic import EPiCConfig
 from models.networks.mlp import MLPConfig
@@ -23,6 +23,11 @@ from models.processes.consistency import ConsistencyConfig
 from models.processes.edm import EDMConfig
 from models.processes.flow_matching import RectifiedFlow
 from models.processes.sde import SubVPSDEConfig, VESDEConfig, VPSDEConfig
+from models.two_stage.preprocessing import (
+    LayerEnergyPreprocessingConfig,
+    ShowerStagesConfig,
+    VoxelShapePreprocessingConfig,
+)
 
 
 class FlowMatchingConfig(BaseModel):
@@ -33,6 +38,7 @@ class FlowMatchingConfig(BaseModel):
     ot: bool = False
 
     def build(self) -> RectifiedFlow:
+        """The process object."""
         return RectifiedFlow(ot=self.ot)
 
 
@@ -45,14 +51,21 @@ ProcessConfig = Annotated[
     Field(discriminator="kind"),
 ]
 PreprocessingConfig = Annotated[
-    ShowerPreprocessingConfig | StandardPreprocessingConfig | PointCloudPreprocessingConfig,
+    ShowerPreprocessingConfig
+    | StandardPreprocessingConfig
+    | PointCloudPreprocessingConfig
+    | LayerEnergyPreprocessingConfig
+    | VoxelShapePreprocessingConfig,
     Field(discriminator="kind"),
 ]
 
 
 class SamplerConfig(BaseModel):
-    """Default sampler of a model: name (one the process offers; None = the process's
-    default_sampler), network evaluations, and sampler options (e.g. snr, s_churn, rtol)."""
+    """Default sampler of a model: name, network evaluations (NFE) and options.
+
+    `name` is one the process offers (None = the process's default_sampler); `options` are sampler
+    keyword arguments (e.g. snr, s_churn, rtol).
+    """
 
     model_config = ConfigDict(extra="forbid")
     name: str | None = None
@@ -61,13 +74,128 @@ class SamplerConfig(BaseModel):
 
 
 class ModelConfig(BaseModel):
-    """Architecture, process, preprocessing and default sampler: everything to rebuild a model."""
+    """Architecture, process, preprocessing and default sampler: everything to rebuild a model.
+
+    `kind` may be omitted (single-stage is the default) and is left out of dumps, so cards and
+    spec hashes written before two-stage models existed are unchanged.
+    """
 
     model_config = ConfigDict(extra="forbid")
+    kind: Literal["single_stage"] = Field("single_stage", exclude=True)
     network: NetworkConfig = Field(default_factory=MLPConfig)
     process: ProcessConfig = Field(default_factory=FlowMatchingConfig)
     preprocessing: PreprocessingConfig = Field(default_factory=ShowerPreprocessingConfig)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+
+
+class StageConfig(BaseModel):
+    """One stage of a two-stage model: its network, process and default sampler."""
+
+    model_config = ConfigDict(extra="forbid")
+    network: NetworkConfig = Field(default_factory=MLPConfig)
+    process: ProcessConfig = Field(default_factory=FlowMatchingConfig)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+
+
+class TwoStageConfig(BaseModel):
+    """A two-stage shower model (CaloDREAM, arXiv:2405.09629): energies, then shapes.
+
+    The energy stage models the layer energies (so E_tot) given E_inc, the shape stage the voxels'
+    shares of their layer energies given E_inc and the layer energies.
+
+    `network`, `process` and `sampler` name the shape stage's (the one a campaign's `sampler`
+    and `nfe` override), so code written for single-stage configs reads them unchanged.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["two_stage"] = "two_stage"
+    preprocessing: ShowerStagesConfig = Field(default_factory=ShowerStagesConfig)
+    energy: StageConfig = Field(default_factory=StageConfig)
+    shape: StageConfig = Field(default_factory=StageConfig)
+
+    @property
+    def network(self) -> NetworkConfig:
+        """The shape stage's network."""
+        return self.shape.network
+
+    @property
+    def process(self) -> ProcessConfig:
+        """The shape stage's process."""
+        return self.shape.process
+
+    @property
+    def sampler(self) -> SamplerConfig:
+        """The shape stage's default sampler."""
+        return self.shape.sampler
+
+    def stage(self, name: Literal["energy", "shape"]) -> ModelConfig:
+        """A stage as a single-stage ModelConfig (its network, process, sampler, preprocessing)."""
+        stage = self.energy if name == "energy" else self.shape
+        preprocessing = (
+            self.preprocessing.energy() if name == "energy" else self.preprocessing.shape()
+        )
+        return ModelConfig(
+            network=stage.network,
+            process=stage.process,
+            preprocessing=preprocessing,
+            sampler=stage.sampler,
+        )
+
+
+def _model_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return value.get("kind", "single_stage")
+    return getattr(value, "kind", "single_stage")
+
+
+AnyModelConfig = Annotated[
+    Annotated[ModelConfig, Tag("single_stage")] | Annotated[TwoStageConfig, Tag("two_stage")],
+    Discriminator(_model_kind),
+]
+"""A model of either kind: `kind: two_stage`, or a single-stage ModelConfig (kind omitted)."""
+
+_ANY_MODEL = TypeAdapter(AnyModelConfig)
+
+
+def parse_model_config(doc: Any) -> ModelConfig | TwoStageConfig:
+    """Validate a `model:` block or a card's `config` as a model config of either kind."""
+    return _ANY_MODEL.validate_python(doc)
+
+
+def _voxel_network_with(network: NetworkConfig, layer_shapes: list[tuple[int, int]]):
+    if network.kind != "voxel_transformer" or network.layer_shapes or network.layer_sizes:
+        return network
+    return network.model_copy(update={"layer_shapes": [tuple(s) for s in layer_shapes]})
+
+
+def _preprocessing_with(preprocessing: BaseModel, layer_shapes: list[tuple[int, int]]):
+    if getattr(preprocessing, "layer_sizes", "absent") is not None:
+        return preprocessing
+    return preprocessing.model_copy(update={"layer_sizes": [a * r for a, r in layer_shapes]})
+
+
+def with_geometry(
+    config: ModelConfig | TwoStageConfig, layer_shapes: list[tuple[int, int]]
+) -> ModelConfig | TwoStageConfig:
+    """A copy with the geometry-derived fields that are unset filled in.
+
+    Args:
+        config: A model config of either kind.
+        layer_shapes: (angular, radial) bins of each active layer, in voxel order.
+
+    Returns:
+        The config with `preprocessing.layer_sizes` (showers) and the voxel transformer's
+        `layer_shapes` (the network of a single-stage model, the shape stage's of a two-stage
+        one) set wherever they were None; fields already set are kept.
+    """
+    pre = _preprocessing_with(config.preprocessing, layer_shapes)
+    if isinstance(config, TwoStageConfig):
+        shape = config.shape.model_copy(
+            update={"network": _voxel_network_with(config.shape.network, layer_shapes)}
+        )
+        return config.model_copy(update={"preprocessing": pre, "shape": shape})
+    network = _voxel_network_with(config.network, layer_shapes)
+    return config.model_copy(update={"preprocessing": pre, "network": network})
 
 
 class OptimConfig(BaseModel):

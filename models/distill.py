@@ -1,31 +1,35 @@
-"""Consistency distillation (Song et al. 2023, arXiv:2303.01469, Alg. 2) of a diffusion or flow
-teacher into a 1- or 2-step student, with the same contract as `models.training.fit`.
+"""Consistency distillation (Song et al. 2023, arXiv:2303.01469, Alg. 2) into a 1- or 2-step student.
 
+The teacher is a diffusion or flow model; the student trains in the one loop of `models.loop`.
 Any teacher exposing `process.denoiser(net)` in the EDM space x = x_0 + sigma n (EDM, VE/VP/sub-VP
 SDEs, rectified flow via x = x_t / t) works. Per step: n ~ U{1..N-1}, x_{n+1} = x + sigma_{n+1} z,
 one Heun step of the teacher's PF ODE to sigma_n, loss d(f_theta(x_{n+1}, sigma_{n+1}),
-f_theta-(x_hat_n, sigma_n)) with theta- an EMA (rate mu) of theta. The student is a normal
-GenerativeModel with process kind "consistency", saved by `save_model` and loaded by `load_model`.
+f_theta-(x_hat_n, sigma_n)) with theta- an EMA (rate mu) of theta. A single-stage student is a
+normal GenerativeModel with process kind "consistency". A two-stage teacher keeps the stages not
+named in `stages` as they are and distils the others (by default the shape stage, where the
+sampling time goes), each against its own stage of the teacher, jointly in one loop. Students
+are saved by `save_model` and loaded by `load_model`; the target networks are part of the resume
+state, so `resume_from` continues a distillation bit for bit.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-import tempfile
-import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from models.checkpoint import save_model
-from models.config import ModelConfig, NetworkConfig, OptimConfig, SamplerConfig
+from models.config import ModelConfig, NetworkConfig, OptimConfig, SamplerConfig, StageConfig
+from models.data import TrainData
 from models.generative import GenerativeModel
+from models.loop import Objective, Report, ema_update, joint_objective, seeded_generator, train_loop
 from models.processes.base import rand, randn
 from models.processes.consistency import ConsistencyConfig, ConsistencyModel, pseudo_huber
-from models.training import Report, TrainData, _ema_update, _generator, lr_factor
+from models.two_stage.model import TwoStageModel
+from models.two_stage.training import prepared_stage_data
 
 
 class DistillConfig(BaseModel):
@@ -36,9 +40,16 @@ class DistillConfig(BaseModel):
     n_steps: int = Field(18, ge=2, description="PF-ODE discretisation N (Karras grid)")
     target_ema: float = Field(0.95, ge=0.0, lt=1.0, description="mu of the target network")
     distance: Literal["l2", "pseudo_huber"] = "l2"
-    network: NetworkConfig | None = Field(None, description="student network; None = teacher's")
+    network: NetworkConfig | None = Field(
+        None, description="student network of every distilled stage; None = the teacher's"
+    )
     init_from_teacher: bool = Field(True, description="copy teacher weights if architectures match")
     sampler_nfe: int = Field(1, ge=1, description="default NFE of the saved student")
+    stages: list[Literal["energy", "shape"]] = Field(
+        default_factory=lambda: ["shape"],
+        min_length=1,
+        description="stages of a two-stage teacher to distil (single-stage teachers: unused)",
+    )
 
 
 def _view(v: Tensor, x: Tensor) -> Tensor:
@@ -46,7 +57,11 @@ def _view(v: Tensor, x: Tensor) -> Tensor:
 
 
 def teacher_heun_step(
-    denoiser, x: Tensor, sigma: Tensor, sigma_next: Tensor, cond: Tensor | None
+    denoiser: Callable[..., Tensor],
+    x: Tensor,
+    sigma: Tensor,
+    sigma_next: Tensor,
+    cond: Tensor | None,
 ) -> Tensor:
     """One Heun step of the PF ODE dx/dsigma = (x - D) / sigma (Karras et al. 2022, Alg. 1)."""
     h = _view(sigma_next - sigma, x)
@@ -60,7 +75,7 @@ def distillation_loss(
     student: ConsistencyModel,
     net: nn.Module,
     target_net: nn.Module,
-    teacher_denoiser,
+    teacher_denoiser: Callable[..., Tensor],
     x: Tensor,
     cond: Tensor | None,
     sigmas: Tensor,
@@ -92,8 +107,39 @@ def student_config(teacher: GenerativeModel, config: DistillConfig) -> ModelConf
     )
 
 
-def distill(
+def _init_student(
+    student: GenerativeModel, teacher: GenerativeModel, config: DistillConfig
+) -> None:
+    student.preprocessing.load_state_dict(teacher.preprocessing.state_dict())
+    if config.init_from_teacher and student.config.network == teacher.config.network:
+        student.net.load_state_dict(teacher.net.state_dict())
+
+
+def consistency_objective(
     teacher: GenerativeModel,
+    student: GenerativeModel,
+    config: DistillConfig,
+    device: torch.device,
+) -> Objective:
+    """Distil `teacher` into `student` (on `device`): loss, target-network EMA, resume state."""
+    process: ConsistencyModel = student.process
+    target = copy.deepcopy(student.net).requires_grad_(False).eval()
+    sigmas = process.sigmas_ascending(config.n_steps, device=device)
+    teacher_d = teacher.process.denoiser(teacher.net)
+
+    def loss(net: nn.Module, batch: tuple[Tensor, ...], generator: torch.Generator | None):
+        return distillation_loss(
+            process, net, target, teacher_d, batch[0], batch[1], sigmas, generator, config.distance
+        )
+
+    def after_step() -> None:
+        ema_update(target, student.net, config.target_ema)
+
+    return Objective(student.net, loss, after_step, aux={"target": target})
+
+
+def distill(
+    teacher: GenerativeModel | TwoStageModel,
     config: DistillConfig,
     optim: OptimConfig,
     train: TrainData,
@@ -102,119 +148,115 @@ def distill(
     val: TrainData | None = None,
     device: str | torch.device = "cpu",
     card: dict[str, Any] | None = None,
-) -> GenerativeModel:
-    """Distil `teacher` into a consistency student; report(metrics, checkpoint_dir) per epoch."""
+    resume_from: str | None = None,
+) -> GenerativeModel | TwoStageModel:
+    """Distil `teacher` into a consistency student; report(metrics, checkpoint_dir) per epoch.
+
+    Args:
+        teacher: A trained model of either kind (not itself a consistency model).
+        config: Distillation settings.
+        optim: Optimiser, schedule, EMA and checkpoint settings.
+        train: The teacher's kind of training data in physical units.
+        report: Receives the metrics every epoch and a checkpoint directory when one is written.
+        val: Validation data for `val_loss`, or None.
+        device: Training device.
+        card: Extra model-card entries; `distilled_from` (the teacher's config) is added.
+        resume_from: A checkpoint directory of this distillation to continue from.
+
+    Returns:
+        The student with EMA weights, in eval mode.
+    """
     device = torch.device(device)
     torch.manual_seed(optim.seed)
     teacher = teacher.to(device).eval().requires_grad_(False)
+    card = {**(card or {}), "distilled_from": teacher.config.model_dump(mode="json")}
+    if isinstance(teacher, TwoStageModel):
+        return _distill_two_stage(
+            teacher, config, optim, train, report, val, device, card, resume_from
+        )
     model = GenerativeModel(student_config(teacher, config), teacher.dim, teacher.cond_dim)
-    model.preprocessing.load_state_dict(teacher.preprocessing.state_dict())
-    if config.init_from_teacher and model.config.network == teacher.config.network:
-        model.net.load_state_dict(teacher.net.state_dict())
-    x_tr, c_tr = model.preprocessing.transform(train.x, train.cond, _generator(optim.seed, 2))
-    model.to(device)
-    student: ConsistencyModel = model.process
-    target = copy.deepcopy(model.net).requires_grad_(False)
-    ema = copy.deepcopy(model.net).requires_grad_(False)
-    opt = torch.optim.AdamW(
-        model.net.parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay
+    _init_student(model, teacher, config)
+    x_tr, c_tr = model.preprocessing.transform(train.x, train.cond, seeded_generator(optim.seed, 2))
+    val_batch = (
+        model.preprocessing.transform(val.x, val.cond, seeded_generator(optim.seed, 3))
+        if val is not None
+        else None
     )
-    sigmas = student.sigmas_ascending(config.n_steps, device=device)
-    teacher_d = teacher.process.denoiser(teacher.net)
-    steps_per_epoch = max(x_tr.shape[0] // optim.batch_size, 1)
-    total, step = steps_per_epoch * optim.epochs, 0
-    autocast = optim.precision == "bf16" and device.type == "cuda"
-    for epoch in range(optim.epochs):
-        t0 = time.perf_counter()
-        model.net.train()
-        perm = torch.randperm(x_tr.shape[0], generator=_generator(optim.seed, 4, epoch))
-        noise = _generator(optim.seed, 5, epoch, device=device)
-        running = 0.0
-        for i in range(steps_per_epoch):
-            idx = perm[i * optim.batch_size : (i + 1) * optim.batch_size]
-            xb, cb = x_tr[idx].to(device), c_tr[idx].to(device)
-            for group in opt.param_groups:
-                group["lr"] = optim.lr * lr_factor(
-                    step, optim.warmup_steps, total, optim.min_lr_ratio
-                )
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                loss = distillation_loss(
-                    student, model.net, target, teacher_d, xb, cb, sigmas, noise, config.distance
-                ).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if optim.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.net.parameters(), optim.grad_clip)
-            opt.step()
-            step += 1
-            _ema_update(target, model.net, config.target_ema)
-            _ema_update(ema, model.net, min(optim.ema_decay, (1 + step) / (10 + step)))
-            running += loss.item()
-        if not math.isfinite(running):
-            raise FloatingPointError(f"distillation loss became {running} at epoch {epoch + 1}")
-        seconds = time.perf_counter() - t0
-        metrics = {
-            "epoch": epoch + 1,
-            "step": step,
-            "train_loss": running / steps_per_epoch,
-            "lr": opt.param_groups[0]["lr"],
-            "epoch_seconds": seconds,
-            "samples_per_second": steps_per_epoch * optim.batch_size / seconds,
-        }
-        if val is not None:
-            metrics["val_loss"] = _val_loss(
-                model, student, ema, target, teacher_d, val, sigmas, optim, device, config.distance
-            )
-        if (epoch + 1) % optim.checkpoint_every == 0 or epoch + 1 == optim.epochs:
-            state = model.state_dict()
-            state.update({f"net.{k}": v for k, v in ema.state_dict().items()})
-            with tempfile.TemporaryDirectory(prefix="farm-distill-") as ckpt:
-                save_model(
-                    model,
-                    ckpt,
-                    card={
-                        **(card or {}),
-                        "metrics": metrics,
-                        "epoch": epoch + 1,
-                        "step": step,
-                        "distilled_from": teacher.config.model_dump(mode="json"),
-                    },
-                    state_dict=state,
-                )
-                report(metrics, ckpt)
-        else:
-            report(metrics, None)
-    model.net.load_state_dict(ema.state_dict())
+    model.to(device)
+    objective = consistency_objective(teacher, model, config, device)
+    train_loop(
+        model,
+        objective,
+        (x_tr, c_tr),
+        val_batch,
+        optim,
+        report,
+        device=device,
+        resume_from=resume_from,
+        card=card,
+    )
     return model.eval()
 
 
-@torch.no_grad()
-def _val_loss(
-    model: GenerativeModel,
-    student: ConsistencyModel,
-    ema: nn.Module,
-    target: nn.Module,
-    teacher_d,
-    val: TrainData,
-    sigmas: Tensor,
+def _distill_two_stage(
+    teacher: TwoStageModel,
+    config: DistillConfig,
     optim: OptimConfig,
+    train: TrainData,
+    report: Report,
+    val: TrainData | None,
     device: torch.device,
-    distance: str,
-) -> float:
-    x, c = model.preprocessing.transform(val.x, val.cond, _generator(optim.seed, 3))
-    gen = _generator(optim.seed, 999_983, device=device)
-    total = 0.0
-    for start in range(0, x.shape[0], 4 * optim.batch_size):
-        xb, cb = (
-            x[start : start + 4 * optim.batch_size].to(device),
-            c[start : start + 4 * optim.batch_size].to(device),
+    card: dict[str, Any],
+    resume_from: str | None,
+) -> TwoStageModel:
+    stages = tuple(dict.fromkeys(config.stages))
+    updates = {}
+    for name in stages:
+        stage = getattr(teacher.config, name)
+        if stage.process.kind == "consistency":
+            raise ValueError(f"the {name} stage of the teacher is already a consistency model")
+        updates[name] = StageConfig(
+            network=config.network or stage.network,
+            process=config.consistency,
+            sampler=SamplerConfig(name="consistency", nfe=config.sampler_nfe),
         )
-        total += (
-            distillation_loss(student, ema, target, teacher_d, xb, cb, sigmas, gen, distance)
-            .sum()
-            .item()
-        )
-    return total / max(x.shape[0], 1)
+    model = TwoStageModel(teacher.config.model_copy(update=updates), teacher.dim, teacher.cond_dim)
+    for name in ("energy", "shape"):
+        if name in stages:
+            _init_student(getattr(model, name), getattr(teacher, name), config)
+        else:
+            getattr(model, name).load_state_dict(getattr(teacher, name).state_dict())
+    train_batch, val_batch = prepared_stage_data(
+        model, train, val, optim.seed, stages=stages, fit=False
+    )
+    model.to(device)
+    objective = joint_objective(
+        {
+            name: consistency_objective(
+                getattr(teacher, name), getattr(model, name), config, device
+            )
+            for name in stages
+        }
+    )
+    train_loop(
+        model,
+        objective,
+        train_batch,
+        val_batch,
+        optim,
+        report,
+        device=device,
+        resume_from=resume_from,
+        card=card,
+    )
+    return model.eval()
 
 
-__all__ = ["DistillConfig", "distill", "distillation_loss", "student_config", "teacher_heun_step"]
+__all__ = [
+    "DistillConfig",
+    "consistency_objective",
+    "distill",
+    "distillation_loss",
+    "student_config",
+    "teacher_heun_step",
+]

@@ -1,0 +1,165 @@
+"""A two-stage shower model (CaloDREAM, arXiv:2405.09629): energies first, then shapes.
+
+The energy stage generates the layer energies (and so E_tot) given E_inc; the shape stage
+generates each voxel's share of its layer energy given E_inc and those layer energies. Each stage
+is a complete `GenerativeModel` (its own network, process, preprocessing and default sampler),
+so every process, sampler and consistency distillation works on it. `generate` samples the
+stages in sequence and rebuilds exact showers (`models.two_stage.rebuild`). One state dict holds
+both stages (keys `energy.*`, `shape.*`): one checkpoint folder, one card, one `load_model`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from models.config import TwoStageConfig
+from models.data import TrainData
+from models.generative import GenerativeModel
+from models.two_stage.rebuild import ShowerParts, VoxelLayout, rebuild_layers, rebuild_voxels
+
+
+class TwoStageModel(nn.Module):
+    """Energy stage + shape stage; `net` is the shape stage's network (what campaigns compile)."""
+
+    def __init__(self, config: TwoStageConfig, dim: int, cond_dim: int):
+        """A model for showers of `dim` voxels conditioned on E_inc (`cond_dim` must be 1)."""
+        super().__init__()
+        sizes = config.preprocessing.layer_sizes
+        if not sizes:
+            raise ValueError(
+                "preprocessing.layer_sizes: a two-stage model needs the voxels per layer "
+                "(farm fills them from the geometry)"
+            )
+        if sum(sizes) != dim:
+            raise ValueError(f"layer_sizes sum to {sum(sizes)}, but showers have {dim} voxels")
+        if cond_dim != 1:
+            raise ValueError(
+                f"a two-stage shower model is conditioned on E_inc alone, got {cond_dim}"
+            )
+        self.config = config
+        self.dim, self.cond_dim = dim, cond_dim
+        self.threshold_mev = config.preprocessing.threshold_mev
+        self.energy = GenerativeModel(config.stage("energy"), len(sizes), 1)
+        self.shape = GenerativeModel(config.stage("shape"), dim, 1 + len(sizes))
+        self.layout = VoxelLayout(sizes)
+        layer_of = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+        self.register_buffer("layer_of_voxel", layer_of, persistent=False)
+
+    @property
+    def net(self) -> nn.Module:
+        """The shape stage's network (the expensive one)."""
+        return self.shape.net
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """`model.net = torch.compile(model.net)` replaces the shape stage's network."""
+        if name == "net":
+            self.shape.net = value
+        else:
+            super().__setattr__(name, value)
+
+    @property
+    def default_sampler(self) -> str:
+        """The shape stage's default sampler."""
+        return self.shape.default_sampler
+
+    def layer_energies(self, showers: Tensor) -> Tensor:
+        """[N, L] float64 sums of each layer's voxels above the readout threshold."""
+        e = showers.double()
+        e = torch.where(e < self.threshold_mev, 0.0, e)
+        out = torch.zeros(e.shape[0], self.layout.slot.shape[0], dtype=e.dtype, device=e.device)
+        return out.index_add_(1, self.layer_of_voxel.to(e.device), e)
+
+    def stage_data(self, data: TrainData) -> tuple[TrainData, TrainData]:
+        """Split physical (showers, E_inc) into the two stages' training data.
+
+        Returns the energy stage's (layer energies, E_inc) and the shape stage's
+        (showers, [E_inc, layer energies]).
+        """
+        e_inc = data.cond[:, :1].double()
+        layer_e = self.layer_energies(data.x)
+        return TrainData(layer_e, e_inc), TrainData(data.x, torch.cat([e_inc, layer_e], dim=1))
+
+    @torch.no_grad()
+    def generate_parts(
+        self,
+        cond: Tensor,
+        *,
+        sampler: str | None = None,
+        nfe: int | None = None,
+        generator: torch.Generator | None = None,
+        batch_size: int = 4096,
+        autocast_dtype: torch.dtype | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> ShowerParts:
+        """Exact float64 showers for E_inc `cond` [B, 1] (MeV), batch by batch.
+
+        The energy stage samples with its own configured sampler, NFE and full precision;
+        `sampler`, `nfe`, `options` and `autocast_dtype` apply to the shape stage. A shower
+        whose generated energies are not finite comes back as NaN voxels.
+        """
+        device = next(self.net.parameters()).device
+        parts = []
+        for start in range(0, cond.shape[0], batch_size):
+            e_inc = cond[start : start + batch_size, :1].to(device).double()
+            layer_values = self.energy.generate(e_inc, generator=generator, batch_size=batch_size)
+            finite = torch.isfinite(layer_values).all(1)
+            layer_counts, quantum = rebuild_layers(
+                torch.where(finite.unsqueeze(1), layer_values, 0.0), self.threshold_mev
+            )
+            layer_e = layer_counts.double() * quantum.unsqueeze(1)
+            voxel_values = self.shape.generate(
+                torch.cat([e_inc, layer_e], dim=1),
+                sampler=sampler,
+                nfe=nfe,
+                generator=generator,
+                batch_size=batch_size,
+                autocast_dtype=autocast_dtype,
+                options=options,
+            )
+            finite &= torch.isfinite(voxel_values).all(1)
+            voxel_counts = rebuild_voxels(
+                layer_counts,
+                torch.where(finite.unsqueeze(1), voxel_values, 0.0),
+                quantum,
+                self.threshold_mev,
+                self.layout,
+            )
+            voxels = voxel_counts.double() * quantum.unsqueeze(1)
+            voxels[~finite] = float("nan")
+            parts.append((layer_e.sum(1), layer_e, voxels))
+        if not parts:
+            empty = torch.empty(0, dtype=torch.float64, device=device)
+            return ShowerParts(
+                empty, empty.reshape(0, len(self.layout.slot)), empty.reshape(0, self.dim)
+            )
+        e_tot, layer_e, voxels = (torch.cat(p) for p in zip(*parts, strict=True))
+        return ShowerParts(e_tot, layer_e, voxels)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        cond: Tensor,
+        *,
+        sampler: str | None = None,
+        nfe: int | None = None,
+        generator: torch.Generator | None = None,
+        batch_size: int = 4096,
+        autocast_dtype: torch.dtype | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Tensor:
+        """Showers [B, V] in MeV (float32) for E_inc `cond` [B, 1]; see `generate_parts`."""
+        return self.generate_parts(
+            cond,
+            sampler=sampler,
+            nfe=nfe,
+            generator=generator,
+            batch_size=batch_size,
+            autocast_dtype=autocast_dtype,
+            options=options,
+        ).voxels.float()
+
+
+__all__ = ["TwoStageModel"]

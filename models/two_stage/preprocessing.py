@@ -1,0 +1,323 @@
+"""Coordinates of the two stages of a shower model (CaloDREAM, arXiv:2405.09629, Sec. 2).
+
+Energy stage: z = [log(E_tot / E_inc), log(E_l / E_tot) ...] given E_inc (the layer energies E_l
+are sums of the voxels above the readout threshold). Shape stage: z_i = log(v_i / E_l(i)), each
+voxel's share of its layer's energy, given [E_inc, E_l ...]. As in `ShowerPreprocessing`, empty
+voxels and layers are dequantised into a narrow band a decade below the threshold (noise_fraction
+x threshold, 5% wide in log), and every coordinate is standardised conditionally on E_inc,
+(z - mu(E_inc)) / sigma(E_inc), with mu and log sigma^2 quintic polynomials in log E_inc. The
+inverses return float64 energies in MeV that `models.two_stage.rebuild` turns into exact showers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+CHUNK_ELEMENTS = 2**22
+"""Float64 elements per chunk when preprocessing many voxels (about 32 MB)."""
+
+LOG_CHI2_MEAN = -1.2704
+"""E[log chi^2_1]: corrects a log-variance regression on squared Gaussian residuals."""
+
+
+def dequantise(
+    e: Tensor, threshold: float, floor: float, generator: torch.Generator | None
+) -> Tensor:
+    """Values below threshold -> floor x 10^(-0.05 u), u ~ U(0, 1): a narrow band below it."""
+    u = torch.rand(
+        e.shape,
+        generator=generator,
+        dtype=torch.float64,
+        device=generator.device if generator is not None else e.device,
+    ).to(e.device)
+    return torch.where(e < threshold, floor * 10 ** (-0.05 * u), e)
+
+
+def _row_chunks(n_rows: int, n_cols: int) -> Iterator[slice]:
+    size = max(1, CHUNK_ELEMENTS // max(n_cols, 1))
+    for start in range(0, n_rows, size):
+        yield slice(start, min(start + size, n_rows))
+
+
+class PolynomialStandardiser(nn.Module):
+    """Conditional standardisation x = (z - mu(l)) / sigma(l) per coordinate.
+
+    mu and log sigma^2 are polynomials in l, the standardised log E_inc, fitted by least squares
+    (normal equations accumulated in chunks of events).
+    """
+
+    def __init__(self, n_coords: int, sigma_floor: float, sigma_cap: float, degree: int = 5):
+        """Standardise `n_coords` coordinates; sigma is clamped to [sigma_floor, sigma_cap]."""
+        super().__init__()
+        self.degree = degree
+        f64 = torch.float64
+        self.register_buffer("mu_coef", torch.zeros(degree + 1, n_coords, dtype=f64))
+        self.register_buffer("log_var_coef", torch.zeros(degree + 1, n_coords, dtype=f64))
+        self.register_buffer("log_e_mean", torch.zeros((), dtype=f64))
+        self.register_buffer("log_e_std", torch.ones((), dtype=f64))
+        self.sigma_floor, self.sigma_cap = sigma_floor, sigma_cap
+
+    def condition(self, e_inc: Tensor) -> Tensor:
+        """The network's condition on E_inc: l = (log E_inc - mean) / std [N, 1], float64."""
+        log_e = torch.log(e_inc.double().reshape(-1, 1))
+        return (log_e - self.log_e_mean) / self.log_e_std
+
+    def _basis(self, e_inc: Tensor, n_terms: int) -> Tensor:
+        l = self.condition(e_inc)
+        return torch.cat([l**k for k in range(n_terms)], dim=1)
+
+    @torch.no_grad()
+    def fit(self, chunks: Callable[[], Iterator[tuple[Tensor, Tensor]]], e_inc: Tensor) -> None:
+        """Fit on all events; `chunks()` yields the same (z [n, C] float64, E_inc [n]) each call."""
+        log_e = torch.log(e_inc.double().reshape(-1))
+        self.log_e_mean.copy_(log_e.mean())
+        self.log_e_std.copy_(log_e.std().clamp_min(1e-3) if log_e.numel() > 1 else 1.0)
+        # fewer distinct energies than coefficients: a lower degree
+        n_terms = min(self.degree + 1, int(torch.unique(e_inc).numel()))
+        gram = torch.zeros(n_terms, n_terms, dtype=torch.float64, device=e_inc.device)
+        moment = torch.zeros(n_terms, self.mu_coef.shape[1], dtype=torch.float64)
+        moment = moment.to(e_inc.device)
+        for z, e in chunks():
+            b = self._basis(e, n_terms)
+            gram += b.T @ b
+            moment += b.T @ z
+        mu = torch.linalg.solve(gram, moment)
+        moment.zero_()
+        for z, e in chunks():
+            b = self._basis(e, n_terms)
+            moment += b.T @ torch.log((z - b @ mu).pow(2).clamp_min(1e-12))
+        log_var = torch.linalg.solve(gram, moment)
+        log_var[0] -= LOG_CHI2_MEAN
+        self.mu_coef.zero_()[:n_terms] = mu
+        self.log_var_coef.zero_()[:n_terms] = log_var
+
+    def moments(self, e_inc: Tensor) -> tuple[Tensor, Tensor]:
+        """(mu, sigma) [N, C] in float64, sigma clamped to [sigma_floor, sigma_cap]."""
+        b = self._basis(e_inc, self.degree + 1)
+        sigma = torch.exp(0.5 * (b @ self.log_var_coef)).clamp(self.sigma_floor, self.sigma_cap)
+        return b @ self.mu_coef, sigma
+
+    def standardise(self, z: Tensor, e_inc: Tensor) -> Tensor:
+        """(z - mu) / sigma."""
+        mu, sigma = self.moments(e_inc)
+        return (z - mu) / sigma
+
+    def unstandardise(self, x: Tensor, e_inc: Tensor) -> Tensor:
+        """Inverse of `standardise`: x sigma + mu, float64."""
+        mu, sigma = self.moments(e_inc)
+        return x.double() * sigma + mu
+
+
+def _seed_from(generator: torch.Generator | None) -> int:
+    return int(torch.randint(0, 2**62, (1,), generator=generator))
+
+
+class LayerEnergyPreprocessing(nn.Module):
+    """Energy stage: layer energies [N, L] (MeV) given E_inc [N, 1] <-> z [N, L + 1]."""
+
+    def __init__(self, dim: int, cond_dim: int, threshold_mev: float, noise_fraction: float):
+        """`dim` layers, conditioned on E_inc alone (`cond_dim` 1)."""
+        super().__init__()
+        if cond_dim != 1:
+            raise ValueError(f"the energy stage is conditioned on E_inc alone, got {cond_dim}")
+        self.threshold_mev, self.floor_mev = threshold_mev, noise_fraction * threshold_mev
+        self.n_layers, self.out_dim = dim, dim + 1
+        self.standardiser = PolynomialStandardiser(dim + 1, sigma_floor=1e-4, sigma_cap=1e3)
+        self.register_buffer("log_ratio_max", torch.zeros((), dtype=torch.float64))
+
+    def _coordinates(
+        self, layer_e: Tensor, e_inc: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
+        s = layer_e.double()
+        s = torch.where(s < self.threshold_mev, 0.0, s)
+        t = s.sum(1, keepdim=True)
+        s_q = dequantise(s, self.threshold_mev, self.floor_mev, generator)
+        t_q = dequantise(t, self.threshold_mev, self.floor_mev, generator)
+        e_in = e_inc.double().reshape(-1, 1)
+        return torch.cat([torch.log(t_q / e_in), torch.log(s_q / t_q)], dim=1)
+
+    @torch.no_grad()
+    def fit(self, layer_e: Tensor, e_inc: Tensor, generator: torch.Generator | None = None) -> None:
+        """Set the standardisation from training data."""
+        seed = _seed_from(generator)
+
+        def chunks() -> Iterator[tuple[Tensor, Tensor]]:
+            gen = torch.Generator(device=e_inc.device).manual_seed(seed)
+            yield self._coordinates(layer_e, e_inc, gen), e_inc
+
+        z, _ = next(chunks())
+        self.log_ratio_max.copy_(z[:, 0].max())
+        self.standardiser.fit(chunks, e_inc)
+
+    def transform_cond(self, e_inc: Tensor) -> Tensor:
+        """Standardised log E_inc [N, 1]."""
+        return self.standardiser.condition(e_inc).float()
+
+    def transform(
+        self, layer_e: Tensor, e_inc: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(x, c) in network space."""
+        z = self._coordinates(layer_e, e_inc, generator)
+        return self.standardiser.standardise(z, e_inc).float(), self.transform_cond(e_inc)
+
+    def inverse(self, x: Tensor, e_inc: Tensor) -> Tensor:
+        """Network space -> layer energies [N, L] in MeV (float64), summing to E_tot."""
+        z = self.standardiser.unstandardise(x, e_inc)
+        e_tot = torch.exp(z[:, :1].clamp(max=float(self.log_ratio_max))) * e_inc.double()
+        return torch.softmax(z[:, 1:], dim=1) * e_tot.reshape(-1, 1)
+
+
+class VoxelShapePreprocessing(nn.Module):
+    """Shape stage: voxels [N, V] (MeV) given [E_inc, E_l ...] [N, 1 + L] <-> z [N, V]."""
+
+    def __init__(
+        self,
+        dim: int,
+        cond_dim: int,
+        threshold_mev: float,
+        layer_sizes: list[int] | None,
+        noise_fraction: float,
+    ):
+        """`dim` voxels in layers of `layer_sizes`, conditioned on [E_inc, layer energies]."""
+        super().__init__()
+        sizes = list(layer_sizes) if layer_sizes else [dim]
+        if sum(sizes) != dim:
+            raise ValueError(f"layer_sizes sum to {sum(sizes)}, but showers have {dim} voxels")
+        if cond_dim != 1 + len(sizes):
+            raise ValueError(
+                f"the shape stage is conditioned on [E_inc, {len(sizes)} layer energies], "
+                f"got {cond_dim} columns"
+            )
+        self.threshold_mev, self.floor_mev = threshold_mev, noise_fraction * threshold_mev
+        self.n_layers, self.out_dim = len(sizes), dim
+        layer_of = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+        self.register_buffer("layer_of_voxel", layer_of, persistent=False)
+        # as ShowerPreprocessing's voxels: a floor keeps rare hits from being 100-sigma outliers,
+        # a cap keeps a unit error in network space from becoming a factor e^sigma in energy
+        self.standardiser = PolynomialStandardiser(dim, sigma_floor=0.5, sigma_cap=1.0)
+        self.register_buffer("c_mean", torch.zeros(cond_dim, dtype=torch.float64))
+        self.register_buffer("c_std", torch.ones(cond_dim, dtype=torch.float64))
+
+    def _layer_sum(self, e: Tensor) -> Tensor:
+        out = torch.zeros(e.shape[0], self.n_layers, dtype=e.dtype, device=e.device)
+        return out.index_add_(1, self.layer_of_voxel.to(e.device), e)
+
+    def _cond_coordinates(self, cond: Tensor) -> Tensor:
+        c = cond.double()
+        e_in = c[:, :1]
+        return torch.cat([torch.log(e_in), torch.log(c[:, 1:].clamp_min(self.floor_mev) / e_in)], 1)
+
+    def _coordinates(self, showers: Tensor, generator: torch.Generator | None) -> Tensor:
+        e = showers.double()
+        e = torch.where(e < self.threshold_mev, 0.0, e)
+        s = self._layer_sum(e)
+        s = torch.where(s > 0, s, self.threshold_mev)  # an empty layer: its voxels sit in the band
+        v = dequantise(e, self.threshold_mev, self.floor_mev, generator)
+        return torch.log(v / s[:, self.layer_of_voxel.to(e.device)])
+
+    @torch.no_grad()
+    def fit(self, showers: Tensor, cond: Tensor, generator: torch.Generator | None = None) -> None:
+        """Set the standardisation from training data (in chunks of events)."""
+        cc = self._cond_coordinates(cond)
+        self.c_mean.copy_(cc.mean(0))
+        self.c_std.copy_(cc.std(0).clamp_min(1e-6) if cc.shape[0] > 1 else torch.ones_like(cc[0]))
+        seed = _seed_from(generator)
+        e_inc = cond[:, 0]
+
+        def chunks() -> Iterator[tuple[Tensor, Tensor]]:
+            gen = torch.Generator(device=showers.device).manual_seed(seed)
+            for rows in _row_chunks(showers.shape[0], self.out_dim):
+                yield self._coordinates(showers[rows], gen), e_inc[rows]
+
+        self.standardiser.fit(chunks, e_inc)
+
+    def transform_cond(self, cond: Tensor) -> Tensor:
+        """Standardised [log E_inc, log(E_l / E_inc) ...] (empty layers at the noise floor)."""
+        return ((self._cond_coordinates(cond) - self.c_mean) / self.c_std).float()
+
+    def transform(
+        self, showers: Tensor, cond: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(x, c) in network space; x is computed in chunks of events."""
+        x = torch.empty(showers.shape[0], self.out_dim, dtype=torch.float32, device=showers.device)
+        for rows in _row_chunks(showers.shape[0], self.out_dim):
+            z = self._coordinates(showers[rows], generator)
+            x[rows] = self.standardiser.standardise(z, cond[rows, 0]).float()
+        return x, self.transform_cond(cond)
+
+    def inverse(self, x: Tensor, cond: Tensor) -> Tensor:
+        """Network space -> voxel energies [N, V] in MeV (float64), each at most its layer's."""
+        z = self.standardiser.unstandardise(x, cond[:, 0])
+        layer_e = cond.double()[:, 1:][:, self.layer_of_voxel.to(x.device)]
+        return torch.exp(z.clamp(max=0.0)) * layer_e
+
+
+class LayerEnergyPreprocessingConfig(BaseModel):
+    """Energy-stage coordinates (built by a two-stage model; rarely written by hand)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["layer_energies"] = "layer_energies"
+    threshold_mev: float = Field(1.0, gt=0.0)
+    noise_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+
+    def build(self, dim: int, cond_dim: int) -> LayerEnergyPreprocessing:
+        """The module for `dim` layers and a `cond_dim`-column condition."""
+        return LayerEnergyPreprocessing(dim, cond_dim, self.threshold_mev, self.noise_fraction)
+
+
+class VoxelShapePreprocessingConfig(BaseModel):
+    """Shape-stage coordinates (built by a two-stage model; rarely written by hand)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["voxel_shapes"] = "voxel_shapes"
+    threshold_mev: float = Field(1.0, gt=0.0)
+    layer_sizes: list[int] | None = None
+    noise_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+
+    def build(self, dim: int, cond_dim: int) -> VoxelShapePreprocessing:
+        """The module for `dim` voxels and a `cond_dim`-column condition."""
+        return VoxelShapePreprocessing(
+            dim, cond_dim, self.threshold_mev, self.layer_sizes, self.noise_fraction
+        )
+
+
+class ShowerStagesConfig(BaseModel):
+    """The shower settings both stages share: readout threshold, layer sizes, noise floor."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["shower_stages"] = "shower_stages"
+    threshold_mev: float = Field(1.0, gt=0.0, description="voxels below it read 0")
+    layer_sizes: list[int] | None = Field(
+        None, description="voxels per active layer (filled from the geometry by farm)"
+    )
+    noise_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+
+    def energy(self) -> LayerEnergyPreprocessingConfig:
+        """The energy stage's preprocessing."""
+        return LayerEnergyPreprocessingConfig(
+            threshold_mev=self.threshold_mev, noise_fraction=self.noise_fraction
+        )
+
+    def shape(self) -> VoxelShapePreprocessingConfig:
+        """The shape stage's preprocessing."""
+        return VoxelShapePreprocessingConfig(
+            threshold_mev=self.threshold_mev,
+            layer_sizes=self.layer_sizes,
+            noise_fraction=self.noise_fraction,
+        )
+
+
+__all__ = [
+    "LayerEnergyPreprocessing",
+    "LayerEnergyPreprocessingConfig",
+    "PolynomialStandardiser",
+    "ShowerStagesConfig",
+    "VoxelShapePreprocessing",
+    "VoxelShapePreprocessingConfig",
+    "dequantise",
+]
