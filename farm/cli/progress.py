@@ -1,10 +1,13 @@
-"""Rich progress displays shared by the CLI commands."""
+"""Rich consoles and progress displays shared by the CLI commands."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import threading
 from collections.abc import Iterator
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -16,11 +19,33 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True)
-out = Console()
+# Width for output that is not a terminal (a log file, a pipe, CI): wide enough that tables and
+# progress lines are never squeezed; plain text is not wrapped at all (soft wrap).
+LOG_WIDTH = 1000
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console that wraps to a terminal's width, and writes whole lines to a log, pipe or CI."""
+    if writes_to_terminal(sys.stderr if stderr else sys.stdout):
+        return Console(stderr=stderr)
+    width = None if os.environ.get("COLUMNS") else LOG_WIDTH  # an explicit COLUMNS wins
+    return Console(stderr=stderr, soft_wrap=True, width=width)
+
+
+def writes_to_terminal(stream: TextIO) -> bool:
+    """Whether stream is a real terminal (colour forced by FORCE_COLOR does not count)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+console = make_console(stderr=True)
+out = make_console()
 
 
 def bar() -> Progress:
+    """A progress bar on stderr: description, bar, done/total, info, elapsed and remaining time."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
