@@ -5,9 +5,21 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+# Signals that stop `farm registry ui`; each is forwarded to the MLflow server's process group.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Seconds the server's processes get to exit after the signal, before they are killed.
+STOP_GRACE_S = 10.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `registry` group: ls, show, promote, ui."""
     p = sub.add_parser(
         "registry",
         help="browse and promote registered models",
@@ -28,18 +40,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         "gates of its training job (metrics recorded by `farm evaluate --model`), unless --force "
         "is given with a --reason, which is recorded on the version.",
     )
-    promote.add_argument("name")
-    promote.add_argument("version")
+    promote.add_argument("name", help="registered model name (see `farm registry ls`)")
+    promote.add_argument("version", help="version number to promote, e.g. 3")
     promote.add_argument("--alias", required=True, help="alias to set, e.g. production")
     promote.add_argument("--force", action="store_true", help="promote despite failing gates")
     promote.add_argument("--reason", help="why the gates are overridden (required with --force)")
     promote.set_defaults(handler=run_promote)
-    ui = rs.add_parser("ui", help="open the MLflow UI on 127.0.0.1 against farm's backend store")
-    ui.add_argument("--port", type=int, default=5000)
+    ui = rs.add_parser(
+        "ui",
+        help="open the MLflow UI on 127.0.0.1 against farm's backend store",
+        description="Serve the MLflow UI for farm's tracking and registry store on 127.0.0.1 "
+        "until Ctrl-C, SIGTERM or SIGHUP; the MLflow server and its workers stop with it.",
+    )
+    ui.add_argument(
+        "--port",
+        type=int,
+        default=5000,
+        help="TCP port on 127.0.0.1 to serve the UI on (default 5000)",
+    )
     ui.set_defaults(handler=run_ui)
 
 
 def run_ls(args: argparse.Namespace) -> int:
+    """Print the registered models, or where the (empty) registry is."""
     from rich.table import Table
 
     from farm import registry
@@ -61,12 +84,14 @@ def run_ls(args: argparse.Namespace) -> int:
     out.print(
         table
         if rows
-        else "no registered models yet: run `farm train JOB.yaml` or `farm quickstart`"
+        else f"no registered models yet in {registry.tracking_uri()}: "
+        "run `farm train JOB.yaml` or `farm quickstart`"
     )
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
+    """Print one version: aliases, metrics, provenance, model config and gates."""
     from rich.table import Table
 
     from farm import registry
@@ -114,6 +139,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_promote(args: argparse.Namespace) -> int:
+    """Point an alias at a version, through the promotion gates unless forced with a reason."""
     from farm import registry
     from farm.cli.progress import out
     from farm.errors import FarmError
@@ -128,27 +154,75 @@ def run_promote(args: argparse.Namespace) -> int:
 
 
 def run_ui(args: argparse.Namespace) -> int:
-    import subprocess
-    import sys
+    """Serve the MLflow UI until stopped; its processes end with farm's."""
+    from farm import registry
 
+    print(
+        f"MLflow UI on http://127.0.0.1:{args.port} (backend {registry.tracking_uri()}); "
+        "Ctrl-C to stop",
+        flush=True,
+    )
+    return serve_until_stopped(ui_command(args.port))
+
+
+def ui_command(port: int) -> list[str]:
+    """The `mlflow ui` command line for farm's tracking/registry store and artifact root."""
     from farm import registry, store
 
     uri = registry.tracking_uri()
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--registry-store-uri",
-        uri,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(args.port),
-    ]
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    cmd += ["--registry-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
     if store.is_local(registry.artifact_root()):
         cmd += ["--default-artifact-root", "file://" + store.normalize(registry.artifact_root())]
-    print(f"MLflow UI on http://127.0.0.1:{args.port} (backend {uri}); Ctrl-C to stop")
-    return subprocess.call(cmd)
+    return cmd
+
+
+def serve_until_stopped(cmd: list[str]) -> int:
+    """Run cmd in its own process group; a stop signal to farm ends the whole group.
+
+    Returns the server's exit code, or 128 + the signal number when farm was told to stop.
+    """
+    received: list[int] = []
+    proc: subprocess.Popen | None = None
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        if proc is not None:
+            signal_group(proc.pid, signum)
+
+    previous = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
+    try:
+        proc = subprocess.Popen(cmd, start_new_session=True)
+        if received:  # a signal arrived before the server existed
+            signal_group(proc.pid, received[0])
+        code = proc.wait()
+    finally:
+        if proc is not None:
+            stop_group(proc.pid)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if received:
+        print(f"farm: MLflow UI stopped ({signal.Signals(received[0]).name})", file=sys.stderr)
+        return 128 + received[0]
+    return code
+
+
+def signal_group(pgid: int, signum: int) -> bool:
+    """Send signum to process group pgid; False when no process is left in it."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_group(pgid: int, grace_s: float = STOP_GRACE_S) -> None:
+    """End every process left in group pgid: SIGTERM, then SIGKILL after grace_s seconds."""
+    if not signal_group(pgid, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not signal_group(pgid, 0):
+            return
+        time.sleep(0.1)
+    signal_group(pgid, signal.SIGKILL)
