@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 
 from farm import __version__
 from farm.errors import FarmError
 
-# Command-group modules under farm.cli, in the order `farm --help` lists them.
+# Command-group modules under farm.cli, in the order `farm --help` lists them. Each must exist:
+# a missing one is an ImportError, never a silently absent command.
 GROUPS = (
     "quickstart",
     "data",
@@ -19,11 +21,11 @@ GROUPS = (
     "campaign",
     "generate",
     "evaluate",
-    "serve",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `farm` parser with every command group registered."""
     parser = argparse.ArgumentParser(
         prog="farm",
         description="Ray-based generation farm for ML fast simulation in high-energy physics: "
@@ -35,18 +37,56 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"farm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in GROUPS:
-        try:
-            module = importlib.import_module(f"farm.cli.{group}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"farm.cli.{group}":
-                continue  # group not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"farm.cli.{group}").register(sub)
+    name_missing_choices(parser)
     return parser
 
 
+def name_missing_choices(parser: argparse.ArgumentParser) -> None:
+    """Make every group given no action name its actions (one error line), at every level."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        action.required = False  # handled below, with the choices named
+        parser.set_defaults(handler=missing_choice(parser.prog, action))
+        for child in dict.fromkeys(action.choices.values()):
+            name_missing_choices(child)
+
+
+def missing_choice(prog: str, action: argparse._SubParsersAction) -> Callable[..., int]:
+    """A handler that refuses a group called without an action, listing the actions."""
+    kind = (action.metavar or "action").lower()
+    article = "an" if kind[0] in "aeiou" else "a"
+    choices = ", ".join(action.choices)
+    metavar = action.metavar or "ACTION"
+
+    def handler(args: argparse.Namespace) -> int:
+        raise FarmError(
+            f"{prog} needs {article} {kind}: {choices} (`{prog} {metavar} --help` for details)"
+        )
+
+    return handler
+
+
+# File-name endings that name one data file, and the --format each one means.
+DATA_FILE_SUFFIXES = {".h5": "h5", ".hdf5": "h5", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def check_folder_out(out: str, command: str, example: str) -> None:
+    """Refuse an --out that names a data file (x.parquet) where the command writes a folder."""
+    name = out.rstrip("/").rsplit("/", 1)[-1]
+    stem, dot, suffix = name.rpartition(".")
+    fmt = DATA_FILE_SUFFIXES.get(f"{dot}{suffix}".lower()) if stem else None
+    if fmt is not None:
+        raise FarmError(
+            f"--out {out}: ends in .{suffix}, so it names a file, but `{command}` writes a folder "
+            f"of shard files ({example}, ...); give a folder name, e.g. --out {stem}, "
+            f"and choose the file type with --format {fmt}"
+        )
+
+
 def _storage_errors() -> tuple[type[BaseException], ...]:
-    """botocore's errors (no credentials, endpoint unreachable), when S3 support is installed."""
+    """Botocore's errors (no credentials, endpoint unreachable), when S3 support is installed."""
     try:
         from botocore.exceptions import BotoCoreError
     except ImportError:
@@ -55,6 +95,7 @@ def _storage_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one farm command; bad input and storage failures are one `farm: error:` line, exit 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from farm.cli import data_jets, data_showers
+
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `data` group with its `showers` and `jets` generators."""
     parser = sub.add_parser(
         "data",
         help="generate reference data (showers, jets)",
         description="Generate reference data sets, sharded over Ray tasks, "
-        "seeded per shard, resumable.",
+        "seeded per shard, resumable. --out is a folder of shard files; --format picks "
+        "the file type.",
     )
     data_sub = parser.add_subparsers(dest="data_command", metavar="KIND", required=True)
-    from farm.cli import data_showers
-
     data_showers.register(data_sub)
-    try:
-        from farm.cli import data_jets
-    except ModuleNotFoundError as exc:
-        if exc.name != "farm.cli.data_jets":
-            raise
-    else:
-        data_jets.register(data_sub)
+    data_jets.register(data_sub)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from farm.cli import check_folder_out
+
 FORMATS = ("parquet", "h5")
 
 
@@ -16,11 +18,17 @@ def register(data_subparsers) -> argparse.ArgumentParser:
         help="generate reference jets (Pythia 8 + anti-kt R=0.8, JetNet layout)",
         description="Generate jets with Pythia 8 (pp, 13 TeV) clustered by FastJet anti-kt R=0.8, "
         "matched to their parton/top/boson; writes shards jets-NNNNN.{parquet,h5} under --out "
-        "(resumable: committed shards are skipped).",
+        "(resumable: committed shards are skipped). --out is a folder; a name ending in .h5, "
+        ".hdf5 or .parquet is refused.",
     )
     p.add_argument("--process", required=True, choices=list(PROCESSES), help="jet type")
     p.add_argument("--n", type=int, required=True, help="number of jets")
-    p.add_argument("--out", required=True, help="output directory URL (path, file://, s3://)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder URL (path, file://, s3://) for the shard files; "
+        "not a file name such as x.parquet or x.h5",
+    )
     p.add_argument("--seed", type=int, default=1, help="campaign seed (default 1)")
     p.add_argument("--shard-size", type=int, default=1000, help="jets per shard (default 1000)")
     p.add_argument("--constituents", type=int, default=30, help="constituents kept per jet")
@@ -44,6 +52,8 @@ def register(data_subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Build the config from the arguments and run the sharded generation."""
+    formats = tuple(dict.fromkeys(args.formats or ["parquet"]))
+    check_folder_out(args.out, "farm data jets", f"jets-00000.{formats[0]}")
     from farm.data.jets import JetGenConfig, generate_jets_sharded
 
     config = JetGenConfig(
@@ -57,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
         jet_pt_min=args.jet_pt_min,
         jet_pt_max=args.jet_pt_max,
     )
-    formats = tuple(dict.fromkeys(args.formats or ["parquet"]))
     urls = generate_jets_sharded(
         config, args.seed, args.out, args.shard_size, formats, progress=not args.no_progress
     )

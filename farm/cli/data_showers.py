@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from farm.cli import check_folder_out
 from farm.errors import FarmError
 
 
@@ -16,7 +17,9 @@ def register(data_subparsers) -> argparse.ArgumentParser:
         help="simulate calorimeter showers (GFlash-like) into CaloChallenge HDF5 / Parquet shards",
         description="Simulate calorimeter showers with farm's parametrised (GFlash-like) simulator "
         "in a CaloChallenge geometry and write them as shard files. Each shard k is seeded by "
-        "(seed, k); shards already written are skipped, so an interrupted run resumes.",
+        "(seed, k); shards already written are skipped, so an interrupted run resumes. "
+        "--out is a folder: OUT/showers-<geometry>-00000.h5, ... (or .parquet with --format "
+        "parquet); a name ending in .h5, .hdf5 or .parquet is refused.",
     )
     p.add_argument(
         "--geometry",
@@ -24,7 +27,12 @@ def register(data_subparsers) -> argparse.ArgumentParser:
         help=f"{', '.join(KNOWN_GEOMETRIES)} or a binning .xml path (default ds1-photons)",
     )
     p.add_argument("--n", type=int, default=100_000, help="number of showers (default 100000)")
-    p.add_argument("--out", required=True, help="output folder URL (local path or s3://...)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder URL (local path or s3://...) for the shard files; "
+        "not a file name such as x.h5 or x.parquet",
+    )
     p.add_argument("--seed", type=int, default=1, help="master seed (default 1)")
     p.add_argument("--shard-size", type=int, default=10_000, help="showers per shard file")
     p.add_argument(
@@ -54,12 +62,13 @@ def register(data_subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Handler: validate, start Ray if useful, generate, print the files written."""
-    from farm.data.showers import generate_showers, plan_shards
-
     if args.workers is not None and args.workers < 0:
         raise FarmError(f"--workers must be >= 0, got {args.workers}")
-    shards = plan_shards(args.n, args.shard_size)
-    if len(shards) > 1 and args.workers != 0:
+    formats = tuple(args.formats or ("h5",))
+    check_folder_out(args.out, "farm data showers", f"showers-<geometry>-00000.{formats[0]}")
+    from farm.data.showers import generate_showers
+
+    if shard_count(args.n, args.shard_size) > 1 and args.workers != 0:
         from farm.ray_utils import ensure_ray
 
         ensure_ray(num_cpus=args.workers)
@@ -69,8 +78,13 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         seed=args.seed,
         shard_size=args.shard_size,
-        formats=tuple(args.formats or ("h5",)),
+        formats=formats,
         energies=args.energies,
     )
     print(f"{args.n} showers ({args.geometry}) in {len(urls)} files under {args.out}")
     return 0
+
+
+def shard_count(n: int, shard_size: int) -> int:
+    """Shard files that n showers make; 0 for bad numbers (the generator names the problem)."""
+    return -(-n // shard_size) if n > 0 and shard_size > 0 else 0
