@@ -25,16 +25,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     submit.set_defaults(handler=run_submit)
     status = cs.add_parser("status", help="shards done/running, events/s, ETA, bytes written")
-    status.add_argument("id")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("id", help="campaign id, as printed by `submit` and listed by `ls`")
+    status.add_argument(
+        "--json",
+        action="store_true",
+        help="print the status as JSON (state, shards and events committed, rate, ETA, ...)",
+    )
     status.set_defaults(handler=run_status)
     ls = cs.add_parser("ls", help="list campaigns in the store")
     ls.set_defaults(handler=run_ls)
     cancel = cs.add_parser("cancel", help="stop a running campaign, keeping committed shards")
-    cancel.add_argument("id")
+    cancel.add_argument("id", help="campaign id to stop (see `farm campaign ls`)")
     cancel.set_defaults(handler=run_cancel)
     resume = cs.add_parser("resume", help="continue a campaign, skipping committed shards")
-    resume.add_argument("id")
+    resume.add_argument("id", help="campaign id to continue (see `farm campaign ls`)")
     resume.set_defaults(handler=run_resume)
     validate = cs.add_parser(
         "validate",
@@ -44,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "into the output and logs the metrics to the model version's MLflow run. Exit code 1 "
         "when the validation fails its gates (the data is kept).",
     )
-    validate.add_argument("id")
+    validate.add_argument("id", help="id of a finished campaign (see `farm campaign ls`)")
     validate.set_defaults(handler=run_validate)
 
 
