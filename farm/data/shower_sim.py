@@ -3,10 +3,14 @@
 Physics: G. Grindhammer, M. Rudowicz, S. Peters, NIM A290 (1990) 469 and G. Grindhammer,
 S. Peters, hep-ex/0001020 ("GP" below); constants as in Geant4's GVFlashHomoShowerTuning.
 Per shower: correlated lognormal (T, alpha) of a gamma longitudinal profile (GP eqs. for
-<ln T_hom>, <ln alpha_hom>, sigma, rho), a visible energy smeared by a/sqrt(E) (+) b, then N_spot
-equal-energy spots at depth t ~ Gamma(alpha, beta) and radius r from the core+tail profile
+<ln T_hom>, <ln alpha_hom>, sigma, rho), a deposited energy smeared by the constant term b, then
+N_spot spots sharing it with Gamma(k)-distributed weights (a Dirichlet split) at depth
+t ~ Gamma(alpha, beta) and radius r from the core+tail profile
 f(r) = p 2r R_C^2/(r^2+R_C^2)^2 + (1-p) 2r R_T^2/(r^2+R_T^2)^2 (r in Moliere radii), binned into
-voxels, then a per-voxel readout threshold. Pure numpy; docs/showers.md has the details.
+voxels; each voxel's deposit mu then fluctuates as a sampling calorimeter's active-layer signal,
+Gamma(mu / theta, theta) with theta = f_S a^2 GeV, so the stochastic term a/sqrt(E) of the
+resolution is the sum of the voxels' sampling fluctuations; last a per-voxel readout threshold.
+Deposits are continuous (no lattice of spot energies). Pure numpy; docs/showers.md has details.
 """
 
 from __future__ import annotations
@@ -79,10 +83,15 @@ class ShowerSimParams:
     spot_n2: float = 0.876
     spot_min: int = 50
     spot_max: int = 2000
+    # spot energies: weights w ~ Gamma(k, 1), E_j = E_dep w_j / sum(w); k = inf: equal spots (GFlash)
+    spot_shape: float = 4.0
     # energy response: <E_vis> = f_S E; sigma/E = a/sqrt(E/GeV) (+) b
     sampling_fraction: float = 1.0
     res_a: float = 0.17
     res_b: float = 0.01
+    # part of a from per-voxel sampling fluctuations (None: all of a); the rest of a and b are
+    # per-shower fluctuations of the deposited energy
+    res_a_sampling: float | None = None
     # readout threshold per voxel, MeV (after the sum over spots)
     threshold: float = 0.015
     # (t_start, t_end) in depth_unit per active layer, in order; an inf end = tail catcher
@@ -154,6 +163,8 @@ def pion_params(n_layers: int) -> ShowerSimParams:
         sampling_fraction=0.85,  # non-compensation: pion response at the EM scale
         res_a=0.50,
         res_b=0.03,
+        # the rest of the 50% is intrinsic hadronic fluctuation, correlated over the shower
+        res_a_sampling=0.25,
         threshold=1.0,
         layer_depths=depths,
     )
@@ -189,7 +200,10 @@ def check_energies(geometry: CaloGeometry, e_inc: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Profiles:
-    """Per-shower longitudinal parameters: T (depth of max), alpha, beta, E_vis (MeV), n_spot."""
+    """Per-shower parameters: T (depth of max), alpha, beta, deposited energy E_vis (MeV), n_spot.
+
+    E_vis is the energy the spots share, before the per-voxel sampling fluctuations.
+    """
 
     T: np.ndarray
     alpha: np.ndarray
@@ -210,8 +224,24 @@ def mean_log_parameters(e_inc: np.ndarray, p: ShowerSimParams) -> tuple[np.ndarr
     return mu_T, mu_a, sig_T, sig_a, rho
 
 
+def sampling_term(p: ShowerSimParams) -> float:
+    """a_S, the part of the stochastic term a carried by per-voxel sampling fluctuations."""
+    a_s = p.res_a if p.res_a_sampling is None else p.res_a_sampling
+    if not 0.0 <= a_s <= p.res_a:
+        raise FarmError(
+            f"shower simulator: res_a_sampling = {a_s} must lie between 0 and res_a = {p.res_a}"
+        )
+    return a_s
+
+
+def shower_resolution(e_inc: np.ndarray, p: ShowerSimParams) -> np.ndarray:
+    """Relative per-shower spread of E_vis: sqrt((a^2 - a_S^2)/(E/GeV) + b^2)."""
+    a_shower2 = p.res_a**2 - sampling_term(p) ** 2
+    return np.sqrt(a_shower2 / (np.asarray(e_inc, dtype=np.float64) / GeV) + p.res_b**2)
+
+
 def sample_profiles(e_inc: np.ndarray, rng: np.random.Generator, p: ShowerSimParams) -> Profiles:
-    """Draw correlated (ln T, ln alpha) per shower (GP), the visible energy and the spot count."""
+    """Draw correlated (ln T, ln alpha) per shower (GP), the deposited energy and the spot count."""
     e = np.asarray(e_inc, dtype=np.float64)
     n = e.shape[0]
     mu_T, mu_a, sig_T, sig_a, rho = mean_log_parameters(e, p)
@@ -221,8 +251,7 @@ def sample_profiles(e_inc: np.ndarray, rng: np.random.Generator, p: ShowerSimPar
     alpha = np.maximum(np.exp(mu_a + sig_a * (c1 * z[0] - c2 * z[1])), 1.0 + p.beta_min * T)
     beta = (alpha - 1.0) / T
     e_gev = e / GeV
-    rel = np.sqrt(p.res_a**2 / e_gev + p.res_b**2)
-    e_vis = p.sampling_fraction * e * np.maximum(1.0 + rel * z[2], 0.0)
+    e_vis = p.sampling_fraction * e * np.maximum(1.0 + shower_resolution(e, p) * z[2], 0.0)
     n_spot = np.clip(np.rint(p.spot_n1 * e_gev**p.spot_n2), p.spot_min, p.spot_max).astype(np.int64)
     return Profiles(T, alpha, beta, np.exp(mu_a), e_vis, n_spot)
 
@@ -261,18 +290,30 @@ class Spots:
     t: np.ndarray
     r: np.ndarray
     phi: np.ndarray
-    e_spot: np.ndarray  # (n_showers,) energy of each spot of shower i, MeV
+    energy: np.ndarray  # (n_spots,) float64 MeV; a shower's spots sum to its E_vis
 
-    @property
-    def energy(self) -> np.ndarray:
-        """(n_spots,) energy of each spot, MeV."""
-        return self.e_spot[self.shower]
+
+def spot_energies(
+    owner: np.ndarray, e_vis: np.ndarray, rng: np.random.Generator, shape: float
+) -> np.ndarray:
+    """Split each shower's E_vis over its spots: E_j = E_vis w_j / sum(w), w_j ~ Gamma(k, 1).
+
+    The fractions are Dirichlet(k, ..., k): mean 1/N, variance (N - 1)/(N^2 (N k + 1)); the sum
+    is E_vis exactly, so the split changes the voxels' fluctuations but not the energy response.
+    k = inf gives GFlash's equal spots, E_vis / N.
+    """
+    n_spot = np.bincount(owner, minlength=e_vis.shape[0])
+    if math.isinf(shape):
+        return (e_vis / np.maximum(n_spot, 1))[owner]
+    w = rng.standard_gamma(np.float32(shape), size=owner.shape[0], dtype=np.float32)
+    total = np.bincount(owner, weights=w, minlength=e_vis.shape[0])
+    return w * (e_vis / np.where(total > 0, total, 1.0))[owner]
 
 
 def sample_spots(e_inc: np.ndarray, rng: np.random.Generator, p: ShowerSimParams) -> Spots:
     """Draw spots: t ~ Gamma(alpha, beta), r ~ core/tail mixture at tau(t), phi uniform (GP).
 
-    Spot-level arithmetic is float32 (it only places spots); energies stay float64.
+    Their energies come from spot_energies. Spot-level arithmetic is float32 (it only places spots); energies are float64.
     """
     e = np.asarray(e_inc, dtype=np.float64)
     prof = sample_profiles(e, rng, p)
@@ -290,7 +331,7 @@ def sample_spots(e_inc: np.ndarray, rng: np.random.Generator, p: ShowerSimParams
     R = np.where(u[0] < w_core, R_C, R_T)
     r = R * np.sqrt(u[1] / (f32(1.0) - u[1]))
     phi = (f32(2.0) * u[2] - f32(1.0)) * f32(np.pi)
-    return Spots(owner, t, r, phi, prof.e_vis / prof.n_spot)
+    return Spots(owner, t, r, phi, spot_energies(owner, prof.e_vis, rng, p.spot_shape))
 
 
 class _EdgeLookup:
@@ -379,13 +420,34 @@ def voxel_index(spots: Spots, b: _Binning, R_M: float) -> np.ndarray:
 
 
 def deposit(spots: Spots, n_showers: int, geometry: CaloGeometry, p: ShowerSimParams) -> np.ndarray:
-    """Sum spots into (n_showers, n_voxels) float64 MeV: spot counts (np.bincount) x E_spot."""
+    """Sum spot energies into (n_showers, n_voxels) float64 MeV (one weighted np.bincount)."""
     V = geometry.n_voxels
     idx = voxel_index(spots, _binning(geometry, p), p.R_M)
     keep = idx >= 0
     flat = spots.shower[keep] * V + idx[keep]
-    counts = np.bincount(flat, minlength=n_showers * V).reshape(n_showers, V)
-    return counts * spots.e_spot[:, None]
+    dep = np.bincount(flat, weights=spots.energy[keep], minlength=n_showers * V)
+    return dep.reshape(n_showers, V)
+
+
+def sampling_scale(p: ShowerSimParams) -> float:
+    """The sampling scale theta = f_S a_S^2 GeV in MeV: the signal's Var = theta mu."""
+    return p.sampling_fraction * sampling_term(p) ** 2 * GeV
+
+
+def sample_voxel_signal(deposits: np.ndarray, rng: np.random.Generator, theta: float) -> np.ndarray:
+    """Active-layer signal of each voxel: Gamma(mu / theta, theta) around its deposit mu (MeV).
+
+    Mean mu, variance theta mu: the sampling fluctuation of a cell (U. Amaldi, Phys. Scripta 23
+    (1981) 409; R. Wigmans, Calorimetry, OUP), continuous and >= 0. Gammas with one scale add up
+    to a Gamma, so a shower's total has variance theta E exactly: sigma/E = a_S/sqrt(E/GeV) for
+    theta = f_S a_S^2 GeV, however the energy is shared among voxels. theta = 0: no fluctuation.
+    """
+    out = np.array(deposits, dtype=np.float64, copy=True)
+    if theta <= 0.0:
+        return out
+    hit = out > 0.0
+    out[hit] = rng.standard_gamma(out[hit] / theta) * theta
+    return out
 
 
 def simulate_showers(
@@ -397,12 +459,14 @@ def simulate_showers(
     """(n, n_voxels) float32 MeV showers for incident energies e_inc (MeV), already thresholded."""
     p = params or default_params(geometry)
     e = check_energies(geometry, e_inc)
+    theta = sampling_scale(p)
     out = np.empty((e.shape[0], geometry.n_voxels), dtype=np.float32)
     # chunk so the dense (chunk, V) float64 accumulator stays ~32 MB
     chunk = max(1, 4_000_000 // geometry.n_voxels)
     for s in range(0, e.shape[0], chunk):
         part = e[s : s + chunk]
-        dep = deposit(sample_spots(part, rng, p), part.shape[0], geometry, p)
+        mean_dep = deposit(sample_spots(part, rng, p), part.shape[0], geometry, p)
+        dep = sample_voxel_signal(mean_dep, rng, theta)
         dep[dep < p.threshold] = 0.0
         out[s : s + chunk] = dep
     return out

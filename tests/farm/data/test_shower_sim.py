@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from farm.data import shower_sim as ss
-from farm.data.geometry import load_geometry
 from farm.errors import FarmError
+from farm.geometry import load_geometry
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +96,11 @@ def test_resolution_falls_like_a_over_sqrt_e(ds1):
         rel[E] = tot.std() / tot.mean()
         expected = np.hypot(p.res_a / np.sqrt(E / 1e3), p.res_b)
         assert abs(rel[E] / expected - 1) < 0.1, (E, rel[E], expected)
+    # the stochastic term is the same whether it comes from the voxels' sampling (default) or,
+    # as before continuous deposits, from one Gaussian factor per shower
+    per_shower = ss.with_params(ds1, res_a_sampling=0.0)
+    tot = ss.simulate_showers(ds1, np.full(3000, 16384.0), rng, per_shower).sum(axis=1)
+    assert abs(tot.std() / tot.mean() / rel[16384.0] - 1) < 0.1
     # fit sigma/E = a/sqrt(E) (+) b over the three points
     E_gev = np.array(list(rel)) / 1e3
     A = np.column_stack([1 / E_gev, np.ones_like(E_gev)])
@@ -106,9 +113,10 @@ def test_radial_containment_about_ninety_percent_in_one_moliere_radius(ds2):
     rng = np.random.default_rng(3)
     for E in (2e3, 5e4, 5e5):
         spots = ss.sample_spots(np.full(200, E), rng, p)
-        inside = np.mean(spots.r < 1.0)  # r is in Moliere radii; all spots carry equal energy
+        # energy fraction within r (in Moliere radii)
+        inside = np.average(spots.r < 1.0, weights=spots.energy)
         assert 0.85 < inside < 0.95, (E, inside)
-        assert np.mean(spots.r < 2.0) > 0.94
+        assert np.average(spots.r < 2.0, weights=spots.energy) > 0.94
     # the analytic core/tail CDF, r^2/(r^2+R^2), reproduces the sampled fraction
     e = np.full(1, 5e4)
     R_C, R_T, w = ss.radial_parameters(e, np.array([1.0]), p)
@@ -148,3 +156,80 @@ def test_all_geometries_run_and_conserve_layers():
     with pytest.raises(FarmError, match="layer depth ranges"):
         g = load_geometry("ds2")
         ss.simulate_showers(g, np.array([1e4]), rng, ss.with_params(g, layer_depths=((0, 1),)))
+
+
+def _near_integer_fraction(showers: np.ndarray, spot_energy: float) -> float:
+    """Fraction of the voxels of 0.5 to 5.5 spot energies lying within 0.1 of a whole number."""
+    ratio = showers[showers > 0] / spot_energy
+    ratio = ratio[(ratio > 0.5) & (ratio < 5.5)]
+    return float(np.mean(np.abs(ratio - np.rint(ratio)) < 0.1))
+
+
+def test_voxel_energies_are_not_on_a_lattice(ds1):
+    p = ss.default_params(ds1)
+    lattice = ss.with_params(ds1, spot_shape=math.inf, res_a_sampling=0.0)  # equal spots only
+    for E in (1024.0, 65536.0, 4194304.0):
+        e = np.full(100, E)
+        spot_energy = E / ss.sample_profiles(e[:1], np.random.default_rng(0), p).n_spot[0]
+        x = ss.simulate_showers(ds1, e, np.random.default_rng(1))
+        # continuous voxel energies in units of the mean spot energy: fractional parts are
+        # uniform, so 20% lie within 0.1 of an integer; a lattice (the old model) puts most there
+        assert abs(_near_integer_fraction(x, spot_energy) - 0.2) < 0.03, E
+        old = ss.simulate_showers(ds1, e, np.random.default_rng(1), lattice)
+        assert _near_integer_fraction(old, spot_energy) > 0.5, E
+        # no two voxels of a shower share an energy (a lattice repeats its multiples)
+        for row in x[:10]:
+            hit = row[row > 0]
+            assert len(np.unique(hit)) == len(hit)
+
+
+def test_spot_energies_are_a_dirichlet_split_of_the_deposit(ds1):
+    p = ss.default_params(ds1)
+    e = np.full(40, 4194304.0)
+    owner = np.repeat(np.arange(40), p.spot_max)
+    e_vis = np.linspace(3.9e6, 4.3e6, 40)
+    energy = ss.spot_energies(owner, e_vis, np.random.default_rng(0), p.spot_shape)
+    assert np.allclose(np.bincount(owner, weights=energy), e_vis, rtol=1e-9)
+    # N E_j / E_vis has mean 1 and variance (N - 1) / (N k + 1) (Dirichlet(k, ..., k))
+    scaled = energy * p.spot_max / e_vis[owner]
+    n, k = p.spot_max, p.spot_shape
+    assert scaled.mean() == pytest.approx(1.0, abs=1e-9)
+    assert scaled.var() == pytest.approx((n - 1) / (n * k + 1), rel=0.03)
+    equal = ss.spot_energies(owner, e_vis, np.random.default_rng(0), math.inf)
+    assert np.allclose(equal, (e_vis / n)[owner])
+    # the split keeps each shower's spots summing to its deposited energy
+    spots = ss.sample_spots(e, np.random.default_rng(1), p)
+    prof = ss.sample_profiles(e, np.random.default_rng(1), p)
+    assert np.allclose(np.bincount(spots.shower, weights=spots.energy), prof.e_vis)
+
+
+def test_voxel_sampling_fluctuation_has_mean_mu_and_variance_theta_mu(ds1, ds2):
+    assert ss.sampling_scale(ss.default_params(ds1)) == pytest.approx(0.10**2 * 1000.0)
+    assert ss.sampling_scale(ss.default_params(ds2)) == pytest.approx(0.17**2 * 1000.0)
+    pions = ss.default_params(load_geometry("ds1-pions"))
+    assert ss.sampling_scale(pions) == pytest.approx(0.85 * 0.25**2 * 1000.0)
+    rng = np.random.default_rng(6)
+    theta = 10.0
+    signal = ss.sample_voxel_signal(np.full(200_000, 50.0), rng, theta)
+    assert signal.min() >= 0.0
+    assert signal.mean() == pytest.approx(50.0, rel=0.005)  # sd of the mean: 0.1%
+    assert signal.var() == pytest.approx(theta * 50.0, rel=0.02)  # 500 MeV^2
+    # the sum over a shower's voxels has variance theta * (total deposit), however it is shared
+    mu = np.array([0.01, 0.3, 2.0, 40.0, 700.0])
+    totals = ss.sample_voxel_signal(np.tile(mu, (100_000, 1)), rng, theta).sum(axis=1)
+    assert totals.mean() == pytest.approx(mu.sum(), rel=0.002)
+    assert totals.var() == pytest.approx(theta * mu.sum(), rel=0.02)
+    empty = np.array([[0.0, 5.0]])
+    assert ss.sample_voxel_signal(empty, rng, theta)[0, 0] == 0.0
+    assert np.array_equal(ss.sample_voxel_signal(empty, rng, 0.0), empty)
+
+
+def test_stochastic_term_splits_into_voxel_sampling_and_per_shower_parts(ds1):
+    p = ss.default_params(ds1)  # EM: all of a is sampling, the per-shower spread is b
+    e = np.array([256.0, 65536.0])
+    assert np.allclose(ss.shower_resolution(e, p), p.res_b)
+    pions = ss.default_params(load_geometry("ds1-pions"))
+    expected = np.sqrt((0.50**2 - 0.25**2) / (e / 1e3) + 0.03**2)
+    assert np.allclose(ss.shower_resolution(e, pions), expected)
+    with pytest.raises(FarmError, match="res_a_sampling"):
+        ss.sampling_scale(ss.with_params(ds1, res_a_sampling=0.2))
