@@ -73,7 +73,8 @@ def _per_feature(
     """sep/<f> and w1/<f> for every feature; returns name -> (sep value, sep floor)."""
     seps = {}
     for key in fa:
-        _pairwise(result, f"sep/{key}", M.separation_power, fa[key], fb[key], fg[key], seed=seed)
+        sep_kw = {"seed": seed, "scale": sf.histogram_scale(key)}
+        _pairwise(result, f"sep/{key}", M.separation_power, fa[key], fb[key], fg[key], **sep_kw)
         _pairwise(result, f"w1/{key}", M.wasserstein_1, fa[key], fb[key], fg[key], seed=seed)
         m = result.metrics[f"sep/{key}"]
         seps[key] = (m["value"], m["floor"])
@@ -100,7 +101,7 @@ def _classifiers(
         value = M.classifier_test(a, g, seed=seed, **(classifier_kwargs or {}))
         floor = M.classifier_test(a, b, seed=seed, **(classifier_kwargs or {}))
         result.add(f"auc_{level}", (value.auc, value.auc_error), (floor.auc, floor.auc_error))
-        result.add(f"jsd_{level}", (value.jsd_calibrated, 0.0), (floor.jsd_calibrated, 0.0))
+        result.add(f"jsd_{level}", (value.jsd, 0.0), (floor.jsd, 0.0))
         result.details[f"classifier_{level}"] = {"value": value.to_dict(), "floor": floor.to_dict()}
 
 
@@ -252,10 +253,12 @@ def evaluate_jets(
     """Compare jet samples with the JetNet metrics (Kansal et al. 2023, arXiv:2211.10295).
 
     Samples: dicts as farm.formats.jets ({'constituents' (N, P, 4), 'jet_features' (N, 4)}) or
-    (N, P, 3|4) constituent arrays. Metrics: w1m (jet mass; GeV when both have jet_features,
-    else relative), w1p (mean of constituent eta_rel, phi_rel, pt_rel W1), sep/ and w1/ for jet
-    mass, pt, eta, n_constituents, tau21, tau32 and the constituent features, fpd and kpd on
-    the 35 EFPs (d <= 4), and auc_low (constituents) / auc_high (jet features + EFPs).
+    (N, P, 3|4) constituent arrays. Metrics: w1m (JetNet's: W1 of the relative jet mass
+    m / pT_jet from the constituents), w1m_gev (W1 of the jet mass in GeV, when both have
+    jet_features), w1p (mean of constituent eta_rel, phi_rel, pt_rel W1), sep/ and w1/ for jet
+    mass (GeV when both have jet_features, else relative), pt, eta, n_constituents, tau21, tau32
+    and the constituent features, fpd and kpd on JetNet's 36 EFPs (d <= 4, un-normalised), and
+    auc_low (constituents) / auc_high (jet features + EFPs).
     metric_kwargs as evaluate_showers.
     """
     rng = np.random.default_rng(seed)
@@ -296,7 +299,10 @@ def evaluate_jets(
         for k, (c, m, _, _) in parts.items():
             feats[k].update(jf.constituent_features(c, m))
         _per_feature(result, feats["a"], feats["b"], feats["g"], seed)
-        result.metrics["w1m"] = dict(result.metrics["w1/mass"])
+        rel_mass = {k: jf.jet_kinematics(c, m)["mass"] for k, (c, m, _, _) in parts.items()}
+        _pairwise(result, "w1m", M.wasserstein_1, *rel_mass.values(), seed=seed)
+        if absolute:
+            result.metrics["w1m_gev"] = dict(result.metrics["w1/mass"])
         w1p = [result.metrics[f"w1/{k}"] for k in ("eta_rel", "phi_rel", "pt_rel")]
         result.add(
             "w1p",

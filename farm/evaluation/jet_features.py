@@ -102,14 +102,15 @@ def connected_multigraphs(max_degree: int = 4) -> tuple[tuple[tuple[int, int], .
 
 @cache
 def efp_graphs(max_degree: int = 4) -> tuple[tuple[int, ...], ...]:
-    """All EFP multigraphs with 1 <= d <= max_degree as tuples of connected-graph indices.
+    """All EFP multigraphs with d <= max_degree as tuples of connected-graph indices.
 
-    A disconnected graph's EFP is the product of its components' (the EnergyFlow 'd<=4' set
-    minus the constant d = 0 graph): 35 graphs for max_degree 4, 20 of them connected.
+    The first, (), is the d = 0 graph (one vertex, no edge: EFP = Σ z_i); a disconnected graph's
+    EFP is the product of its components'. EnergyFlow's 'd<=4' set: 36 graphs for max_degree 4
+    (1, 1, 3, 8, 23 with d = 0..4 edges), 20 of them connected with d >= 1.
     """
     conn = connected_multigraphs(max_degree)
     degree = [len(g) for g in conn]
-    out = []
+    out: list[tuple[int, ...]] = [()]
     for d in range(1, max_degree + 1):
         for k in range(1, d + 1):
             for combo in itertools.combinations_with_replacement(range(len(conn)), k):
@@ -135,12 +136,17 @@ def efps(
     mask: np.ndarray | None = None,
     max_degree: int = 4,
     beta: float = 1.0,
+    normed: bool = False,
     chunk: int = 2048,
 ) -> np.ndarray:
-    """(N, 35) energy-flow polynomials, d <= 4, hadronic measure, normalised pT, beta = 1.
+    """(N, 36) energy-flow polynomials, d <= 4, hadronic measure, beta = 1: JetNet's FPD/KPD set.
 
-    EFP_G = Σ_{i1..in} z_i1 ... z_in Π_{(k,l) in G} θ_{ik il}, z_i = pT_i / Σ pT, θ_ij = ΔR_ij^β
-    with ΔR² = Δη² + Δφ² (Komiske, Metodiev, Thaler, arXiv:1712.07124; JetNet's FPD set).
+    EFP_G = Σ_{i1..in} z_i1 ... z_in Π_{(k,l) in G} θ_{ik il}, θ_ij = ΔR_ij^β with
+    ΔR² = Δη² + Δφ² (Komiske, Metodiev, Thaler, arXiv:1712.07124). As JetNet's
+    get_fpd_kpd_jet_features (EnergyFlow's EFPSet('d<=4', measure='hadr', normed=None)),
+    z_i = pT_rel,i is not normalised: the d = 0 column is Σ pT_rel, and a graph with n vertices
+    scales like the n-th power of the constituents' pT. normed=True uses z_i = pT_i / Σ pT (the
+    d = 0 column is then 1).
     Column order: efp_graphs(max_degree).
     """
     eta, phi, pt, _ = split_constituents(constituents, mask)
@@ -150,8 +156,10 @@ def efps(
     out = np.empty((len(pt), len(graphs)))
     for start in range(0, len(pt), chunk):
         sl = slice(start, start + chunk)
-        total = pt[sl].sum(1, keepdims=True)
-        z = np.divide(pt[sl], total, out=np.zeros_like(pt[sl]), where=total > 0)
+        z = pt[sl]
+        if normed:
+            total = z.sum(1, keepdims=True)
+            z = np.divide(z, total, out=np.zeros_like(z), where=total > 0)
         d_eta = eta[sl][:, :, None] - eta[sl][:, None, :]
         d_phi = phi[sl][:, :, None] - phi[sl][:, None, :]
         theta = np.hypot(d_eta, d_phi) ** beta
@@ -164,7 +172,8 @@ def efps(
             operands = [z] * n_vertices + [powers[w] for _, _, w in edges]
             values.append(np.einsum(spec, *operands, optimize="greedy"))
         for j, combo in enumerate(graphs):
-            out[sl, j] = np.prod([values[i] for i in combo], axis=0)
+            factors = [values[i] for i in combo] or [z.sum(1)]  # (): the d = 0 graph
+            out[sl, j] = np.prod(factors, axis=0)
     return out
 
 

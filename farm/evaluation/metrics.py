@@ -8,6 +8,9 @@ Errors are bootstrap standard deviations unless stated; every random draw comes 
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.optimize import curve_fit
 from scipy.stats import iqr, wasserstein_distance
@@ -25,34 +28,109 @@ MIN_N_KPD = 5_000  # JetNet's kpd batch_size
 
 # --------------------------------------------------------------------------- histograms
 
+SEP_BINS = 50  # bins of a separation-power histogram, plus one for zeros where they are kept apart
+LOG_SPAN = 100.0  # "auto" scale: log bins for positive values spanning more than this factor
 
-def histogram_edges(reference: np.ndarray, bins: int | np.ndarray | None = None) -> np.ndarray:
-    """Bin edges from the reference: explicit edges, or `bins` (default 50) over its range.
 
-    With `bins` None and a strictly positive reference spanning more than two decades
-    (layer energies, voxel energies), the bins are log-spaced, as the challenge's E_layer plots.
+@dataclass(frozen=True)
+class FeatureSummary:
+    """What one pass over a reference feature knows: count, range, zeros, smallest positive value.
+
+    Built from an array (`of`) or from chunks (`of` each, then `merge`), so streamed and in-memory
+    evaluations derive the same histogram bins (feature_edges) from reference half A.
     """
+
+    n: int
+    lo: float
+    hi: float
+    n_zero: int
+    min_positive: float  # inf without positive values
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> FeatureSummary:
+        """Summary of the values of one array (any shape)."""
+        x = np.asarray(values, dtype=np.float64).reshape(-1)
+        if x.size == 0:
+            return cls(0, math.inf, -math.inf, 0, math.inf)
+        positive = x[x > 0]
+        return cls(
+            n=int(x.size),
+            lo=float(x.min()),
+            hi=float(x.max()),
+            n_zero=int(np.count_nonzero(x == 0)),
+            min_positive=float(positive.min()) if positive.size else math.inf,
+        )
+
+    def merge(self, other: FeatureSummary | None) -> FeatureSummary:
+        """Summary of both samples together (other None: this one)."""
+        if other is None:
+            return self
+        return FeatureSummary(
+            n=self.n + other.n,
+            lo=min(self.lo, other.lo),
+            hi=max(self.hi, other.hi),
+            n_zero=self.n_zero + other.n_zero,
+            min_positive=min(self.min_positive, other.min_positive),
+        )
+
+
+def feature_edges(summary: FeatureSummary, scale: str = "auto", bins: int = SEP_BINS) -> np.ndarray:
+    """Separation-power bin edges of a feature from its reference summary (CaloChallenge-like).
+
+    A non-negative feature with zeros keeps them apart: a first bin [0, x_min+) (x_min+ the
+    smallest positive reference value), then `bins` bins over [x_min+, max]. Otherwise `bins` bins
+    over [min, max]. The bins are log-spaced for scale "log" (energies, as the challenge's
+    E_layer histograms) and for "auto" when the binned values are positive and span more than
+    LOG_SPAN; linear for "linear" (centres and widths, as the challenge's) and for signed values.
+    A constant feature gets `bins` bins over [x - 0.5, x + 0.5].
+    """
+    if summary.n == 0:
+        raise FarmError("histogram bins: the reference sample is empty")
+    if scale not in ("auto", "log", "linear"):
+        raise FarmError(f"histogram scale must be 'auto', 'log' or 'linear', not {scale!r}")
+    lo, hi = summary.lo, summary.hi
+    if hi <= lo:
+        return np.linspace(lo - 0.5, hi + 0.5, bins + 1)
+    zeros_apart = lo == 0.0 and summary.n_zero > 0
+    start = summary.min_positive if zeros_apart else lo
+    if start >= hi:  # zeros and a single positive value
+        return np.array([0.0, start, 2.0 * start])
+    log = start > 0 and (scale == "log" or (scale == "auto" and hi / start > LOG_SPAN))
+    body = np.geomspace(start, hi, bins + 1) if log else np.linspace(start, hi, bins + 1)
+    return np.concatenate([[0.0], body]) if zeros_apart else body
+
+
+def histogram_edges(
+    reference: np.ndarray, bins: int | np.ndarray | None = None, scale: str = "auto"
+) -> np.ndarray:
+    """Bin edges from the reference: explicit edges, or feature_edges with `bins` (default 50)."""
     if bins is not None and np.ndim(bins) == 1:
         edges = np.asarray(bins, dtype=np.float64)
         if edges.size < 2 or np.any(np.diff(edges) <= 0):
             raise FarmError("histogram bins must be at least two increasing edges")
         return edges
-    ref = np.asarray(reference, dtype=np.float64).reshape(-1)
-    return edges_from_range(float(ref.min()), float(ref.max()), bins)
+    n_bins = SEP_BINS if bins is None else int(bins)
+    return feature_edges(FeatureSummary.of(reference), scale, n_bins)
 
 
 def edges_from_range(lo: float, hi: float, bins: int | None = None) -> np.ndarray:
-    """histogram_edges for a reference whose minimum and maximum are lo and hi (streaming)."""
-    n_bins = 50 if bins is None else int(bins)
-    if hi <= lo:
-        return np.linspace(lo - 0.5, hi + 0.5, n_bins + 1)
-    if bins is None and lo > 0 and hi / lo > 100:
-        return np.geomspace(lo, hi, n_bins + 1)
-    return np.linspace(lo, hi, n_bins + 1)
+    """feature_edges ("auto", no zeros apart) of a reference known only by its min and max."""
+    summary = FeatureSummary(2, lo, hi, 0, lo if lo > 0 else math.inf)
+    return feature_edges(summary, "auto", bins or SEP_BINS)
+
+
+def separation_counts(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts in the bins; values outside [edges[0], edges[-1]] are left out (np.histogram)."""
+    values = np.asarray(x, dtype=np.float64).reshape(-1)
+    return np.histogram(values, bins=edges)[0].astype(np.float64)
 
 
 def histogram_counts(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts with entries outside the edges put into the first/last bin (outliers count)."""
+    """Counts with values outside the edges put into the first/last bin.
+
+    For plots, where an excess beyond the reference range stays visible; separation powers
+    leave such values out (separation_counts).
+    """
     clipped = np.clip(x, edges[0], edges[-1])
     return np.histogram(clipped, bins=edges)[0].astype(np.float64)
 
@@ -70,17 +148,21 @@ def separation_power(
     bins: int | np.ndarray | None = None,
     seed: int = 0,
     n_bootstrap: int = 50,
+    scale: str = "auto",
 ) -> tuple[float, float]:
     """Separation power ½ Σ (p − q)² / (p + q) of normalised histograms (CaloChallenge eq. 15).
 
-    reference (N,), generated (M,); bins from the reference (see histogram_edges), entries outside
-    the range count in the edge bins. 0 for identical histograms, 1 for disjoint ones.
-    Error: bootstrap std (multinomial resampling of both histograms). Recommended N, M >= 10,000.
+    reference (N,), generated (M,); bins from the reference (histogram_edges with `scale`: log
+    bins for energies, zeros kept apart, see feature_edges). As the challenge's np.histogram,
+    values outside the reference range are left out and each histogram is normalised over its
+    entries in range; a sample with no entry in range scores 1. 0 for identical histograms, 1 for
+    disjoint ones. Error: bootstrap std (multinomial resampling of both histograms).
+    Recommended N, M >= 10,000.
     """
     ref, gen = check_pair(reference, generated, ndim=1)
     warn_small(min(ref.size, gen.size), MIN_N_HISTOGRAM, "separation power")
-    edges = histogram_edges(ref, bins)
-    h_ref, h_gen = histogram_counts(ref, edges), histogram_counts(gen, edges)
+    edges = histogram_edges(ref, bins, scale)
+    h_ref, h_gen = separation_counts(ref, edges), separation_counts(gen, edges)
     return separation_power_counts(h_ref, h_gen, seed, n_bootstrap)
 
 
@@ -89,6 +171,8 @@ def separation_power_counts(
 ) -> tuple[float, float]:
     """separation_power from two histograms with the same bins (counts; streaming evaluation)."""
     h_ref, h_gen = np.asarray(h_ref, np.float64), np.asarray(h_gen, np.float64)
+    if h_ref.sum() == 0 or h_gen.sum() == 0:
+        return 1.0, 0.0
     value = float(_sep(h_ref, h_gen))
     rng = np.random.default_rng(seed)
     boot_ref = rng.multinomial(int(h_ref.sum()), h_ref / h_ref.sum(), size=n_bootstrap)
@@ -130,8 +214,11 @@ W1_BINS = 4096  # fine bins of the streamed Wasserstein-1 (see wasserstein_1_bin
 
 
 def binned_moments(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """(3, K) per-bin count, Σ (x - left edge) and Σ (x - left edge)² of values clipped to the
-    edges (K + 1,): what wasserstein_1_binned needs; add the arrays of several chunks."""
+    """(3, K) per-bin count, Σ (x - left edge) and Σ (x - left edge)² of clipped values.
+
+    Values are clipped to the edges (K + 1,); this is what wasserstein_1_binned needs. Add the
+    arrays of several chunks.
+    """
     x = np.clip(np.asarray(values, np.float64).reshape(-1), edges[0], edges[-1])
     k = len(edges) - 1
     idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, k - 1)
@@ -194,8 +281,10 @@ def wasserstein_1_binned(
 
 
 def fine_edges(lo: float, hi: float, quantiles: np.ndarray | None = None, bins: int = W1_BINS):
-    """Fine W1 bins over [lo, hi]: half evenly spaced, half at quantiles of a reference subsample
-    (narrow bins where the events are), duplicates removed."""
+    """Fine W1 bins over [lo, hi]: half evenly spaced, half at quantiles of a reference subsample.
+
+    The quantile half puts narrow bins where the events are; duplicates are removed.
+    """
     if hi <= lo:
         return np.array([lo - 0.5, hi + 0.5])
     edges = np.linspace(lo, hi, bins // 2 + 1)
@@ -326,7 +415,10 @@ def _poly_kernel_sum(x: np.ndarray, y: np.ndarray, degree: int, chunk: int = 102
     return total
 
 
-def mmd_poly_unbiased(x: np.ndarray, y: np.ndarray, degree: int = 3) -> float:
+KPD_DEGREE = 4  # JetNet's kpd kernel degree
+
+
+def mmd_poly_unbiased(x: np.ndarray, y: np.ndarray, degree: int = KPD_DEGREE) -> float:
     """Unbiased MMD² with the polynomial kernel k(a, b) = (a·b / D + 1)^degree."""
     d, m, n = x.shape[1], len(x), len(y)
     diag_x = float((((x * x).sum(axis=1) / d + 1.0) ** degree).sum())
@@ -343,13 +435,14 @@ def kpd(
     batch_size: int = 5_000,
     normalise: bool = True,
     seed: int = 0,
+    degree: int = KPD_DEGREE,
 ) -> tuple[float, float]:
     """Kernel physics distance (Kansal et al. 2023, arXiv:2211.10295), as JetNet's kpd.
 
-    reference (N, D), generated (M, D). Unbiased MMD² with a cubic polynomial kernel on
-    `num_batches` random (with replacement) batches of `batch_size` (clamped to the smaller
-    sample); returns the median and half the 16th-84th percentile range. Can be slightly
-    negative when the samples agree. Recommended N, M >= 5,000.
+    reference (N, D), generated (M, D). Unbiased MMD² with the polynomial kernel
+    (x·y / D + 1)^degree (JetNet's degree 4) on `num_batches` random (with replacement) batches
+    of `batch_size` (clamped to the smaller sample); returns the median and half the 16th-84th
+    percentile range. Can be slightly negative when the samples agree. Recommended N, M >= 5,000.
     """
     ref, gen = check_pair(reference, generated, ndim=2)
     n_avail = min(len(ref), len(gen))
@@ -360,7 +453,7 @@ def kpd(
     rng = np.random.default_rng(seed)
     vals = [
         mmd_poly_unbiased(
-            ref[rng.integers(0, len(ref), size)], gen[rng.integers(0, len(gen), size)]
+            ref[rng.integers(0, len(ref), size)], gen[rng.integers(0, len(gen), size)], degree
         )
         for _ in range(num_batches)
     ]
@@ -372,12 +465,15 @@ __all__ = [
     "MIN_N_HISTOGRAM",
     "MIN_N_KPD",
     "MIN_N_W1",
+    "SEP_BINS",
     "ClassifierResult",
+    "FeatureSummary",
     "SmallSampleWarning",
     "binned_moments",
     "classifier_auc",
     "classifier_test",
     "edges_from_range",
+    "feature_edges",
     "fine_edges",
     "fpd",
     "frechet_distance",
@@ -385,6 +481,7 @@ __all__ = [
     "kpd",
     "normalise_features",
     "roc_auc",
+    "separation_counts",
     "separation_power",
     "separation_power_counts",
     "wasserstein_1",

@@ -136,15 +136,36 @@ def low_level_inputs(showers: np.ndarray, e_inc: np.ndarray) -> np.ndarray:
 def high_level_inputs(
     features: dict[str, np.ndarray], e_inc: np.ndarray, geometry: CaloGeometry
 ) -> np.ndarray:
-    """Classifier input as the challenge's cls-high: log10 E_inc, log10 E_layer, EC/100, w/100."""
+    """Classifier input as the CaloChallenge 2022 final evaluation's cls-high (arXiv:2410.21611).
+
+    Columns: log10 E_inc; log10(E_layer + 1e-8) per layer; EC_x, EC_y, width_x, width_y / 100 mm
+    per layer binned in alpha; log10(E_tot + 1e-8); sparsity per layer; EC_r, width_r / 100 mm
+    per layer. DS1 photons: 1 + 5 + 4 x 2 + 1 + 5 + 2 x 5 = 30 columns.
+    """
     e_inc = np.asarray(e_inc, dtype=np.float64).reshape(-1)
+    layers = [layer.index for layer in geometry.active_layers]
+    binned = [layer.index for layer in geometry.active_layers if layer.n_alpha > 1]
     cols = [np.log10(e_inc)]
-    layers = geometry.active_layers
-    cols += [np.log10(features[f"e_layer_{layer.index}"] + 1e-8) for layer in layers]
-    binned = [layer.index for layer in layers if layer.n_alpha > 1]
+    cols += [np.log10(features[f"e_layer_{i}"] + 1e-8) for i in layers]
     for key in ("ec_x", "ec_y", "width_x", "width_y"):
         cols += [features[f"{key}_{i}"] / 100.0 for i in binned]
+    cols.append(np.log10(features["e_tot"] + 1e-8))
+    cols += [features[f"sparsity_{i}"] for i in layers]
+    for key in ("ec_r", "width_r"):
+        cols += [features[f"{key}_{i}"] / 100.0 for i in layers]
     return np.stack(cols, axis=1)
+
+
+def histogram_scale(name: str) -> str:
+    """Separation-power binning scale of a feature, as in the challenge's plots.
+
+    'log' for energies (e_tot, e_layer_*), 'linear' for the other shower features, 'auto'
+    (metrics.feature_edges decides from the data) for other names, e.g. jet features.
+    """
+    if name == "e_tot" or name.startswith("e_layer_"):
+        return "log"
+    shower_prefixes = ("e_ratio", "occupancy", "sparsity_", "ec_", "width_")
+    return "linear" if name.startswith(shower_prefixes) else "auto"
 
 
 def distance_inputs(

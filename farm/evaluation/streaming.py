@@ -3,8 +3,9 @@
 The events are split exactly as evaluate_showers splits them in memory (the same seeded reference
 halves A, B and generated subset G, by global row number), then:
 
-- pass 1 reads reference half A chunk by chunk for each feature's range and the voxel spectrum's
-  range, which fix the histogram bins (the same edges evaluate_showers derives from A);
+- pass 1 reads reference half A chunk by chunk for each feature's summary (range, zeros,
+  smallest positive value: metrics.FeatureSummary) and the voxel spectrum's range, which fix the
+  histogram bins (the same edges evaluate_showers derives from A);
 - pass 2 reads A, B and G chunk by chunk into those histograms: separation powers (sep/*,
   sep_mean, sep_max, sep_voxel_spectrum) are then identical to the in-memory ones (counts add
   up), up to floating-point rounding of the features (BLAS may sum a chunk in another order than
@@ -230,14 +231,14 @@ class _Histograms:
 
     def fill(self, feats: dict[str, np.ndarray], voxels: np.ndarray) -> None:
         for key, values in feats.items():
-            self.sep[key] += M.histogram_counts(values, self.sep_edges[key])
+            self.sep[key] += M.separation_counts(values, self.sep_edges[key])
             edges = self.w1_edges[key]
             lo, hi = edges[0], edges[-1]
             self.tail[key] += float(
                 np.clip(lo - values, 0, None).sum() + np.clip(values - hi, 0, None).sum()
             )
             self.w1[key] += M.binned_moments(values, edges)
-        self.spectrum += M.histogram_counts(voxels, self.spec_edges)
+        self.spectrum += M.separation_counts(voxels, self.spec_edges)
         self.n_events += len(next(iter(feats.values()))) if feats else 0
         self.n_voxels += voxels.size
 
@@ -330,16 +331,19 @@ def evaluate_showers_stream(
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", M.SmallSampleWarning)
-        # pass 1: ranges of half A fix the bins (and A's subsample is copied)
-        ranges, spec = _Range(), _Range()
+        # pass 1: summaries of half A fix the bins (and A's subsample is copied)
+        summaries: dict[str, M.FeatureSummary] = {}
+        spec = _Range()
         for _, showers, e_inc in parts_of("ref", ("a",)):
             for key, values in sf.shower_features(showers, e_inc, geometry, threshold).items():
-                ranges.update(key, values)
+                summaries[key] = M.FeatureSummary.of(values).merge(summaries.get(key))
             spec.update("v", sf.voxel_energies(showers, threshold))
         sub_feats = {"a": sf.shower_features(*sub["a"], geometry, threshold)}
         keys = list(sub_feats["a"])
-        sep_edges = {k: M.edges_from_range(ranges.lo[k], ranges.hi[k]) for k in keys}
-        w1_edges = {k: M.fine_edges(ranges.lo[k], ranges.hi[k], sub_feats["a"][k]) for k in keys}
+        sep_edges = {k: M.feature_edges(summaries[k], sf.histogram_scale(k)) for k in keys}
+        w1_edges = {
+            k: M.fine_edges(summaries[k].lo, summaries[k].hi, sub_feats["a"][k]) for k in keys
+        }
         spec_edges = spectrum_edges(spec.lo.get("v", 0.0), spec.hi.get("v", 0.0), threshold)
         # pass 2: histograms of A, B and G
         hists = {p: _Histograms(sep_edges, w1_edges, spec_edges) for p in PARTS}

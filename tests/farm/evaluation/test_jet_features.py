@@ -7,6 +7,7 @@ import pytest
 from eval_samples import make_jets
 
 from farm.errors import FarmError
+from farm.evaluation.evaluate import evaluate_jets
 from farm.evaluation.jet_features import (
     connected_multigraphs,
     constituent_inputs,
@@ -44,19 +45,27 @@ def test_two_massless_particles_have_the_invariant_mass():
 
 def test_efp_set_and_two_particle_values():
     assert len(connected_multigraphs(4)) == 20
-    assert len(efp_graphs(4)) == 35  # multigraphs with 1..4 edges (OEIS A050535: 1, 3, 8, 23)
-    jet = _two_particle_jet(0.5, 0.5, 0.3, 0.4)  # z = 1/2 each, theta = 0.5
-    values = efps(jet)[0]
     graphs = efp_graphs(4)
+    # JetNet's FPD/KPD features: EnergyFlow's 'd<=4' set, multigraphs with 0..4 edges
+    # (OEIS A050535: 1, 1, 3, 8, 23), the first the d = 0 graph
+    assert len(graphs) == 36 and graphs[0] == ()
     conn = connected_multigraphs(4)
     index = {conn[c[0]]: j for j, c in enumerate(graphs) if len(c) == 1}
     theta = 0.5
-    assert values[index[((0, 1),)]] == pytest.approx(theta / 2)
-    assert values[index[((0, 1), (0, 1))]] == pytest.approx(theta**2 / 2)
-    assert values[index[((0, 1), (0, 2))]] == pytest.approx(theta**2 / 4)
+    # un-normalised z = pT_rel (JetNet's): z = (0.6, 0.2), sum 0.8
+    values = efps(_two_particle_jet(0.6, 0.2, 0.3, 0.4))[0]
+    assert values[0] == pytest.approx(0.8)  # d = 0: sum z
+    assert values[index[((0, 1),)]] == pytest.approx(2 * 0.6 * 0.2 * theta)
+    assert values[index[((0, 1), (0, 1))]] == pytest.approx(2 * 0.6 * 0.2 * theta**2)
+    # the open chain of two edges: sum_ijk z_i z_j z_k theta_ij theta_ik = z1 z2 (z1 + z2) theta²
+    assert values[index[((0, 1), (0, 2))]] == pytest.approx(0.6 * 0.2 * 0.8 * theta**2)
     assert values[index[((0, 1), (0, 2), (1, 2))]] == pytest.approx(0.0)  # triangle needs 3
     two_edges = graphs.index((0, 0))  # disconnected: product of single edges
-    assert values[two_edges] == pytest.approx((theta / 2) ** 2)
+    assert values[two_edges] == pytest.approx((2 * 0.6 * 0.2 * theta) ** 2)
+    # normalised z = pT / sum pT = (0.75, 0.25): the d = 0 EFP is 1
+    normed = efps(_two_particle_jet(0.6, 0.2, 0.3, 0.4), normed=True)[0]
+    assert normed[0] == pytest.approx(1.0)
+    assert normed[index[((0, 1),)]] == pytest.approx(2 * 0.75 * 0.25 * theta)
 
 
 def test_nsubjettiness_of_two_and_three_prong_jets():
@@ -115,3 +124,24 @@ def test_mass_smearing_is_seen_above_the_floor():
     assert floor_auc.auc == pytest.approx(0.5, abs=0.05)
     assert auc.auc > floor_auc.auc + 0.1
     assert constituent_inputs(ref, ref_mask).shape == (2000, 4 * 30)
+
+
+def test_w1m_is_jetnets_relative_mass_and_w1m_gev_the_absolute_one():
+    jets, mask = make_jets(1, seed=0)
+    constituents = np.repeat(np.concatenate([jets, mask[..., None]], -1), 60, axis=0)
+
+    def sample(jet_pt: float) -> dict[str, np.ndarray]:
+        return {
+            "constituents": constituents,
+            "jet_features": np.tile([jet_pt, 0.0, 0.0, 30.0], (60, 1)),
+        }
+
+    fast = {"fpd": {"num_batches": 2, "num_points": 3}, "kpd": {"num_batches": 2, "batch_size": 20}}
+    result = evaluate_jets(
+        sample(1000.0), sample(1100.0), classifier=False, plots=False, metric_kwargs=fast
+    )
+    # the same constituents: m / pT_jet agrees exactly, the mass in GeV is 10% higher
+    m_rel = jet_kinematics(jets, mask)["mass"][0]
+    assert result.metrics["w1m"]["value"] == pytest.approx(0.0, abs=1e-12)
+    assert result.metrics["w1m_gev"]["value"] == pytest.approx(100.0 * m_rel)
+    assert result.metrics["w1m_gev"]["floor"] == pytest.approx(0.0, abs=1e-9)

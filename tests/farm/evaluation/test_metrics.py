@@ -10,13 +10,20 @@ from eval_samples import make_showers
 
 from farm.errors import FarmError
 from farm.evaluation.metrics import (
+    KPD_DEGREE,
+    FeatureSummary,
     SmallSampleWarning,
     classifier_test,
+    feature_edges,
     fpd,
     frechet_distance,
+    histogram_edges,
     kpd,
+    mmd_poly_unbiased,
     roc_auc,
+    separation_counts,
     separation_power,
+    separation_power_counts,
     wasserstein_1,
 )
 from farm.evaluation.shower_features import (
@@ -40,12 +47,63 @@ def test_separation_power_is_zero_for_identical_and_one_for_disjoint_samples():
     assert value == pytest.approx(0.5 * (0.0625 / 0.75 + 0.0625 / 1.25))
 
 
-def test_separation_power_counts_generated_outliers_and_is_seeded():
+def test_separation_power_leaves_out_values_outside_the_reference_range_and_is_seeded():
+    two_bins = np.array([-0.5, 0.5, 1.5])
+    inside = 0.5 * (0.0625 / 0.75 + 0.0625 / 1.25)  # p = (1/2, 1/2), q = (1/4, 3/4)
+    # as np.histogram (the challenge's): -3 and 5 fall outside the bins and are left out
+    value, _ = separation_power([0, 1, 0, 1], [0, 1, 1, 1, 5, -3], bins=two_bins, n_bootstrap=5)
+    assert value == pytest.approx(inside)
+    assert separation_counts([-3, 0, 1, 1.5, 5], two_bins).tolist() == [1.0, 2.0]
+    # a sample with no entry in the reference range is disjoint from it
+    assert separation_power([0, 1], [7, 8], bins=two_bins) == (1.0, 0.0)
+    assert separation_power_counts(np.array([3.0, 1.0]), np.zeros(2)) == (1.0, 0.0)
     ref = np.random.default_rng(1).normal(size=4000)
-    gen = np.concatenate([ref[:3000], np.full(1000, 50.0)])  # a quarter far outside the range
-    value, err = separation_power(ref, gen, seed=3)
-    assert value > 0.1
-    assert separation_power(ref, gen, seed=3) == (value, err)
+    gen = np.random.default_rng(2).normal(size=4000)
+    assert separation_power(ref, gen, seed=3) == separation_power(ref, gen, seed=3)
+
+
+def test_feature_edges_keep_zeros_apart_with_log_bins_for_energies():
+    energies = FeatureSummary.of([0.0, 0.0, 0.0, 1.0, 10.0, 1000.0])
+    assert (energies.n, energies.n_zero, energies.min_positive) == (6, 3, 1.0)
+    edges = feature_edges(energies, "log", bins=3)
+    assert np.allclose(edges, [0.0, 1.0, 10.0, 100.0, 1000.0])  # zero bin [0, 1), then decades
+    assert np.allclose(feature_edges(energies, "linear", bins=3), [0.0, 1.0, 334.0, 667.0, 1000.0])
+    assert np.allclose(feature_edges(energies, "auto", bins=3), edges)  # spans 1000x: log
+    # signed features (centres) get linear bins over the range, no zero bin
+    signed = FeatureSummary.of([-2.0, 0.0, 3.0])
+    assert np.allclose(feature_edges(signed, "log", bins=5), [-2, -1, 0, 1, 2, 3])
+    assert np.allclose(feature_edges(FeatureSummary.of([0.5, 2.0]), bins=3), [0.5, 1, 1.5, 2])
+    assert np.allclose(feature_edges(FeatureSummary.of([4.0, 4.0]), bins=2), [3.5, 4.0, 4.5])
+    assert np.allclose(feature_edges(FeatureSummary.of([0.0, 3.0, 3.0])), [0.0, 3.0, 6.0])
+    with pytest.raises(FarmError, match="scale must be"):
+        feature_edges(energies, "logarithmic")
+
+
+def test_zeros_apart_show_a_mismodelled_energy_that_linear_bins_from_zero_hide():
+    # half the showers leave a layer empty; the generated non-empty ones carry 2 MeV, not 1
+    ref = np.array([0.0] * 50 + [1.0] * 25 + [100.0] * 25)
+    gen = np.array([0.0] * 50 + [2.0] * 25 + [100.0] * 25)
+    # bins: zeros [0, 1), then 50 log bins over [1, 100]: 1 and 2 fall in different bins, so
+    # p and q differ by 1/4 in two bins holding 1/4 each: sep = ½ (2 x 0.25² / 0.25) = 0.25
+    value, _ = separation_power(ref, gen, scale="log")
+    assert value == pytest.approx(0.25)
+    # 50 linear bins from 0 to 100 (the old binning) pack 0 and 1 into one bin: 0.15
+    linear = np.linspace(0.0, 100.0, 51)
+    assert separation_power(ref, gen, bins=linear)[0] == pytest.approx(0.5 * (0.05 + 0.25))
+
+
+def test_streamed_summaries_give_the_in_memory_edges():
+    rng = np.random.default_rng(7)
+    x = np.where(rng.random(3000) < 0.3, 0.0, rng.lognormal(3.0, 2.0, 3000))
+    merged = None
+    for chunk in np.array_split(x, 7):
+        merged = FeatureSummary.of(chunk).merge(merged)
+    assert merged == FeatureSummary.of(x)
+    for scale in ("auto", "log", "linear"):
+        streamed = feature_edges(merged, scale)
+        assert np.array_equal(streamed, histogram_edges(x, scale=scale))
+        counts = sum(separation_counts(c, streamed) for c in np.array_split(x, 7))
+        assert np.array_equal(counts, separation_counts(x, streamed))
 
 
 def test_wasserstein_of_shifted_gaussians_is_the_shift():
@@ -75,6 +133,14 @@ def test_fpd_and_kpd_vanish_for_identical_samples_and_grow_with_a_shift():
     assert abs(k_same) < 3 * k_err + 1e-4
     k_shift, _ = kpd(ref, ref + 0.3, num_batches=5, batch_size=1000)
     assert k_shift > 10 * (abs(k_same) + k_err)
+
+
+def test_kpd_uses_jetnets_quartic_kernel():
+    # k(a, b) = (a b + 1)^4 in D = 1: XX off-diagonal 3^4 = 81, YY 1, XY (1, 16, 1, 81) / 4
+    x, y = np.array([[1.0], [2.0]]), np.array([[0.0], [1.0]])
+    assert mmd_poly_unbiased(x, y) == pytest.approx(81 + 1 - 2 * 99 / 4)
+    assert mmd_poly_unbiased(x, y, degree=3) == pytest.approx(27 + 1 - 2 * 37 / 4)
+    assert KPD_DEGREE == 4
 
 
 def test_roc_auc_hand_case():
@@ -137,13 +203,13 @@ def test_classifier_auc_floor_and_sensitivity(geometry, samples):
     floor = classifier_test(low["ref"], low["ref2"], **kw)
     assert floor.auc == pytest.approx(0.5, abs=0.05)
     assert 0 < floor.auc_error < 0.03
-    assert abs(floor.jsd_calibrated) < 0.05
+    assert abs(floor.jsd) < 0.05
     scaled = classifier_test(low["ref"], low["scaled"], **kw)
     assert scaled.auc > floor.auc + 0.15
-    assert scaled.jsd_calibrated > 0.1
+    assert scaled.jsd > 0.1
     feats = {k: shower_features(*samples[k], geometry) for k in ("ref", "moved")}
     high = {k: high_level_inputs(feats[k], samples[k][1], geometry) for k in feats}
     moved = classifier_test(high["ref"], high["moved"], **kw)
     assert moved.auc > 0.9
     assert classifier_test(high["ref"], high["moved"], **kw) == moved  # seeded
-    assert moved.n_train == 3600 and moved.n_test == 1200
+    assert (moved.n_train, moved.n_validation, moved.n_test) == (3600, 1200, 1200)

@@ -9,6 +9,7 @@ from farm.errors import FarmError
 from farm.evaluation.shower_features import (
     distance_inputs,
     high_level_inputs,
+    histogram_scale,
     low_level_inputs,
     occupancy,
     shower_features,
@@ -80,8 +81,26 @@ def test_classifier_inputs_have_the_challenge_layout(geometry):
     assert low.shape == (4, 1 + geometry.n_voxels)
     assert np.allclose(low[:, 0], 3.0) and np.allclose(low[:, 1:], showers / 1000.0)
     high = high_level_inputs(f, e_inc, geometry)
-    assert high.shape == (4, 1 + 5 + 4 * 2)  # log E_inc, 5 layer energies, EC/width x/y on 2
+    # the challenge's final cls-high set: log E_inc, 5 log E_layer, EC/width x/y of the 2
+    # alpha-binned layers, log E_tot, 5 sparsities, EC_r and width_r of the 5 layers
+    assert high.shape == (4, 1 + 5 + 4 * 2 + 1 + 5 + 2 * 5)
+    layers = [layer.index for layer in geometry.active_layers]
+    assert np.allclose(high[:, 0], 3.0)
+    assert np.allclose(high[:, 1:6], np.log10(np.stack([f[f"e_layer_{i}"] for i in layers], 1)))
+    assert np.allclose(high[:, 6], f["ec_x_1"] / 100.0)  # first alpha-binned layer
+    assert np.allclose(high[:, 13], f["width_y_2"] / 100.0)
+    assert np.allclose(high[:, 14], np.log10(f["e_tot"] + 1e-8))
+    assert np.allclose(high[:, 15:20], np.stack([f[f"sparsity_{i}"] for i in layers], 1))
+    assert np.allclose(high[:, 20:25], np.stack([f[f"ec_r_{i}"] / 100 for i in layers], 1))
+    assert np.allclose(high[:, 25:], np.stack([f[f"width_r_{i}"] / 100 for i in layers], 1))
     assert distance_inputs(f, e_inc, geometry).shape == (4, 1 + 5 + 3 * 5 + 4 * 2)
+
+
+def test_histogram_scales_follow_the_challenge_plots():
+    assert histogram_scale("e_layer_12") == histogram_scale("e_tot") == "log"
+    for name in ("e_ratio", "ec_x_1", "ec_r_0", "width_r_2", "sparsity_3", "occupancy"):
+        assert histogram_scale(name) == "linear"
+    assert histogram_scale("pt_rel") == "auto"
 
 
 def test_bad_showers_raise_one_clear_error(geometry):
