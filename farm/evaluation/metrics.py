@@ -78,8 +78,9 @@ def feature_edges(summary: FeatureSummary, scale: str = "auto", bins: int = SEP_
     """Separation-power bin edges of a feature from its reference summary (CaloChallenge-like).
 
     A non-negative feature with zeros keeps them apart: a first bin [0, x_min+) (x_min+ the
-    smallest positive reference value), then `bins` bins over [x_min+, max]. Otherwise `bins` bins
-    over [min, max]. The bins are log-spaced for scale "log" (energies, as the challenge's
+    smallest positive reference value; generated values below it count there too), then `bins`
+    bins over [x_min+, max] ([0, x, 2x] when x is the only positive value). Otherwise `bins`
+    bins over [min, max]. The bins are log-spaced for scale "log" (energies, as the challenge's
     E_layer histograms) and for "auto" when the binned values are positive and span more than
     LOG_SPAN; linear for "linear" (centres and widths, as the challenge's) and for signed values.
     A constant feature gets `bins` bins over [x - 0.5, x + 0.5].
@@ -100,23 +101,44 @@ def feature_edges(summary: FeatureSummary, scale: str = "auto", bins: int = SEP_
     return np.concatenate([[0.0], body]) if zeros_apart else body
 
 
-def histogram_edges(
+def separation_edges(
     reference: np.ndarray, bins: int | np.ndarray | None = None, scale: str = "auto"
 ) -> np.ndarray:
-    """Bin edges from the reference: explicit edges, or feature_edges with `bins` (default 50)."""
+    """Separation-power bin edges: explicit edges, or feature_edges of the reference's summary."""
     if bins is not None and np.ndim(bins) == 1:
-        edges = np.asarray(bins, dtype=np.float64)
-        if edges.size < 2 or np.any(np.diff(edges) <= 0):
-            raise FarmError("histogram bins must be at least two increasing edges")
-        return edges
+        return _checked_edges(bins)
     n_bins = SEP_BINS if bins is None else int(bins)
     return feature_edges(FeatureSummary.of(reference), scale, n_bins)
 
 
+def histogram_edges(reference: np.ndarray, bins: int | np.ndarray | None = None) -> np.ndarray:
+    """Plot bin edges from the reference: explicit edges, or `bins` (default 50) over its range.
+
+    With `bins` None and a strictly positive reference spanning more than two decades, the
+    bins are log-spaced. (Separation powers bin with separation_edges.)
+    """
+    if bins is not None and np.ndim(bins) == 1:
+        return _checked_edges(bins)
+    ref = np.asarray(reference, dtype=np.float64).reshape(-1)
+    return edges_from_range(float(ref.min()), float(ref.max()), bins)
+
+
+def _checked_edges(bins: np.ndarray) -> np.ndarray:
+    """Explicit edges as float64; FarmError unless at least two increasing values."""
+    edges = np.asarray(bins, dtype=np.float64)
+    if edges.size < 2 or np.any(np.diff(edges) <= 0):
+        raise FarmError("histogram bins must be at least two increasing edges")
+    return edges
+
+
 def edges_from_range(lo: float, hi: float, bins: int | None = None) -> np.ndarray:
-    """feature_edges ("auto", no zeros apart) of a reference known only by its min and max."""
-    summary = FeatureSummary(2, lo, hi, 0, lo if lo > 0 else math.inf)
-    return feature_edges(summary, "auto", bins or SEP_BINS)
+    """histogram_edges for a reference whose minimum and maximum are lo and hi."""
+    n_bins = SEP_BINS if bins is None else int(bins)
+    if hi <= lo:
+        return np.linspace(lo - 0.5, hi + 0.5, n_bins + 1)
+    if bins is None and lo > 0 and hi / lo > LOG_SPAN:
+        return np.geomspace(lo, hi, n_bins + 1)
+    return np.linspace(lo, hi, n_bins + 1)
 
 
 def separation_counts(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -152,7 +174,7 @@ def separation_power(
 ) -> tuple[float, float]:
     """Separation power ½ Σ (p − q)² / (p + q) of normalised histograms (CaloChallenge eq. 15).
 
-    reference (N,), generated (M,); bins from the reference (histogram_edges with `scale`: log
+    reference (N,), generated (M,); bins from the reference (separation_edges with `scale`: log
     bins for energies, zeros kept apart, see feature_edges). As the challenge's np.histogram,
     values outside the reference range are left out and each histogram is normalised over its
     entries in range; a sample with no entry in range scores 1. 0 for identical histograms, 1 for
@@ -161,7 +183,7 @@ def separation_power(
     """
     ref, gen = check_pair(reference, generated, ndim=1)
     warn_small(min(ref.size, gen.size), MIN_N_HISTOGRAM, "separation power")
-    edges = histogram_edges(ref, bins, scale)
+    edges = separation_edges(ref, bins, scale)
     h_ref, h_gen = separation_counts(ref, edges), separation_counts(gen, edges)
     return separation_power_counts(h_ref, h_gen, seed, n_bootstrap)
 
@@ -482,6 +504,7 @@ __all__ = [
     "normalise_features",
     "roc_auc",
     "separation_counts",
+    "separation_edges",
     "separation_power",
     "separation_power_counts",
     "wasserstein_1",

@@ -17,11 +17,11 @@ from farm.evaluation.metrics import (
     feature_edges,
     fpd,
     frechet_distance,
-    histogram_edges,
     kpd,
     mmd_poly_unbiased,
     roc_auc,
     separation_counts,
+    separation_edges,
     separation_power,
     separation_power_counts,
     wasserstein_1,
@@ -101,7 +101,7 @@ def test_streamed_summaries_give_the_in_memory_edges():
     assert merged == FeatureSummary.of(x)
     for scale in ("auto", "log", "linear"):
         streamed = feature_edges(merged, scale)
-        assert np.array_equal(streamed, histogram_edges(x, scale=scale))
+        assert np.array_equal(streamed, separation_edges(x, scale=scale))
         counts = sum(separation_counts(c, streamed) for c in np.array_split(x, 7))
         assert np.array_equal(counts, separation_counts(x, streamed))
 
