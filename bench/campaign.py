@@ -40,9 +40,9 @@ def train_and_register(args: argparse.Namespace) -> str:
     import torch
 
     from farm import registry
-    from farm.data.geometry import load_geometry
     from farm.data.shower_sim import energy_range
     from farm.data.showers import simulate_in_memory
+    from farm.geometry import load_geometry
     from models.checkpoint import save_model
     from models.config import ModelConfig, OptimConfig
     from models.training import TrainData, fit
@@ -115,47 +115,50 @@ def campaign_doc(args: argparse.Namespace, model: str, output: str, actors: int)
 
 
 class BareSampler:
-    """`generate` alone: the campaign's shards, batch size, sampler and NFE; one torch thread."""
+    """The generation functions alone: the campaign's shards, batch size, sampler and NFE."""
 
     def __init__(self, args: argparse.Namespace, model_ref: str):
         import torch
 
         from farm import registry
-        from farm.campaign.conditions import shard_energies
-        from farm.campaign.plan import Plan
+        from farm.campaign.conditions import shard_energies, shard_jet_truth
+        from farm.formats.reader import read_truth_jets
+        from farm.generation import SamplerSettings
+        from farm.geometry import load_geometry
+        from farm.sharding import Plan
         from farm.specs import EnergyConditions
 
         torch.set_num_threads(1)
         self.args = args
-        self.model, _, _ = registry.load(model_ref, device="cpu")
-        plan = Plan(args.events, args.shard_size, 1)
-        self.shards = [plan.shard(i) for i in range(plan.n_shards)]
+        self.model = registry.load(model_ref, device="cpu").model
+        self.settings = SamplerSettings(
+            sampler=args.sampler, nfe=args.nfe, batch_size=args.batch_size
+        )
+        self.shards = list(Plan(args.events, args.shard_size, 1).shards())
         if args.jet_truth:
-            from farm.campaign.conditions import read_truth_jets, shard_jet_truth
-
             truth = read_truth_jets(args.jet_truth)
             self.conds = [shard_jet_truth(truth, s) for s in self.shards]
         else:
+            self.geometry = load_geometry(args.geometry)
             cond = EnergyConditions.model_validate(conditions(args.geometry))
-            self.conds = [
-                torch.from_numpy(shard_energies(cond, s, None)).reshape(-1, 1).float()
-                for s in self.shards
-            ]
+            self.conds = [shard_energies(cond, s, None) for s in self.shards]
         self._generate(self.shards[0], self.conds[0], limit=64)  # warm-up
 
     def _generate(self, shard, cond, limit: int | None = None) -> None:
-        """One shard as the actor generates it (jets through farm.generation, as the worker)."""
+        """One shard as the actor generates it (through farm.generation, as the worker)."""
+        import numpy as np
         import torch
 
-        a = self.args
-        gen = torch.Generator().manual_seed(shard.seed)
-        kw = dict(sampler=a.sampler, nfe=a.nfe, generator=gen, batch_size=a.batch_size)
-        if a.jet_truth:
-            from farm.generation import jets_from_model
+        from farm.generation import jet_sample, shower_sample
 
-            jets_from_model(self.model, *(c[:limit] for c in cond), **kw)
+        gen = torch.Generator().manual_seed(shard.seed)
+        rows = np.arange(min(limit or len(cond), len(cond)))
+        if self.args.jet_truth:
+            jet_sample(self.model, cond.rows(rows), generator=gen, settings=self.settings)
         else:
-            self.model.generate(cond[:limit], **kw).numpy()
+            shower_sample(
+                self.model, cond[rows], self.geometry, generator=gen, settings=self.settings
+            )
 
     def rate(self) -> float:
         t0 = time.perf_counter()
@@ -168,16 +171,16 @@ def campaign_rate(
     args: argparse.Namespace, model: str, output: str, actors: int
 ) -> tuple[float, float, float]:
     """(steady-state events/s, actor start-up seconds, bytes per event) of one full campaign."""
-    from farm.campaign import records
+    from farm import records
     from farm.campaign.run import execute, submit
     from farm.specs import parse_job
 
     campaign = submit(parse_job(campaign_doc(args, model, output, actors), "bench"))
     t_submit = time.time()
-    summary = execute(campaign["id"])
-    status = records.read_status(campaign["id"])
-    assert summary["events"] == args.events
-    return status["events_per_second"], status["started"] - t_submit, summary["bytes"] / args.events
+    summary = execute(campaign.id)
+    status = records.read_status(campaign.id)
+    assert summary.events == args.events
+    return status.events_per_second, status.started - t_submit, summary.bytes / args.events
 
 
 def _free_port() -> int:

@@ -40,8 +40,8 @@ def make_checkpoint(out: str) -> None:
     """Train a small rectified-flow MLP on 4,000 simulated DS1-photon showers (plain models.fit)."""
     import torch
 
-    from farm.data.geometry import load_geometry
     from farm.data.showers import simulate_in_memory
+    from farm.geometry import load_geometry
     from models.checkpoint import save_model
     from models.config import ModelConfig, OptimConfig
     from models.training import TrainData, fit

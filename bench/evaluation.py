@@ -24,9 +24,9 @@ from pathlib import Path
 def write_samples(folder: Path, geometry: str, events: int) -> None:
     import numpy as np
 
-    from farm.data.geometry import load_geometry
     from farm.data.showers import simulate_in_memory
     from farm.formats.calochallenge import write_calochallenge
+    from farm.geometry import load_geometry
 
     geo = load_geometry(geometry)
     shard = 5000

@@ -40,8 +40,8 @@ def main() -> None:
     p.add_argument("--nfe", type=int, nargs="+", default=[2, 4, 10, 20, 40])
     args = p.parse_args()
 
-    from farm.data.geometry import load_geometry
     from farm.data.shower_sim import DS1_ENERGIES, simulate_showers
+    from farm.geometry import load_geometry
     from models.config import ModelConfig, OptimConfig
     from models.training import TrainData, fit
 

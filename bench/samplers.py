@@ -25,8 +25,8 @@ import warnings
 import numpy as np
 import torch
 
-from farm.data.geometry import load_geometry
 from farm.data.shower_sim import incident_energies, simulate_showers
+from farm.geometry import load_geometry
 from models.config import ModelConfig, OptimConfig
 from models.distill import DistillConfig, distill
 from models.generative import GenerativeModel

@@ -18,11 +18,11 @@ import warnings
 
 import numpy as np
 
-from farm.data.geometry import load_geometry
 from farm.data.shower_sim import incident_energies, simulate_showers
 from farm.evaluation.evaluate import evaluate_showers
 from farm.formats.calochallenge import write_calochallenge
 from farm.formats.showers_parquet import write_showers_parquet
+from farm.geometry import load_geometry
 
 
 def showers_per_second(name: str, n: int, repeats: int) -> tuple[float, np.ndarray, np.ndarray]:

@@ -3,3 +3,15 @@
 
 class FarmError(Exception):
     """A problem with the user's input or environment, printed as one line and exit code 2."""
+
+
+ROOT_CAUSE_MARKERS = ("Error", "Exception", "Fault", "Output")
+
+
+def root_cause(exc: BaseException, limit: int = 400) -> str:
+    """The last meaningful line of a (Ray-wrapped) error chain, for one-line reports."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if any(marker in line for marker in ROOT_CAUSE_MARKERS):
+            return line[:limit]
+    return (lines[-1] if lines else type(exc).__name__)[:limit]

@@ -51,7 +51,8 @@ class QuickstartResult:
     reference_url: str = ""
     model: str = ""
     version: str = ""
-    campaign: dict[str, Any] = field(default_factory=dict)
+    campaign: Any = None  # farm.records.CampaignRecord
+    summary: Any = None  # farm.records.CampaignSummary
     evaluation: Any = None
     evaluation_url: str = ""
 
@@ -121,11 +122,12 @@ def run_quickstart(
 ) -> QuickstartResult:
     """Run every stage for real; returns timings and where everything went."""
     from farm.campaign.run import execute, submit
-    from farm.data.geometry import load_geometry
     from farm.data.showers import simulate_in_memory
     from farm.data.splits import split_indices
-    from farm.evaluation.evaluate import evaluate_showers, read_showers
+    from farm.evaluation.evaluate import evaluate_showers
     from farm.formats.calochallenge import read_calochallenge, write_calochallenge
+    from farm.formats.reader import read_showers
+    from farm.geometry import load_geometry
     from farm.ray_utils import ensure_ray
     from farm.train import run_training
 
@@ -166,17 +168,17 @@ def run_quickstart(
         )
 
     def campaign() -> str:
-        submitted = submit(campaign_job(sizes))
+        result.campaign = submit(campaign_job(sizes))
         progress = (
             campaign_progress(sizes.campaign_events)
             if campaign_progress
             else contextlib.nullcontext()
         )
         with progress as on_progress:
-            result.campaign = execute(submitted["id"], on_progress=on_progress)
+            result.summary = execute(result.campaign.id, on_progress=on_progress)
         return (
-            f"{result.campaign['events']:,} showers, {result.campaign['shards']} shards, "
-            f"2 actors, Parquet + HDF5 ({result.campaign['bytes'] / 1e6:.0f} MB)"
+            f"{result.summary.events:,} showers, {result.summary.shards} shards, "
+            f"2 actors, Parquet + HDF5 ({result.summary.bytes / 1e6:.0f} MB)"
         )
 
     def evaluate() -> str:
@@ -185,11 +187,11 @@ def run_quickstart(
         test = split_indices(
             len(e_inc), job.data.split.train, job.data.split.val, job.data.split.seed
         )["test"]
-        gen_showers, gen_e, _ = read_showers(result.campaign["files"]["h5"], geometry)
-        result.evaluation_url = store.join(home, "evaluations", result.campaign["campaign"])
+        generated = read_showers(result.campaign.id, geometry)
+        result.evaluation_url = store.join(home, "evaluations", result.campaign.id)
         result.evaluation = evaluate_showers(
             (showers[test], e_inc[test]),
-            (gen_showers, gen_e),
+            (generated.showers, generated.e_inc),
             geometry,
             out_url=result.evaluation_url,
             seed=0,
@@ -202,7 +204,8 @@ def run_quickstart(
             if k.startswith(("sep/", "auc", "fpd", "kpd", "sep_"))
         }
         registry.record_evaluation(f"{result.model}/{result.version}", headline)
-        return f"{len(test):,} held-out reference vs {len(gen_e):,} generated -> {result.evaluation_url}"
+        n_gen = len(generated)
+        return f"{len(test):,} held-out reference vs {n_gen:,} generated -> {result.evaluation_url}"
 
     timed("reference data", make_reference)
     timed("train (Ray Train)", train)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from farm import store
+from farm.cards import ModelCard
 from farm.errors import FarmError
 
 MODEL_ARTIFACT_PATH = "model"
@@ -170,12 +171,33 @@ def download(ref: str | ModelRef, dest: str | None = None) -> tuple[str, Any]:
     return path, mv
 
 
-def load(ref: str | ModelRef, device: str = "cpu"):
-    """(GenerativeModel, model card, ModelVersion) for a reference; never unpickles."""
-    from models.checkpoint import load_model, read_card
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered version loaded for generation: the model, its card and the MLflow version."""
+
+    model: Any
+    card: ModelCard
+    version: Any
+
+    @property
+    def key(self) -> str:
+        """NAME/VERSION."""
+        return f"{self.version.name}/{self.version.version}"
+
+
+def read_model_card(path: str) -> ModelCard:
+    """The typed card of a downloaded checkpoint folder."""
+    from models.checkpoint import read_card
+
+    return ModelCard.model_validate(read_card(path))
+
+
+def load(ref: str | ModelRef, device: str = "cpu") -> LoadedModel:
+    """Download and rebuild a registered version (JSON + safetensors; never unpickles)."""
+    from models.checkpoint import load_model
 
     path, mv = download(ref)
-    return load_model(path, device=device), read_card(path), mv
+    return LoadedModel(load_model(path, device=device), read_model_card(path), mv)
 
 
 def list_models() -> list[dict[str, Any]]:
@@ -225,20 +247,12 @@ def show(ref: str | ModelRef) -> dict[str, Any]:
 
 
 def gate_failures(tags: dict[str, str]) -> list[str]:
-    """Failed promotion gates of a version: its `farm.gates` against its `eval.*` metric tags."""
-    gates = json.loads(tags.get("farm.gates", "{}"))
-    failures = []
-    for metric, bound in gates.items():
-        raw = tags.get(f"eval.{metric}")
-        if raw is None:
-            failures.append(f"{metric}: not evaluated (run `farm evaluate --model NAME/VERSION`)")
-            continue
-        value = float(raw)
-        if bound.get("max") is not None and value > bound["max"]:
-            failures.append(f"{metric} = {value:.4g} > max {bound['max']}")
-        if bound.get("min") is not None and value < bound["min"]:
-            failures.append(f"{metric} = {value:.4g} < min {bound['min']}")
-    return failures
+    """Failed promotion gates of a version: its `farm.gates` against its recorded evaluation."""
+    from farm.evaluation.gates import gate_failures as failures
+    from farm.evaluation.gates import parse_gates
+
+    recorded = {k[len("eval.") :]: float(v) for k, v in tags.items() if k.startswith("eval.")}
+    return failures(parse_gates(tags.get("farm.gates")), recorded)
 
 
 def promote(name: str, version: str, alias: str, *, force_reason: str | None = None):

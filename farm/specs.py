@@ -10,7 +10,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from farm.errors import FarmError
-from models.config import ModelConfig, OptimConfig
+from farm.evaluation.gates import Gate
+from farm.samples import JET_POINT_FEATURES
+from models.config import AnyModelConfig, ModelConfig, OptimConfig, TwoStageConfig
 from models.distill import DistillConfig
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -105,13 +107,6 @@ class TrainResources(Strict):
     max_failures: int = Field(0, ge=-1)
 
 
-class Gate(Strict):
-    """Promotion threshold on one evaluation metric (value must be <= max and/or >= min)."""
-
-    max: float | None = None
-    min: float | None = None
-
-
 class RegisteredJob(Strict):
     """What every job that registers a model version has: its name, aliases, tags and gates."""
 
@@ -133,7 +128,7 @@ class TrainJob(RegisteredJob):
 
     kind: Literal["train"] = "train"
     data: DataSpec = Field(default_factory=SimulatedShowersData)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: AnyModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     resources: TrainResources = Field(default_factory=TrainResources)
 
@@ -151,11 +146,7 @@ def check_aliases(aliases: list[str]) -> list[str]:
     return aliases
 
 
-JET_POINT_FEATURES = 3
-"""Jet models see (eta_rel, phi_rel, pt_rel) per constituent; the mask comes from the count."""
-
-
-def check_model_for_data(model: ModelConfig, source: str) -> None:
+def check_model_for_data(model: ModelConfig | TwoStageConfig, source: str) -> None:
     """Refuse model settings that cannot work with the data kind (named key, allowed values)."""
     prep, net = model.preprocessing, model.network
     if source in JET_SOURCES:
@@ -600,7 +591,9 @@ class TuneJob(Strict):
     name: str | None = Field(None, pattern=NAME_PATTERN, description="default: <base name>-tune")
     description: str = ""
     base: TrainJob | None = None
-    base_job: str | None = Field(None, description="path to a train job YAML (instead of base)")
+    base_job: str | None = Field(
+        None, description="path to a train job YAML (instead of base; resolved into base)"
+    )
     space: dict[str, ParamSpace]
     points_to_evaluate: list[dict[str, Scalar]] = Field(
         default_factory=list, description="parameter sets tried first, in order; then TPE"
@@ -624,7 +617,7 @@ class TuneJob(Strict):
             if doc.get("base") is not None:
                 raise ValueError("give either 'base' or 'base_job', not both")
             base = load_job(doc["base_job"], kind="train")
-            doc = {**doc, "base": resolved(base)}
+            doc = {**doc, "base": resolved(base), "base_job": None}
         return doc
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""Write farm's embedded geometries (farm/data/geometries/*.json) from the CaloChallenge XML files.
+"""Write farm's embedded geometries (farm/geometries/*.json) from the CaloChallenge XML files.
 
 Run once when the challenge's binning files change; the JSON files are committed:
 
@@ -12,9 +12,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from farm.data.geometry import KNOWN_GEOMETRIES, geometry_to_doc, parse_geometry
+from farm.geometry import KNOWN_GEOMETRIES, geometry_to_doc, parse_geometry
 
-OUT = Path(__file__).resolve().parents[1] / "farm" / "data" / "geometries"
+OUT = Path(__file__).resolve().parents[1] / "farm" / "geometries"
 
 
 def to_json(doc: dict) -> str:

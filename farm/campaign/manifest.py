@@ -8,19 +8,22 @@ overwritten by the deterministic retry).
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from farm import store
+from farm.records import ShardRecord
 
 MANIFEST_DIR = "_manifest"
+MANIFEST_PARQUET = "manifest.parquet"
 
 
 def record_url(output: str, shard_id: int) -> str:
+    """Where shard `shard_id`'s record lives under an output URL."""
     return store.join(output, MANIFEST_DIR, f"shard-{shard_id:08d}.json")
 
 
-def write_record(output: str, record: dict[str, Any]) -> None:
-    store.write_text(record_url(output, record["shard"]), json.dumps(record, sort_keys=True))
+def write_record(output: str, record: ShardRecord) -> None:
+    """Commit a shard: write its record (one atomic write)."""
+    store.write_text(record_url(output, record.shard), record.model_dump_json())
 
 
 def committed_ids(output: str) -> set[int]:
@@ -32,27 +35,27 @@ def committed_ids(output: str) -> set[int]:
     return ids
 
 
-def read_records(output: str) -> list[dict[str, Any]]:
+def read_records(output: str) -> list[ShardRecord]:
     """All committed records, sorted by shard id."""
     fs, path = store.filesystem(store.join(output, MANIFEST_DIR))
     names = [n for n in store.listdir(store.join(output, MANIFEST_DIR)) if n.endswith(".json")]
     paths = [f"{path}/{n}" for n in names]
     blobs = fs.cat(paths) if paths else {}
-    records = [json.loads(blobs[p]) for p in paths]
-    return sorted(records, key=lambda r: r["shard"])
+    records = [ShardRecord.model_validate_json(blobs[p]) for p in paths]
+    return sorted(records, key=lambda r: r.shard)
 
 
-def write_parquet(output: str, records: list[dict[str, Any]]) -> str:
+def write_parquet(output: str, records: list[ShardRecord]) -> str:
     """Consolidated manifest.parquet (one row per shard) in the output location."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = [
-        {k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in r.items()}
+        {k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in r.model_dump().items()}
         for r in records
     ]
     table = pa.Table.from_pylist(rows)
-    url = store.join(output, "manifest.parquet")
+    url = store.join(output, MANIFEST_PARQUET)
     with store.atomic_local_file(url) as tmp:
         pq.write_table(table, tmp)
     return url

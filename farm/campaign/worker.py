@@ -12,31 +12,25 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
 from farm import store
 from farm.campaign import manifest
-from farm.campaign.conditions import (
-    read_truth_energies,
-    read_truth_jets,
-    shard_energies,
-    shard_jet_truth,
-)
-from farm.campaign.plan import Shard
-from farm.specs import EnergyConditions
+from farm.campaign.conditions import shard_energies, shard_jet_truth
+from farm.formats.files import EXTENSION
+from farm.generation import SamplerSettings, jet_sample, shower_sample
+from farm.geometry import load_geometry
+from farm.records import CampaignRecord, ShardFile, ShardRecord
+from farm.samples import JetSample, ShowerSample
+from farm.sharding import Shard
 from farm.store import with_retries
 
-EXTENSIONS = {"parquet": "parquet", "h5": "h5"}
 
-
-class NonFiniteOutput(RuntimeError):
-    """The model produced NaN or Inf: the shard is refused, never written."""
-
-
-def shard_url(output: str, fmt: str, shard_id: int) -> str:
-    return store.join(output, fmt, f"shard-{shard_id:08d}.{EXTENSIONS[fmt]}")
+def shard_path(fmt: str, shard_id: int) -> str:
+    """A shard file's path relative to the campaign output: <fmt>/shard-<id:08d>.<ext>."""
+    return f"{fmt}/shard-{shard_id:08d}.{EXTENSION[fmt]}"
 
 
 def content_checksum(events: np.ndarray, conditions: np.ndarray, event_ids: np.ndarray) -> str:
@@ -51,181 +45,127 @@ def content_checksum(events: np.ndarray, conditions: np.ndarray, event_ids: np.n
 class ShardWorker:
     """Ray actor body (wrapped with ray.remote by the driver)."""
 
-    def __init__(self, campaign: dict[str, Any], device: str, threads: int | None = None):
+    def __init__(self, campaign: CampaignRecord, device: str, threads: int | None = None):
+        """Load the campaign's model version once, and its truth conditions if any."""
         import torch
 
         from farm import registry
+        from farm.formats.reader import read_truth_energies, read_truth_jets
 
         if threads:
             torch.set_num_threads(threads)
         self.campaign = campaign
         self.device = device
-        model_ref = f"{campaign['model']['name']}/{campaign['model']['version']}"
-        self.model, self.card, _ = registry.load(model_ref, device=device)
-        if campaign["job"]["resources"].get("compile"):
+        job = campaign.job
+        self.model = registry.load(campaign.model.key, device=device).model
+        if job.resources.compile:
             self.model.net = torch.compile(self.model.net)
-        self.conditions = EnergyConditions.model_validate(campaign["job"]["conditions"])
-        self.jets = campaign.get("kind") == "jets"
+        self.conditions = job.conditions
+        self.jets = campaign.kind == "jets"
+        self.geometry = None if self.jets else load_geometry(campaign.geometry)
         if self.jets:
             self.truth = read_truth_jets(self.conditions.url)
         elif self.conditions.distribution == "file":
             self.truth = read_truth_energies(self.conditions.url)
         else:
             self.truth = None
+        on_gpu = device.startswith("cuda") and job.resources.bf16
+        self.settings = SamplerSettings(
+            sampler=campaign.sampler,
+            nfe=campaign.nfe,
+            options=dict(job.sampler_options),
+            batch_size=job.resources.batch_size,
+            autocast_dtype=torch.bfloat16 if on_gpu else None,
+        )
         self.lock = threading.Lock()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def ready(self) -> str:
+        """The actor's name, once its model is loaded."""
         return self.name
 
-    def run(self, shard_doc: dict[str, Any]) -> dict[str, Any]:
+    def run(self, shard: Shard) -> ShardRecord:
         """Generate, check, write and commit one shard; returns its manifest record."""
         import torch
 
-        job = self.campaign["job"]
-        shard = Shard(**shard_doc)
-        if self.jets:
-            return self._run_jets(job, shard)
         t0 = time.perf_counter()
-        e_inc = shard_energies(self.conditions, shard, self.truth)
         with self.lock:
             t_wait = time.perf_counter()
             generator = torch.Generator(self.device).manual_seed(shard.seed)
-            autocast = self._autocast(job)
-            showers = (
-                self.model.generate(
-                    torch.from_numpy(e_inc).reshape(-1, 1).float(),
-                    sampler=job["sampler"],
-                    nfe=job["nfe"],
-                    generator=generator,
-                    batch_size=job["resources"]["batch_size"],
-                    autocast_dtype=autocast,
-                    options=job.get("sampler_options") or None,
-                )
-                .cpu()
-                .numpy()
-            )
+            sample = self._sample(shard, generator)
             t_sampled = time.perf_counter()
-        bad = int((~np.isfinite(showers)).sum())
-        if bad:
-            raise NonFiniteOutput(f"shard {shard.id}: model produced {bad} non-finite voxel values")
-        event_ids = np.arange(shard.start, shard.stop, dtype=np.int64)
-        files, nbytes = self._write_files(
-            job, shard, lambda fmt, url: self._write(fmt, url, showers, e_inc, event_ids)
-        )
+        sample.event_id = shard.event_ids()
+        files, nbytes = self._write_files(shard, sample)
         t_written = time.perf_counter()
-        checksum = content_checksum(showers, e_inc, event_ids)
-        return self._commit(job, shard, files, nbytes, checksum, (t0, t_wait, t_sampled, t_written))
+        if self.jets:
+            checksum = content_checksum(sample.constituents, sample.jet_features, sample.event_id)
+        else:
+            checksum = content_checksum(sample.showers, sample.e_inc, sample.event_id)
+        return self._commit(shard, files, nbytes, checksum, (t0, t_wait, t_sampled, t_written))
+
+    def _sample(self, shard: Shard, generator) -> ShowerSample | JetSample:
+        """The shard's events from its conditions (NonFiniteOutput refuses the shard)."""
+        if self.jets:
+            truth = shard_jet_truth(self.truth, shard)
+            return jet_sample(self.model, truth, generator=generator, settings=self.settings)
+        e_inc = shard_energies(self.conditions, shard, self.truth)
+        return shower_sample(
+            self.model, e_inc, self.geometry, generator=generator, settings=self.settings
+        )
 
     def _commit(
         self,
-        job: dict[str, Any],
         shard: Shard,
-        files: dict[str, Any],
+        files: dict[str, ShardFile],
         nbytes: int,
         checksum: str,
         times: tuple[float, float, float, float],
-    ) -> dict[str, Any]:
+    ) -> ShardRecord:
         """Write the shard's manifest record: the commit point of exactly-once."""
-        output = self.campaign["output"]
+        campaign = self.campaign
         t0, t_wait, t_sampled, t_written = times
-        record = {
-            "shard": shard.id,
-            "events": shard.n,
-            "event_id_start": shard.start,
-            "event_id_stop": shard.stop,
-            "seed": shard.seed,
-            "model": f"{self.campaign['model']['name']}/{self.campaign['model']['version']}",
-            "sampler": job["sampler"],
-            "nfe": job["nfe"],
-            "sampler_options": job.get("sampler_options") or {},
-            "compiled": bool(job["resources"].get("compile")),
-            "content_sha256": checksum,
-            "files": files,
-            "bytes": nbytes,
-            "worker": self.name,
-            "device": self.device,
-            "seconds_wait": t_wait - t0,
-            "seconds_sample": t_sampled - t_wait,
-            "seconds_write": t_written - t_sampled,
-            "committed_at": time.time(),
-        }
+        record = ShardRecord(
+            shard=shard.id,
+            events=shard.n,
+            event_id_start=shard.start,
+            event_id_stop=shard.stop,
+            seed=shard.seed,
+            model=campaign.model.key,
+            sampler=campaign.sampler,
+            nfe=campaign.nfe,
+            sampler_options=dict(campaign.job.sampler_options),
+            compiled=campaign.job.resources.compile,
+            content_sha256=checksum,
+            files=files,
+            bytes=nbytes,
+            worker=self.name,
+            device=self.device,
+            seconds_wait=t_wait - t0,
+            seconds_sample=t_sampled - t_wait,
+            seconds_write=t_written - t_sampled,
+            committed_at=time.time(),
+        )
+        output = campaign.output_url
         with_retries(
             lambda: manifest.write_record(output, record), f"manifest for shard {shard.id}"
         )
         return record
 
-    def _run_jets(self, job: dict[str, Any], shard: Shard) -> dict[str, Any]:
-        """Jets for the shard's truth rows (pT, eta, count), written in the JetNet layout."""
-        import torch
-
-        from farm.formats.jets import write_jets
-        from farm.generation import jets_from_model
-
-        t0 = time.perf_counter()
-        pt, eta, counts = shard_jet_truth(self.truth, shard)
-        with self.lock:
-            t_wait = time.perf_counter()
-            jets = jets_from_model(
-                self.model,
-                pt,
-                eta,
-                counts,
-                generator=torch.Generator(self.device).manual_seed(shard.seed),
-                sampler=job["sampler"],
-                nfe=job["nfe"],
-                batch_size=job["resources"]["batch_size"],
-                autocast_dtype=self._autocast(job),
-                options=job.get("sampler_options") or None,
-            )
-            t_sampled = time.perf_counter()
-        bad = sum(int((~np.isfinite(a)).sum()) for a in jets.values())
-        if bad:
-            raise NonFiniteOutput(f"shard {shard.id}: model produced {bad} non-finite jet values")
-        event_ids = np.arange(shard.start, shard.stop, dtype=np.int64)
-        data = {**jets, "event_id": event_ids}
-        meta = {"campaign": self.campaign["id"], "model": self.campaign["model"]}
-        files, nbytes = self._write_files(job, shard, lambda _, url: write_jets(url, data, meta))
-        t_written = time.perf_counter()
-        checksum = content_checksum(jets["constituents"], jets["jet_features"], event_ids)
-        return self._commit(job, shard, files, nbytes, checksum, (t0, t_wait, t_sampled, t_written))
-
     def _write_files(
-        self, job: dict[str, Any], shard: Shard, write: Any
-    ) -> tuple[dict[str, Any], int]:
-        """Each format's file, committed atomically with retries: ({fmt: {url, bytes}}, bytes)."""
+        self, shard: Shard, sample: ShowerSample | JetSample
+    ) -> tuple[dict[str, ShardFile], int]:
+        """Each format's file, committed atomically with retries: ({fmt: file}, bytes)."""
+        from farm.formats.reader import write_sample
+
+        meta = {"campaign": self.campaign.id, "model": self.campaign.model.key, "shard": shard.id}
         files, nbytes = {}, 0
-        for fmt in job["formats"]:
-            url = shard_url(self.campaign["output"], fmt, shard.id)
-            with_retries(lambda fmt=fmt, url=url: write(fmt, url), f"writing {url}")
-            fs, path = store.filesystem(url)
-            size = int(with_retries(lambda fs=fs, path=path: fs.size(path), f"stat {url}"))
-            files[fmt] = {"url": url, "bytes": size}
+        for fmt in self.campaign.job.formats:
+            path = shard_path(fmt, shard.id)
+            url = self.campaign.path(path)
+            write: Callable[[], str] = lambda url=url: write_sample(url, sample, meta)  # noqa: E731
+            with_retries(write, f"writing {url}")
+            fs, fs_path = store.filesystem(url)
+            size = int(with_retries(lambda fs=fs, p=fs_path: fs.size(p), f"stat {url}"))
+            files[fmt] = ShardFile(path=path, bytes=size)
             nbytes += size
         return files, nbytes
-
-    def _autocast(self, job: dict[str, Any]):
-        import torch
-
-        on_gpu = self.device.startswith("cuda") and job["resources"]["bf16"]
-        return torch.bfloat16 if on_gpu else None
-
-    def _write(
-        self, fmt: str, url: str, showers: np.ndarray, e_inc: np.ndarray, event_ids: np.ndarray
-    ) -> None:
-        geometry = self.campaign["geometry"]
-        if fmt == "parquet":
-            from farm.formats.showers_parquet import write_showers_parquet
-
-            write_showers_parquet(
-                url,
-                showers,
-                e_inc,
-                event_ids,
-                geometry,
-                extra_metadata={"campaign": self.campaign["id"], "model": self.campaign["model"]},
-            )
-        else:
-            from farm.formats.calochallenge import write_calochallenge
-
-            write_calochallenge(url, showers, e_inc, geometry)

@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     validate.set_defaults(handler=run_validate)
 
 
-def _execute(campaign_id: str, total: int) -> dict:
+def _execute(campaign_id: str, total: int):
     from farm.campaign.run import execute
     from farm.cli.progress import campaign_progress
 
@@ -60,74 +60,74 @@ def _execute(campaign_id: str, total: int) -> dict:
         return execute(campaign_id, on_progress=on_progress)
 
 
-def _print_summary(summary: dict) -> None:
+def _print_summary(campaign, summary) -> None:
+    """A finished campaign's totals and files, or the state it stopped in."""
     from farm.cli.progress import out
+    from farm.records import CampaignSummary
 
-    if "events" not in summary or "manifest" not in summary:
-        out.print(f"campaign stopped: {summary.get('state')}")
+    if not isinstance(summary, CampaignSummary):
+        out.print(f"campaign stopped: {summary.state}")
         return
     out.print(
-        f"[green]done[/] {summary['events']:,} events in {summary['shards']} shards "
-        f"({summary['bytes'] / 1e6:.1f} MB) with {summary['model']} "
-        f"[{summary['sampler']}, NFE {summary['nfe']}]"
+        f"[green]done[/] {summary.events:,} events in {summary.shards} shards "
+        f"({summary.bytes / 1e6:.1f} MB) with {summary.model} "
+        f"[{summary.sampler}, NFE {summary.nfe}]"
     )
-    for fmt, url in summary["files"].items():
-        out.print(f"  {fmt}: {url}")
-    out.print(f"  manifest: {summary['manifest']}")
-    if summary.get("validation"):
-        _print_validation(summary["validation"])
+    for fmt, path in summary.files.items():
+        out.print(f"  {fmt}: {campaign.path(path)}")
+    out.print(f"  manifest: {campaign.path(summary.manifest)}")
+    if summary.validation is not None:
+        _print_validation(campaign, summary.validation)
 
 
 VALIDATED_STYLE = {"pass": "green", "ungated": "yellow", "fail": "red", "error": "red"}
 
 
-def _print_validation(v: dict, indent: str = "  ") -> None:
+def _print_validation(campaign, v, indent: str = "  ") -> None:
     """One line with the outcome, the failed gates, then the headline metrics beside floors."""
     from farm.cli.progress import out
 
-    state = v.get("validated", "?")
-    style = VALIDATED_STYLE.get(state, "bold")
-    what = f"{v.get('events', '?')} events vs {v.get('reference', '?')}"
-    out.print(f"{indent}validated: [{style}]{state}[/] ({what})")
-    for failure in v.get("failures") or []:
+    style = VALIDATED_STYLE.get(v.validated, "bold")
+    what = f"{v.events if v.events is not None else '?'} events vs {v.reference or '?'}"
+    out.print(f"{indent}validated: [{style}]{v.validated}[/] ({what})")
+    for failure in v.failures:
         out.print(f"{indent}  gate failed: {failure}")
-    if v.get("error"):
-        out.print(f"{indent}  {v['error']}")
-    for name, m in (v.get("headline") or {}).items():
-        floor = m.get("floor")
-        floor_text = "-" if floor is None else f"{floor:.4g}"
-        error = f" ± {m['error']:.2g}" if m.get("error") else ""
-        out.print(f"{indent}  {name:<20} {m['value']:.4g}{error}  (floor {floor_text})")
-    if v.get("report"):
-        out.print(f"{indent}  report: {v['report']}")
+    if v.error:
+        out.print(f"{indent}  {v.error}")
+    for name, m in v.headline.items():
+        floor_text = "-" if m.floor is None else f"{m.floor:.4g}"
+        error = f" ± {m.error:.2g}" if m.error else ""
+        out.print(f"{indent}  {name:<20} {m.value:.4g}{error}  (floor {floor_text})")
+    if v.report:
+        out.print(f"{indent}  report: {campaign.path(v.report)}")
 
 
-def _validation_exit_code(summary: dict) -> int:
-    v = summary.get("validation") or {}
-    return 1 if v.get("validated") in ("fail", "error") else 0
+def _validation_exit_code(validation) -> int:
+    return 1 if validation is not None and validation.validated in ("fail", "error") else 0
+
+
+def _summary_exit_code(summary) -> int:
+    return _validation_exit_code(getattr(summary, "validation", None))
 
 
 def run_submit(args: argparse.Namespace) -> int:
     import subprocess
     import sys
 
-    from farm import store
-    from farm.campaign import records
+    from farm import records, store
     from farm.campaign.run import submit
     from farm.cli.progress import out
     from farm.specs import load_job
 
     job = load_job(args.job, kind="campaign")
     campaign = submit(job)
-    cid = campaign["id"]
+    cid = campaign.id
     out.print(
-        f"campaign [bold]{cid}[/]: {job.events:,} events in "
-        f"{campaign['plan']['events'] // job.shard_size + bool(job.events % job.shard_size)} "
-        f"shards with {campaign['model']['name']}/{campaign['model']['version']} -> "
-        f"{campaign['output']}"
+        f"campaign [bold]{cid}[/]: {job.events:,} events in {campaign.plan.n_shards} "
+        f"shards with {campaign.model.key} -> {campaign.output_url}"
     )
     if args.detach:
-        log_path = store.join(records.url(cid), "driver.log")
+        log_path = records.campaign_url(cid, "driver.log")
         log = open(log_path, "w") if store.is_local(log_path) else subprocess.DEVNULL  # noqa: SIM115
         subprocess.Popen(
             [sys.executable, "-m", "farm.cli", "campaign", "resume", cid],
@@ -138,65 +138,65 @@ def run_submit(args: argparse.Namespace) -> int:
         out.print(f"running in the background; follow with `farm campaign status {cid}`")
         return 0
     summary = _execute(cid, job.events)
-    _print_summary(summary)
-    return _validation_exit_code(summary)
+    _print_summary(campaign, summary)
+    return _summary_exit_code(summary)
 
 
 def run_resume(args: argparse.Namespace) -> int:
-    from farm.campaign import records
+    from farm import records
 
     campaign = records.load(args.id)
-    summary = _execute(args.id, campaign["plan"]["events"])
-    _print_summary(summary)
-    return _validation_exit_code(summary)
+    summary = _execute(args.id, campaign.plan.events)
+    _print_summary(campaign, summary)
+    return _summary_exit_code(summary)
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from farm.campaign.validate import short, validate
+    from farm import records
+    from farm.campaign.validate import validate
     from farm.cli.progress import out
 
+    campaign = records.load(args.id)
     out.print(f"validating {args.id} ...")
-    doc = short(validate(args.id, force=True))
-    _print_validation(doc)
-    return _validation_exit_code({"validation": doc})
+    doc = validate(campaign, force=True).summary()
+    _print_validation(campaign, doc)
+    return _validation_exit_code(doc)
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from farm.campaign import manifest, records
-    from farm.campaign.plan import Plan
+    from farm import records
+    from farm.campaign import manifest
     from farm.cli.progress import out
 
     campaign = records.load(args.id)
     status = records.read_status(args.id)
-    plan = Plan(**campaign["plan"])
-    committed = manifest.committed_ids(campaign["output"])
-    status["shards_committed"] = len(committed)
-    status["events_committed"] = sum(plan.shard(i).n for i in committed)
+    plan = campaign.plan
+    committed = manifest.committed_ids(campaign.output_url)
+    events_committed = sum(plan.shard(i).n for i in committed)
     if args.json:
-        out.print_json(json.dumps(status, default=str))
+        doc = status.model_dump(mode="json")
+        doc.update(shards_committed=len(committed), events_committed=events_committed)
+        out.print_json(json.dumps(doc, default=str))
         return 0
-    rate = status.get("events_per_second") or 0
-    eta = status.get("eta_seconds")
-    out.print(
-        f"[bold]{args.id}[/]: {status.get('state')}  model "
-        f"{campaign['model']['name']}/{campaign['model']['version']}"
-    )
+    rate = status.events_per_second or 0
+    eta = status.eta_seconds
+    out.print(f"[bold]{args.id}[/]: {status.state}  model {campaign.model.key}")
     out.print(
         f"  shards: {len(committed)}/{plan.n_shards} committed, "
-        f"{status.get('shards_running', 0)} running, retries {status.get('shard_retries', 0)},"
-        f" actor restarts {status.get('actor_restarts', 0)}"
+        f"{status.shards_running} running, retries {status.shard_retries},"
+        f" actor restarts {status.actor_restarts}"
     )
     out.print(
-        f"  events: {status['events_committed']:,}/{plan.events:,}  rate {rate:,.0f}/s  "
+        f"  events: {events_committed:,}/{plan.events:,}  rate {rate:,.0f}/s  "
         f"ETA {'-' if eta is None else f'{eta:,.0f} s'}  "
-        f"written {status.get('bytes_written', 0) / 1e6:,.1f} MB (this session)"
+        f"written {status.bytes_written / 1e6:,.1f} MB (this session)"
     )
-    out.print(f"  output: {campaign['output']}")
-    if status.get("validation"):
-        _print_validation(status["validation"])
-    elif status.get("validated"):
-        out.print(f"  validated: {status['validated']}")
-    elif campaign["job"].get("validation"):
+    out.print(f"  output: {campaign.output_url}")
+    if status.validation is not None:
+        _print_validation(campaign, status.validation)
+    elif status.validated:
+        out.print(f"  validated: {status.validated}")
+    elif campaign.job.validation is not None:
         out.print("  validated: not yet (runs when the campaign finishes)")
     return 0
 
@@ -204,7 +204,7 @@ def run_status(args: argparse.Namespace) -> int:
 def run_ls(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from farm.campaign import records
+    from farm import records
     from farm.cli.progress import out
 
     table = Table(title="campaigns")
@@ -217,15 +217,13 @@ def run_ls(args: argparse.Namespace) -> int:
             table.add_row(cid, "?", "?", "unreadable", "?", "?")
             continue
         status = records.read_status(cid)
-        when = datetime.datetime.fromtimestamp(c["created"], datetime.UTC).strftime(
-            "%Y-%m-%d %H:%M"
-        )
+        when = datetime.datetime.fromtimestamp(c.created, datetime.UTC).strftime("%Y-%m-%d %H:%M")
         table.add_row(
             cid,
-            f"{c['model']['name']}/{c['model']['version']}",
-            f"{c['plan']['events']:,}",
-            status.get("state", "?"),
-            status.get("validated") or ("pending" if c["job"].get("validation") else "-"),
+            c.model.key,
+            f"{c.plan.events:,}",
+            status.state,
+            status.validated or ("pending" if c.job.validation is not None else "-"),
             when,
         )
     out.print(table)
@@ -233,7 +231,7 @@ def run_ls(args: argparse.Namespace) -> int:
 
 
 def run_cancel(args: argparse.Namespace) -> int:
-    from farm.campaign import records
+    from farm import records
     from farm.cli.progress import out
 
     records.request_cancel(args.id)

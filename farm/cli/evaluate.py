@@ -114,14 +114,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _resolve_campaign(generated: str, geometry: str | None, model: str | None):
-    """A campaign id stands for its output (HDF5 if written, else Parquet), geometry and model."""
-    from farm import store
-    from farm.campaign import records
+    """A campaign id stands for its output, its geometry and (unless given) its model."""
+    from farm import records, store
+    from farm.formats.reader import resolve
 
-    if "/" in generated or store.exists(generated) or generated not in records.list_ids():
+    if not records.exists(generated) or store.exists(generated):
         return generated, geometry, model
     campaign = records.load(generated)
-    formats = campaign["job"]["formats"]
-    output = store.join(campaign["output"], "h5" if "h5" in formats else "parquet")
-    version = f"{campaign['model']['name']}/{campaign['model']['version']}"
-    return output, geometry or campaign["geometry"], model or version
+    return resolve(generated), geometry or campaign.geometry, model or campaign.model.key

@@ -34,34 +34,43 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
+    import torch
+
     from farm import registry
     from farm.cli.progress import out
+    from farm.data.sources import reference_sample
     from farm.errors import FarmError
-    from farm.generation import generate_like, reference_sample, write_sample
+    from farm.formats.files import file_format
+    from farm.formats.reader import write_sample
+    from farm.generation import SamplerSettings, sample_like
 
     if args.events is not None and args.events < 1:
         raise FarmError(f"--events must be positive, got {args.events}")
     if args.nfe is not None and args.nfe < 1:
         raise FarmError(f"--nfe must be positive, got {args.nfe}")
     for url in (args.out, args.reference_out):
-        if url is not None and not url.endswith((".h5", ".hdf5", ".parquet")):
-            raise FarmError(f"{url}: output must end in .h5, .hdf5 or .parquet")
-    model, card, mv = registry.load(args.model)
-    reference = reference_sample(card, args.conditions, args.events, args.seed)
+        if url is not None:
+            file_format(url)
+    loaded = registry.load(args.model)
+    reference = reference_sample(loaded.card, loaded.key, args.conditions, args.events, args.seed)
     t0 = time.perf_counter()
+    settings = SamplerSettings(sampler=args.sampler, nfe=args.nfe)
     try:
-        sample = generate_like(
-            model, card, reference, seed=args.seed, sampler=args.sampler, nfe=args.nfe
+        sample = sample_like(
+            loaded.model,
+            reference,
+            generator=torch.Generator().manual_seed(args.seed),
+            settings=settings,
         )
     except ValueError as exc:  # an unknown sampler or an NFE it cannot take
         raise FarmError(str(exc)) from None
     seconds = time.perf_counter() - t0
-    meta = {"model": f"{mv.name}/{mv.version}", "conditions": args.conditions, "seed": args.seed}
+    meta = {"model": loaded.key, "conditions": args.conditions, "seed": args.seed}
     write_sample(args.out, sample, meta)
     if args.reference_out:
         write_sample(args.reference_out, reference, {"conditions": args.conditions})
     out.print(
-        f"{len(reference)} {'jets' if sample.kind == 'jets' else 'showers'} from "
-        f"{mv.name}/{mv.version} in {seconds:.1f} s ({len(reference) / seconds:,.0f}/s) -> {args.out}"
+        f"{len(reference)} {sample.kind} from {loaded.key} in {seconds:.1f} s "
+        f"({len(reference) / seconds:,.0f}/s) -> {args.out}"
     )
     return 0

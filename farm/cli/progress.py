@@ -98,17 +98,17 @@ def training_progress(description: str) -> Iterator:
 
 @contextlib.contextmanager
 def campaign_progress(description: str, total_events: int) -> Iterator:
-    """Yields on_progress(status) for farm.campaign.run.execute."""
+    """Yields on_progress(CampaignStatus) for farm.campaign.run.execute."""
     progress = bar()
     task = progress.add_task(description, total=total_events, info="starting actors")
     progress.start()
 
     def on_progress(status: dict) -> None:
-        rate = status.get("events_per_second") or 0.0
+        rate = status.events_per_second or 0.0
         progress.update(
             task,
-            completed=status["events_done"],
-            info=f"{status['shards_done']}/{status['shards_total']} shards, {rate:,.0f} ev/s",
+            completed=status.events_done,
+            info=f"{status.shards_done}/{status.shards_total} shards, {rate:,.0f} ev/s",
         )
 
     try:

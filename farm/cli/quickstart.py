@@ -82,12 +82,12 @@ def run(args: argparse.Namespace) -> int:
     for note in result.evaluation.notes[:5]:
         out.print(f"[yellow]note:[/] {note}")
 
-    files = result.campaign["files"]
+    campaign, summary = result.campaign, result.summary
     out.print("[bold]outputs[/]")
     out.print(f"  reference showers : {result.reference_url}")
-    out.print(f"  generated Parquet : {files.get('parquet')}")
-    out.print(f"  generated HDF5    : {files.get('h5')}")
-    out.print(f"  manifest          : {result.campaign['manifest']}")
+    out.print(f"  generated Parquet : {campaign.path(summary.files['parquet'])}")
+    out.print(f"  generated HDF5    : {campaign.path(summary.files['h5'])}")
+    out.print(f"  manifest          : {campaign.path(summary.manifest)}")
     out.print(f"  evaluation report : {store.join(result.evaluation_url, 'report.html')}")
     out.print(
         f"[bold]registry[/]: {result.model}/{result.version} @candidate "

@@ -74,26 +74,26 @@ def run_status(search_id: str, as_json: bool) -> int:
 
     doc, rows = search_status(search_id)
     if as_json:
-        out.print_json(json.dumps({"search": doc, "trials": rows}))
+        trials = [r.model_dump(mode="json") for r in rows]
+        out.print_json(json.dumps({"search": doc.model_dump(mode="json"), "trials": trials}))
         return 0
-    out.print(print_table(rows, doc["job"]["metric"], f"tune search {search_id}"))
-    done = sum(r["status"] not in ("unfinished", "running") for r in rows)
+    out.print(print_table(rows, doc.job.metric, f"tune search {search_id}"))
+    done = sum(r.done for r in rows)
     out.print(
-        f"status: [bold]{doc['status']}[/], {done}/{doc['job']['trials']} trials done, "
-        f"{doc.get('seconds', 0):.0f} s"
-        + (f"; registered version {doc['version']}" if doc.get("version") else "")
+        f"status: [bold]{doc.status}[/], {done}/{doc.job.trials} trials done, "
+        f"{doc.seconds:.0f} s" + (f"; registered version {doc.version}" if doc.version else "")
     )
     return 0
 
 
-def print_table(rows: list[dict], metric: str, title: str):
+def print_table(rows: list, metric: str, title: str):
     """The trial table as a rich Table: params, metric, status, epochs run, stopped early."""
     from rich.table import Table
 
-    from farm.fidelity import PREFIX
+    from farm.evaluation.fidelity import PREFIX
     from farm.tune import other_metrics
 
-    params = sorted({k for r in rows for k in r.get("params", {})})
+    params = sorted({k for r in rows for k in r.params})
     metrics = [metric, *other_metrics(rows, metric)]
     short = [p.rsplit(".", 1)[-1] for p in params]
     if len(set(short)) < len(short):
@@ -109,12 +109,12 @@ def print_table(rows: list[dict], metric: str, title: str):
         table.add_column(col, justify="right" if col not in ("trial", "status") else "left")
     for r in rows:
         table.add_row(
-            r["trial_id"],
-            *(_fmt(r["params"].get(p, "")) for p in params),
-            *(_value(r.get(m)) for m in metrics),
-            r["status"],
-            f"{r.get('epochs', 0)}/{r.get('planned_epochs', '?')}",
-            "yes" if r.get("stopped_early") else "no",
+            r.trial_id,
+            *(_fmt(r.params.get(p, "")) for p in params),
+            *(_value(r.metrics.get(m)) for m in metrics),
+            r.status,
+            f"{r.epochs}/{r.planned_epochs}",
+            "yes" if r.stopped_early else "no",
         )
     return table
 
@@ -141,7 +141,7 @@ def _report(result) -> int:
         raise FarmError(f"tune search {result.search_id}: no trial finished with a finite metric")
     best = result.best
     out.print(
-        f"[green]best[/] trial {best['trial_id']} ({json.dumps(best['params'])}) "
+        f"[green]best[/] trial {best.trial_id} ({json.dumps(best.params)}) "
         f"in {result.seconds:.0f} s; registered [bold]{result.name}/{result.version}[/] "
         f"(alias candidate); MLflow parent run {result.parent_run_id}"
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import json
 import math
 from dataclasses import dataclass
 
@@ -25,10 +24,11 @@ import numpy as np
 
 from farm import store
 from farm.errors import FarmError
+from farm.formats.files import EXTENSION, check_formats
 from farm.formats.jets import JET_FEATURES, PARTICLE_FEATURES
+from farm.sharding import MAX_PYTHIA_SEED, Plan, Shard, check_output_record, run_shards
 
 SQRT_S_GEV = 13000.0
-MAX_PYTHIA_SEED = 900_000_000  # Pythia's Random:seed accepts 1..900_000_000
 SD_BETA, SD_ZCUT = 0.0, 0.1
 
 _W_HADRONIC = ["24:onMode = off", "24:onIfAny = 1 2 3 4 5"]
@@ -118,12 +118,6 @@ def check_seed(seed: int) -> int:
     if not 1 <= int(seed) <= MAX_PYTHIA_SEED:
         raise FarmError(f"Pythia seed must be in 1..{MAX_PYTHIA_SEED}, got {seed}")
     return int(seed)
-
-
-def shard_seed(seed: int, shard_id: int) -> int:
-    """Per-shard Pythia seed from (campaign seed, shard id) via numpy's SeedSequence hashing."""
-    state = np.random.SeedSequence([int(seed), int(shard_id)]).generate_state(1, dtype=np.uint64)
-    return int(state[0] % MAX_PYTHIA_SEED) + 1
 
 
 def pythia_settings(config: JetGenConfig, seed: int) -> list[str]:
@@ -379,69 +373,34 @@ def _pack(constituents, features, sd_mass, event_index) -> dict[str, np.ndarray]
     }
 
 
-def shard_plan(n_jets: int, shard_size: int) -> list[tuple[int, int]]:
-    """[(shard_id, n_jets in shard)] covering n_jets; the last shard may be smaller."""
-    if shard_size < 1:
-        raise FarmError(f"shard size must be >= 1, got {shard_size}")
-    return [
-        (k, min(shard_size, n_jets - start)) for k, start in enumerate(range(0, n_jets, shard_size))
-    ]
-
-
-FORMAT_SUFFIX = {"parquet": "parquet", "h5": "h5"}
+RECORD = "jets-campaign.json"
 
 
 def shard_url(out_url: str, shard_id: int, fmt: str) -> str:
-    return store.join(out_url, f"jets-{shard_id:05d}.{FORMAT_SUFFIX[fmt]}")
+    """Final name of a shard file: OUT/jets-<shard:05d>.<parquet|h5>."""
+    return store.join(out_url, f"jets-{shard_id:05d}.{EXTENSION[fmt]}")
 
 
 def _write_shard(
-    config: JetGenConfig,
-    seed: int,
-    shard_id: int,
-    n: int,
-    first_id: int,
-    formats: tuple[str, ...],
-    out_url: str,
+    config: JetGenConfig, shard: Shard, formats: tuple[str, ...], out_url: str
 ) -> list[str]:
     """Generate one shard and commit it in each format (the body of a Ray task)."""
     from farm.formats import jets as jet_formats
 
-    s_seed = shard_seed(seed, shard_id)
-    shard_config = dataclasses.replace(config, n_jets=n)
-    data = generate_jets(shard_config, s_seed)
-    data["event_id"] = np.arange(first_id, first_id + n, dtype=np.int64)
-    meta = generator_metadata(shard_config, s_seed) | {
-        "campaign_seed": int(seed),
-        "shard_id": int(shard_id),
+    shard_config = dataclasses.replace(config, n_jets=shard.n)
+    data = generate_jets(shard_config, shard.pythia_seed)
+    data["event_id"] = shard.event_ids()
+    meta = generator_metadata(shard_config, shard.pythia_seed) | {
+        "campaign_seed": int(shard.plan_seed),
+        "shard_id": int(shard.id),
     }
     writers = {"parquet": jet_formats.write_jets_parquet, "h5": jet_formats.write_jets_h5}
     urls = []
     for fmt in formats:
-        url = shard_url(out_url, shard_id, fmt)
+        url = shard_url(out_url, shard.id, fmt)
         writers[fmt](url, data, meta)
         urls.append(url)
     return urls
-
-
-def _check_campaign(out_url: str, record: dict) -> None:
-    """Write the campaign record once; refuse to resume into a directory with other settings."""
-    url = store.join(out_url, "jets-campaign.json")
-    if store.exists(url):
-        old = json.loads(store.read_text(url))
-        if old != record:
-            flat_old = {**old.get("config", {}), **{k: v for k, v in old.items() if k != "config"}}
-            flat_new = {**record["config"], **{k: v for k, v in record.items() if k != "config"}}
-            diff = ", ".join(
-                f"{k}: {flat_old.get(k)} -> {flat_new.get(k)}"
-                for k in sorted(set(flat_old) | set(flat_new))
-                if flat_old.get(k) != flat_new.get(k)
-            )
-            raise FarmError(
-                f"{url}: existing jet campaign has different settings ({diff}); use a new --out"
-            )
-        return
-    store.write_text(url, json.dumps(record, indent=2, sort_keys=True))
 
 
 def generate_jets_sharded(
@@ -453,58 +412,32 @@ def generate_jets_sharded(
     progress: bool = True,
 ) -> list[str]:
     """Generate config.n_jets jets as Ray tasks, one seed per shard; skip committed shards."""
-    import ray
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    formats = tuple(formats)
-    bad = [f for f in formats if f not in FORMAT_SUFFIX]
-    if bad or not formats:
-        raise FarmError(f"unknown jet format(s) {bad or formats}; allowed: parquet, h5")
+    formats = check_formats(formats, "jet")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise FarmError(f"campaign seed must be a non-negative integer, got {seed!r}")
     out_url = store.normalize(out_url)
-    plan = shard_plan(config.n_jets, shard_size)
-    _check_campaign(out_url, {"config": config.to_dict(), "seed": seed, "shard_size": shard_size})
-    done, todo = [], []
-    for shard_id, n in plan:
-        urls = [shard_url(out_url, shard_id, f) for f in formats]
-        (done if all(store.exists(u) for u in urls) else todo).append((shard_id, n, urls))
-    result = {shard_id: urls for shard_id, _, urls in done}
+    plan = Plan(config.n_jets, shard_size, seed)
+    record = {"config": config.to_dict(), "seed": seed, "shard_size": shard_size}
+    check_output_record(store.join(out_url, RECORD), record)
+    todo = [
+        s
+        for s in plan.shards()
+        if not all(store.exists(shard_url(out_url, s.id, f)) for f in formats)
+    ]
     if todo:
         from farm.ray_utils import ensure_ray
 
         ensure_ray()
-        task = ray.remote(num_cpus=1)(_write_shard)
-        refs = {
-            task.remote(config, seed, shard_id, n, shard_id * shard_size, formats, out_url): (
-                shard_id,
-                n,
-            )
-            for shard_id, n, _ in todo
-        }
-        columns = (
-            *Progress.get_default_columns()[:1],
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
+        run_shards(
+            _write_shard,
+            [(config, s, formats, out_url) for s in todo],
+            f"{config.process} jets",
+            use_ray=True,
+            weights=[s.n for s in todo],
+            done=config.n_jets - sum(s.n for s in todo),
+            progress=progress,
         )
-        pending = list(refs)
-        with Progress(*columns, disable=not progress) as bar:
-            job = bar.add_task(
-                f"{config.process} jets",
-                total=config.n_jets,
-                completed=sum(n for _, n, _ in done),
-            )
-            try:
-                while pending:
-                    ready, pending = ray.wait(pending, num_returns=1)
-                    shard_id, n = refs[ready[0]]
-                    result[shard_id] = ray.get(ready[0])
-                    bar.advance(job, n)
-            finally:
-                for ref in pending:  # a failed shard or Ctrl-C: stop the rest, keep what committed
-                    ray.cancel(ref)
-    return [u for shard_id, _ in plan for u in result[shard_id]]
+    return [shard_url(out_url, s.id, f) for s in plan.shards() for f in formats]
 
 
 __all__ = [
@@ -516,5 +449,4 @@ __all__ = [
     "generate_jets_sharded",
     "generator_metadata",
     "pythia_settings",
-    "shard_seed",
 ]

@@ -13,12 +13,12 @@ from collections.abc import Callable
 import numpy as np
 
 from farm import store
-from farm.data.geometry import CaloGeometry, load_geometry
 from farm.errors import FarmError
 from farm.evaluation import jet_features as jf
 from farm.evaluation import metrics as M
 from farm.evaluation import shower_features as sf
 from farm.evaluation.report import EvaluationResult
+from farm.geometry import CaloGeometry, load_geometry
 
 MAX_SPECTRUM_VOXELS = 2_000_000  # voxel energies entering the spectrum histogram, per sample
 
@@ -392,7 +392,7 @@ def read_showers(url: str, geometry: CaloGeometry | None) -> tuple[np.ndarray, n
 
 def read_jet_sample(url: str) -> dict[str, np.ndarray]:
     """Jets dict (constituents, jet_features) from a file or a folder of shards."""
-    from farm.formats.jets import read_jets
+    from farm.formats.jets import read_jets_file as read_jets
 
     parts = [read_jets(u)[0] for u in data_files(url)]
     return {

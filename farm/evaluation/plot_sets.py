@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from farm import store
-from farm.data.geometry import CaloGeometry
 from farm.evaluation import plots as P
+from farm.geometry import CaloGeometry
 
 SHOWER_LABELS = {
     "e_layer": "$E_{layer}$ [MeV]",

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from farm.data.geometry import CaloGeometry, load_geometry
 from farm.errors import FarmError
 from farm.evaluation import metrics as M
 from farm.evaluation import shower_features as sf
 from farm.evaluation.report import EvaluationResult
+from farm.geometry import CaloGeometry, load_geometry
 
 CHUNK_BYTES = 64 << 20  # showers per chunk: at most this many bytes of float32 voxels
 SUBSAMPLE_EVENTS = 50_000  # events per part for FPD/KPD/classifiers/plots, at most ...

@@ -1,22 +1,27 @@
 """CaloChallenge 2022 HDF5 files: `incident_energies` (N, 1) and `showers` (N, n_voxels), MeV, gzip.
 
-Read and written through fsspec URLs (local or s3://); writes are atomic (farm.store).
+Read and written through fsspec URLs (local or s3://); writes are atomic (farm.store). farm's
+provenance rides along as file attributes (`farm`: JSON with geometry, units, voxel order and the
+writer's metadata), which the challenge's own tools ignore; the datasets are unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 
 import h5py
 import numpy as np
 
 from farm import store
-from farm.data.geometry import CaloGeometry, load_geometry
 from farm.errors import FarmError
+from farm.geometry import CaloGeometry, load_geometry
 
 E_KEY = "incident_energies"
 SHOWERS_KEY = "showers"
+ATTRS_KEY = "farm"
+VOXEL_ORDER = "layer slowest, then angular bin, radial bin fastest (CaloChallenge)"
 
 
 def _geometry(geometry: CaloGeometry | str | None) -> CaloGeometry | None:
@@ -28,9 +33,13 @@ def write_calochallenge(
     showers: np.ndarray,
     e_inc: np.ndarray,
     geometry: CaloGeometry | str | None = None,
+    metadata: dict | None = None,
     compression_level: int = 4,
 ) -> None:
-    """Write showers (N, V) and incident energies (N,) or (N, 1) in MeV as a CaloChallenge file."""
+    """Write showers (N, V) and incident energies (N,) or (N, 1) in MeV as a CaloChallenge file.
+
+    `metadata` (JSON-able) joins the `farm` file attribute beside geometry, units and voxel order.
+    """
     showers = np.asarray(showers)
     e = np.asarray(e_inc, dtype=np.float64).reshape(-1, 1)
     if showers.ndim != 2 or showers.shape[0] != e.shape[0]:
@@ -49,6 +58,26 @@ def write_calochallenge(
         opts = {"compression": "gzip", "compression_opts": compression_level}
         f.create_dataset(E_KEY, data=e, chunks=(max(1, min(n, 65536)), 1) if n else None, **opts)
         f.create_dataset(SHOWERS_KEY, data=showers, chunks=(rows, v) if n and v else None, **opts)
+        attrs = {
+            "format": "calochallenge",
+            "geometry": geo.name if geo is not None else None,
+            "units": {E_KEY: "MeV", SHOWERS_KEY: "MeV"},
+            "voxel_order": VOXEL_ORDER,
+            **(metadata or {}),
+        }
+        f.attrs[ATTRS_KEY] = json.dumps(attrs, default=str)
+
+
+def attrs_of(f: h5py.File) -> dict:
+    """farm's `farm` attribute of an open CaloChallenge file ({} for files written elsewhere)."""
+    raw = f.attrs.get(ATTRS_KEY)
+    return json.loads(raw) if raw is not None else {}
+
+
+def read_attrs(url: str) -> dict:
+    """farm's `farm` attribute of a CaloChallenge file ({} for files written elsewhere)."""
+    with _open(url) as f:
+        return attrs_of(f)
 
 
 @contextlib.contextmanager
@@ -115,6 +144,13 @@ def read_calochallenge(
         s_ds, e_ds, n = _datasets(f, url, _geometry(geometry))
         stop = n if stop is None else min(stop, n)
         return _read_rows(s_ds, e_ds, start, stop, url, dtype)
+
+
+def read_incident_energies(url: str) -> np.ndarray:
+    """(N,) incident energies in MeV, without reading the showers."""
+    with _open(url) as f:
+        _, e_ds, _ = _datasets(f, url, None)
+        return np.asarray(e_ds[:], np.float64).reshape(-1)
 
 
 def count_calochallenge(url: str) -> int:

@@ -24,6 +24,7 @@ import numpy as np
 
 from farm import store
 from farm.errors import FarmError
+from farm.formats.files import file_format
 
 PARTICLE_FEATURES = ("eta_rel", "phi_rel", "pt_rel", "mask")
 PARTICLE_UNITS = ("1", "rad", "1", "1")
@@ -315,19 +316,11 @@ def iter_jets_parquet(url: str, batch_size: int | None = None) -> Iterator[dict[
 # ---------------------------------------------------------------- dispatch by suffix
 
 
-def read_jets(url: str) -> tuple[dict[str, np.ndarray], dict]:
-    """Read a .h5/.hdf5 or .parquet jets file."""
-    if url.endswith((".h5", ".hdf5")):
-        return read_jets_h5(url)
-    if url.endswith(".parquet"):
-        return read_jets_parquet(url)
-    raise FarmError(f"{url}: unknown jets file type; expected .h5, .hdf5 or .parquet")
+def read_jets_file(url: str) -> tuple[dict[str, np.ndarray], dict]:
+    """Read a .h5/.hdf5 or .parquet jets file: (arrays, metadata)."""
+    return (read_jets_parquet if file_format(url) == "parquet" else read_jets_h5)(url)
 
 
 def write_jets(url: str, data: dict[str, np.ndarray], meta: dict | None = None) -> str:
     """Write a .h5/.hdf5 or .parquet jets file."""
-    if url.endswith((".h5", ".hdf5")):
-        return write_jets_h5(url, data, meta)
-    if url.endswith(".parquet"):
-        return write_jets_parquet(url, data, meta)
-    raise FarmError(f"{url}: unknown jets file type; expected .h5, .hdf5 or .parquet")
+    return (write_jets_parquet if file_format(url) == "parquet" else write_jets_h5)(url, data, meta)

@@ -131,6 +131,22 @@ def read_showers_parquet(url: str) -> dict:
     return out
 
 
+def read_metadata(url: str) -> dict:
+    """The farm metadata of a showers Parquet file (schema only)."""
+    pf, handle = _parquet_file(url)
+    handle.close()
+    return metadata(pf.schema_arrow)
+
+
+def read_incident_energies(url: str) -> np.ndarray:
+    """(N,) incident energies in MeV, without reading the showers column."""
+    pf, handle = _parquet_file(url)
+    try:
+        return pf.read(columns=["incident_energy"]).column(0).to_numpy().astype(np.float64)
+    finally:
+        handle.close()
+
+
 def iter_showers_parquet(url: str, batch_rows: int = 10_000) -> Iterator[dict]:
     """Stream dicts of arrays (as read_showers_parquet, without metadata) batch by batch."""
     pf, handle = _parquet_file(url)

@@ -9,9 +9,10 @@ from farm import registry
 from farm.campaign.run import execute, submit
 from farm.cli import main
 from farm.errors import FarmError
-from farm.evaluation.evaluate import read_jet_sample
-from farm.formats.jets import read_jets
-from farm.generation import jet_conditions, jets_from_model
+from farm.formats.jets import read_jets_file
+from farm.formats.reader import read_jets
+from farm.generation import jet_sample
+from farm.samples import JetTruth
 from farm.specs import parse_job
 from farm.train import run_training
 
@@ -74,7 +75,7 @@ def test_jet_teacher_trains_and_distils_to_a_one_step_student(ray_session, farm_
     gen_url, ref_url = str(farm_home / "gen.parquet"), str(farm_home / "ref.h5")
     argv = ["generate", "tiny-jets@candidate", "--out", gen_url, "--reference-out", ref_url]
     assert main(argv) == 0
-    generated, reference = read_jets(gen_url)[0], read_jets(ref_url)[0]
+    generated, reference = read_jets_file(gen_url)[0], read_jets_file(ref_url)[0]
     assert len(generated["jet_features"]) == len(reference["jet_features"]) == 60
     np.testing.assert_array_equal(
         generated["constituents"][:, :, 3], reference["constituents"][:, :, 3]
@@ -88,33 +89,30 @@ def test_jet_teacher_trains_and_distils_to_a_one_step_student(ray_session, farm_
     campaign = submit(
         parse_job({**doc, "conditions": {"distribution": "jet-truth", "url": ref_url}}, "t")
     )
-    summary = execute(campaign["id"])
-    assert summary["events"] == 130 and summary["shards"] == 3
-    jets = read_jet_sample(campaign["output"] + "/parquet")
+    summary = execute(campaign.id)
+    assert summary.events == 130 and summary.shards == 3
+    jets = read_jets(campaign.id).as_dict()
     truth_counts = reference["constituents"][:, :, 3].sum(1)
     assert (jets["constituents"][:, :, 3].sum(1) == truth_counts[np.arange(130) % 60]).all()
     np.testing.assert_allclose(
         jets["jet_features"][:, 0], reference["jet_features"][np.arange(130) % 60, 0]
     )
-    h5 = read_jet_sample(campaign["output"] + "/h5")
+    h5 = read_jets(campaign.path("h5")).as_dict()
     np.testing.assert_array_equal(h5["constituents"], jets["constituents"])
     assert np.isfinite(jets["jet_features"]).all()
 
     student = run_training(distill_job("tiny-jets@candidate"))
     mv = registry.resolve("tiny-jets-cd@candidate")
     assert mv.tags["farm.teacher"] == f"tiny-jets/{teacher.version}"
-    model, card, _ = registry.load("tiny-jets-cd@candidate")
-    assert card["config"]["process"]["kind"] == "consistency"
-    assert card["config"]["sampler"] == {"name": "consistency", "nfe": 1, "options": {}}
-    assert card["data"]["split"] == info["card"]["data"]["split"]  # the teacher's data and split
-    reference = {
-        "constituents": np.zeros((5, 30, 4), np.float32),
-        "jet_features": np.tile(np.float32([1000.0, 0.5, 170.0, 30.0]), (5, 1)),
-    }
-    reference["constituents"][:, :12, 3] = 1.0
-    jets = jets_from_model(model, *jet_conditions(reference), generator=torch.Generator())
-    assert (jets["constituents"][:, :, 3].sum(1) == 12).all()
-    assert np.isfinite(jets["jet_features"]).all()
+    loaded = registry.load("tiny-jets-cd@candidate")
+    model, card = loaded.model, loaded.card
+    assert card.config["process"]["kind"] == "consistency"
+    assert card.config["sampler"] == {"name": "consistency", "nfe": 1, "options": {}}
+    assert card.data.split == info["card"]["data"]["split"]  # the teacher's data and split
+    truth = JetTruth(np.full(5, 1000.0), np.full(5, 0.5), np.full(5, 12))
+    jets = jet_sample(model, truth, generator=torch.Generator())
+    assert (jets.constituents[:, :, 3].sum(1) == 12).all()
+    assert np.isfinite(jets.jet_features).all()
     assert student.metrics["epoch"] == 2
 
     with pytest.raises(FarmError, match="already a consistency model"):

@@ -1,4 +1,4 @@
-"""farm.generation: jets from a point-cloud model come back in the JetNet layout, masked and ordered."""
+"""farm.generation: jets in the JetNet layout (masked, ordered), and the one NaN/Inf policy."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,9 @@ import torch
 
 from farm.errors import FarmError
 from farm.evaluation.jet_features import jet_kinematics
-from farm.generation import jet_conditions, jets_from_model
+from farm.generation import NonFiniteOutput, jet_sample, shower_sample
+from farm.geometry import load_geometry
+from farm.samples import JetSample, JetTruth
 from models.config import ModelConfig
 from models.generative import GenerativeModel
 
@@ -31,8 +33,8 @@ def test_jets_respect_counts_order_and_mass_definition(jet_model):
     counts = np.array([1, 4, 10, 7])
     pt, eta = np.array([900.0, 1000.0, 1100.0, 1200.0]), np.array([0.1, -1.0, 2.0, 0.0])
     gen = torch.Generator().manual_seed(3)
-    jets = jets_from_model(jet_model, pt, eta, counts, generator=gen)
-    c, f = jets["constituents"], jets["jet_features"]
+    jets = jet_sample(jet_model, JetTruth(pt, eta, counts), generator=gen)
+    c, f = jets.constituents, jets.jet_features
     assert c.shape == (4, 10, 4) and f.shape == (4, 4)
     assert (c[:, :, 3].sum(1) == counts).all()
     assert (c[:, :, :3][c[:, :, 3] == 0] == 0).all()  # padding is zero
@@ -42,15 +44,38 @@ def test_jets_respect_counts_order_and_mass_definition(jet_model):
     mass = jet_kinematics(c, None, pt, eta)["mass"]
     np.testing.assert_allclose(f[:, 2], mass, rtol=1e-5)
     assert f[0, 2] == 0.0  # a single massless constituent has no mass
-    again = jets_from_model(jet_model, pt, eta, counts, generator=torch.Generator().manual_seed(3))
-    np.testing.assert_array_equal(again["constituents"], c)  # seeded: bit for bit
+    again = jet_sample(
+        jet_model, JetTruth(pt, eta, counts), generator=torch.Generator().manual_seed(3)
+    )
+    np.testing.assert_array_equal(again.constituents, c)  # seeded: bit for bit
 
-    pt2, eta2, n2 = jet_conditions(jets)
-    np.testing.assert_allclose(eta2, eta)
-    np.testing.assert_array_equal(n2, counts)
-    np.testing.assert_allclose(pt2, pt)
+    truth = JetSample(c, f).truth()
+    np.testing.assert_allclose(truth.eta, eta)
+    np.testing.assert_array_equal(truth.counts, counts)
+    np.testing.assert_allclose(truth.pt, pt)
 
 
 def test_counts_outside_the_model_are_refused(jet_model):
     with pytest.raises(FarmError, match=r"counts must lie in 1\.\.10"):
-        jets_from_model(jet_model, np.ones(2), np.zeros(2), np.array([3, 11]))
+        jet_sample(jet_model, JetTruth(np.ones(2), np.zeros(2), np.array([3, 11])), generator=None)
+
+
+def test_non_finite_samples_are_refused_by_every_kind(jet_model):
+    with torch.no_grad():
+        jet_model.net.out.bias.fill_(float("nan"))
+    truth = JetTruth(np.ones(2), np.zeros(2), np.array([3, 4]))
+    with pytest.raises(NonFiniteOutput, match=r"produced \d+ non-finite jet values"):
+        jet_sample(jet_model, truth, generator=torch.Generator())
+    geometry = load_geometry("ds1-photons")
+    config = ModelConfig.model_validate(
+        {
+            "network": {"kind": "mlp", "width": 8, "depth": 1, "embed_dim": 8},
+            "preprocessing": {"kind": "standard"},
+            "sampler": {"name": "euler", "nfe": 1},
+        }
+    )
+    showers = GenerativeModel(config, dim=geometry.n_voxels, cond_dim=1).eval()
+    with torch.no_grad():
+        showers.net.out[1].bias.fill_(float("inf"))
+    with pytest.raises(NonFiniteOutput, match="non-finite voxel values"):
+        shower_sample(showers, np.array([1e3, 2e3]), geometry, generator=torch.Generator())

@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+import torch
 
 from farm import registry
+from farm.data.sources import reference_sample
 from farm.evaluation.jet_features import jet_kinematics
-from farm.generation import generate_like, reference_sample
+from farm.generation import SamplerSettings, sample_like
 from farm.specs import parse_job
 from farm.train import run_training
 
@@ -29,9 +31,14 @@ def test_generated_top_jets_peak_at_the_reference_mass(ray_session, farm_home):
         kind="train",
     )
     run_training(job)
-    model, card, _ = registry.load("top-jets@candidate")
-    reference = reference_sample(card, "test", None, seed=0)
-    generated = generate_like(model, card, reference, seed=1)
+    loaded = registry.load("top-jets@candidate")
+    reference = reference_sample(loaded.card, loaded.key, "test", None, seed=0)
+    generated = sample_like(
+        loaded.model,
+        reference,
+        generator=torch.Generator().manual_seed(1),
+        settings=SamplerSettings(),
+    )
 
     def masses(sample):
         jets = sample.as_dict()

@@ -1,7 +1,5 @@
 """End to end: `farm quickstart` at CI size, through the real CLI entry point, checked for physics."""
 
-import os
-
 import numpy as np
 import pytest
 
@@ -37,16 +35,16 @@ def test_quickstart_end_to_end(ray_session, farm_home, ci_env, capsys, tmp_path)
     n_ref = QuickstartSizes.for_environment().reference_events
 
     # campaign: 50,000 showers in Parquet and CaloChallenge HDF5, manifest complete
-    from farm.campaign import records
-    from farm.evaluation.evaluate import read_showers
+    from farm import records
     from farm.formats.calochallenge import read_calochallenge
+    from farm.formats.reader import read_showers
 
     (cid,) = records.list_ids()
-    campaign = records.load(cid)
     status = records.read_status(cid)
-    assert status["state"] == "finished" and status["events_done"] == 50_000
-    generated, gen_e, _ = read_showers(os.path.join(campaign["output"], "h5"), None)
-    assert generated.shape == (50_000, 368)
+    assert status.state == "finished" and status.events_done == 50_000
+    sample = read_showers(cid)  # the campaign's HDF5 shards, geometry from their attributes
+    generated, gen_e = sample.showers, sample.e_inc
+    assert generated.shape == (50_000, 368) and sample.geometry.name == "ds1-photons"
 
     # physics: the generated response and longitudinal profile follow the held-out reference
     reference, ref_e = read_calochallenge(
@@ -56,7 +54,7 @@ def test_quickstart_end_to_end(ray_session, farm_home, ci_env, capsys, tmp_path)
     ratio_ref = (reference.sum(1) / ref_e)[high_ref].mean()
     ratio_gen = (generated.sum(1) / gen_e)[high_gen].mean()
     assert ratio_gen == pytest.approx(ratio_ref, rel=0.05)  # E_tot/E_inc ~ sampling fraction
-    from farm.data.geometry import load_geometry
+    from farm.geometry import load_geometry
 
     geometry = load_geometry("ds1-photons")
     profile_ref = np.array(

@@ -34,9 +34,10 @@ def test_default_backend_is_sqlite_in_farm_home(farm_home):
 def test_load_by_alias_and_version_is_bit_identical(registered):
     model, mv = registered
     for ref in ("reg-test@candidate", f"reg-test/{mv.version}", "reg-test"):
-        loaded, card, version = registry.load(ref)
-        assert version.version == mv.version
-        assert card["data"]["geometry"] == "test"
+        result = registry.load(ref)
+        loaded, card, version = result.model, result.card, result.version
+        assert version.version == mv.version and result.key == f"reg-test/{mv.version}"
+        assert card.data.geometry == "test"
         original, again = model.state_dict(), loaded.state_dict()
         assert original.keys() == again.keys()
         assert all(torch.equal(original[k], again[k]) for k in original)

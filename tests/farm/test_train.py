@@ -57,7 +57,7 @@ def test_train_registers_a_version_with_tracking(ray_session, farm_home):
     assert card["data"]["e_inc_range"] == [1024.0, 65536.0]  # campaigns refuse conditions outside
     assert card["config"]["preprocessing"]["layer_sizes"] == [8, 160, 190, 5, 5]
     assert card["job"]["name"] == "tiny-showers"
-    model, _, _ = registry.load("tiny-showers@candidate")
+    model = registry.load("tiny-showers@candidate").model
     showers = model.generate(
         torch.full((16, 1), 1024.0), generator=torch.Generator().manual_seed(0)
     )

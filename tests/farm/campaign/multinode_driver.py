@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray.cluster_utils import Cluster
 
-    from farm.campaign import manifest, records
+    from farm import records
+    from farm.campaign import manifest
     from farm.campaign.run import execute, submit
     from farm.specs import parse_job
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 kind="campaign",
             )
         )
-        _log(f"cluster of 3 nodes up, campaign {campaign['id']} submitted", t0)
+        _log(f"cluster of 3 nodes up, campaign {campaign.id} submitted", t0)
         removal: dict = {}
 
         def remove_a_node() -> None:
@@ -94,27 +95,27 @@ def main(argv: list[str] | None = None) -> int:
             victim = workers[1].node_id
             while True:
                 pids = {pid for pid, node in _actor_nodes().items() if node == victim}
-                done = manifest.read_records(campaign["output"])
-                if any(r["worker"].rsplit(":", 1)[1] in pids for r in done):
+                done = manifest.read_records(campaign.output_url)
+                if any(r.worker.rsplit(":", 1)[1] in pids for r in done):
                     break
                 time.sleep(0.05)
             removal.update(actors=_actor_nodes(), node_id=victim)
             for pid in pids:
                 os.kill(int(pid), signal.SIGKILL)
             removal["at"] = time.time()
-            removal["committed_before"] = len(manifest.committed_ids(campaign["output"]))
+            removal["committed_before"] = len(manifest.committed_ids(campaign.output_url))
             cluster.remove_node(workers[1], allow_graceful=False)
             _log(f"node removed after {removal['committed_before']} committed shards", t0)
 
         remover = threading.Thread(target=remove_a_node, daemon=True)
         remover.start()
-        summary = execute(campaign["id"], poll_seconds=0.1)
+        summary = execute(campaign.id, poll_seconds=0.1)
         remover.join(timeout=10)
         _log("campaign finished", t0)
         result = {
-            "campaign": campaign,
-            "summary": summary,
-            "status": records.read_status(campaign["id"]),
+            "campaign": campaign.model_dump(mode="json"),
+            "summary": summary.model_dump(mode="json"),
+            "status": records.read_status(campaign.id).model_dump(mode="json"),
             "removal": removal,
             "alive_nodes": sorted(n["NodeID"] for n in ray.nodes() if n["Alive"]),
             "worker_nodes": [w.node_id for w in workers],

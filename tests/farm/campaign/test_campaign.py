@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from farm import store
-from farm.campaign import manifest, records
+from farm import records, store
+from farm.campaign import manifest
 from farm.campaign.run import CampaignFailed, execute, submit
 from farm.errors import FarmError
 from farm.specs import parse_job
@@ -61,12 +61,12 @@ def read_dataset(output: str) -> dict[str, np.ndarray]:
 
 
 def assert_complete(campaign: dict, events: int) -> dict[str, np.ndarray]:
-    data = read_dataset(campaign["output"])
+    data = read_dataset(campaign.output_url)
     assert len(data["event_id"]) == events
     assert np.array_equal(np.sort(data["event_id"]), np.arange(events))  # unique, none missing
-    recs = manifest.read_records(campaign["output"])
-    assert [r["shard"] for r in recs] == list(range(-(-events // campaign["plan"]["shard_size"])))
-    assert sum(r["events"] for r in recs) == events
+    recs = manifest.read_records(campaign.output_url)
+    assert [r.shard for r in recs] == list(range(-(-events // campaign.plan.shard_size)))
+    assert sum(r.events for r in recs) == events
     assert np.isfinite(data["showers"]).all() and (data["showers"] >= 0).all()
     return data
 
@@ -77,37 +77,37 @@ def reference_run(campaign_store):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FARM_HOME", str(campaign_store[0]))
         campaign = submit(job("reference"))
-        summary = execute(campaign["id"])
+        summary = execute(campaign.id)
     return campaign, summary
 
 
 def test_few_hundred_thousand_events_exactly_once_and_reproducible(in_store, reference_run):
     campaign = submit(job("big", events=300_000, shard_size=30_000))
-    summary = execute(campaign["id"])
+    summary = execute(campaign.id)
     data = assert_complete(campaign, 300_000)
-    assert summary["events"] == 300_000 and summary["shards"] == 10
-    assert store.exists(store.join(campaign["output"], "manifest.parquet"))
-    manifest_table = pq.read_table(store.join(campaign["output"], "manifest.parquet"))
+    assert summary.events == 300_000 and summary.shards == 10
+    assert store.exists(store.join(campaign.output_url, "manifest.parquet"))
+    manifest_table = pq.read_table(store.join(campaign.output_url, "manifest.parquet"))
     assert manifest_table.num_rows == 10
     assert {"seed", "content_sha256", "bytes", "worker", "model", "nfe"} <= set(
         manifest_table.column_names
     )
     assert len(set(manifest_table.column("worker").to_pylist())) == 2  # both actors worked
-    assert records.read_status(campaign["id"])["state"] == "finished"
+    assert records.read_status(campaign.id).state == "finished"
     # energies follow the requested log-uniform conditions
     assert data["incident_energy"].min() >= 2e3 and data["incident_energy"].max() <= 5e4
     # the same seed and plan give the identical dataset
     again = submit(job("big-again", events=300_000, shard_size=30_000))
-    assert execute(again["id"])["dataset_sha256"] == summary["dataset_sha256"]
-    assert np.array_equal(read_dataset(again["output"])["showers"], data["showers"])
+    assert execute(again.id).dataset_sha256 == summary.dataset_sha256
+    assert np.array_equal(read_dataset(again.output_url)["showers"], data["showers"])
 
 
 def test_campaign_to_s3(in_store, s3_bucket, reference_run):
     campaign = submit(job("s3", output=f"{s3_bucket}/campaigns"))
-    assert campaign["output"].startswith(f"{s3_bucket}/campaigns/")
-    summary = execute(campaign["id"])
+    assert campaign.output_url.startswith(f"{s3_bucket}/campaigns/")
+    summary = execute(campaign.id)
     assert_complete(campaign, 100_000)
-    assert summary["dataset_sha256"] == reference_run[1]["dataset_sha256"]
+    assert summary.dataset_sha256 == reference_run[1].dataset_sha256
 
 
 def _wait_for_records(output: str, n: int, timeout: float = 120) -> None:
@@ -122,15 +122,15 @@ def test_killed_actor_shard_is_retried_elsewhere(in_store, reference_run):
 
     campaign = submit(job("kill-actor"))
     outcome = {}
-    worker = threading.Thread(target=lambda: outcome.update(summary=execute(campaign["id"])))
+    worker = threading.Thread(target=lambda: outcome.update(summary=execute(campaign.id)))
     worker.start()
-    _wait_for_records(campaign["output"], 1)
-    ray.kill(ray.get_actor(f"farm-{campaign['id']}-0"))
+    _wait_for_records(campaign.output_url, 1)
+    ray.kill(ray.get_actor(f"farm-{campaign.id}-0"))
     worker.join(timeout=300)
     assert "summary" in outcome
     assert_complete(campaign, 100_000)
-    assert outcome["summary"]["dataset_sha256"] == reference_run[1]["dataset_sha256"]
-    assert records.read_status(campaign["id"])["actor_restarts"] >= 1
+    assert outcome["summary"].dataset_sha256 == reference_run[1].dataset_sha256
+    assert records.read_status(campaign.id).actor_restarts >= 1
 
 
 def test_killed_driver_then_resume(in_store, reference_run):
@@ -139,56 +139,56 @@ def test_killed_driver_then_resume(in_store, reference_run):
     campaign = submit(job("kill-driver", events=100_000, shard_size=5_000))
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     driver = subprocess.Popen(
-        [sys.executable, "-m", "farm.cli", "campaign", "resume", campaign["id"]],
+        [sys.executable, "-m", "farm.cli", "campaign", "resume", campaign.id],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
-        _wait_for_records(campaign["output"], 2)
+        _wait_for_records(campaign.output_url, 2)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
-    committed_before = manifest.committed_ids(campaign["output"])
+    committed_before = manifest.committed_ids(campaign.output_url)
     assert 0 < len(committed_before) < 20
-    summary = execute(campaign["id"])
-    status = records.read_status(campaign["id"])
-    assert status["shards_skipped"] >= len(committed_before)
+    summary = execute(campaign.id)
+    status = records.read_status(campaign.id)
+    assert status.shards_skipped >= len(committed_before)
     assert_complete(campaign, 100_000)
     # different shard size, same events and seeds per event? No: shards differ, so compare
     # with a clean run of the same plan instead.
     clean = submit(job("kill-driver-clean", events=100_000, shard_size=5_000))
-    assert execute(clean["id"])["dataset_sha256"] == summary["dataset_sha256"]
+    assert execute(clean.id).dataset_sha256 == summary.dataset_sha256
 
 
 def test_transient_storage_failures_are_retried(in_store, tmp_path, reference_run):
     from farm.faults import failures_injected
 
     campaign = submit(job("flaky", output=f"flaky://{tmp_path}/out"))
-    summary = execute(campaign["id"])
+    summary = execute(campaign.id)
     assert failures_injected(str(tmp_path / "out")) >= 10  # every data file and record failed once
-    assert summary["dataset_sha256"] == reference_run[1]["dataset_sha256"]
+    assert summary.dataset_sha256 == reference_run[1].dataset_sha256
     assert_complete(campaign, 100_000)
 
 
 def test_nan_model_fails_with_clear_report_and_commits_nothing(in_store):
     campaign = submit(job("nan", model="nan-model@candidate", events=20_000))
     with pytest.raises(CampaignFailed, match=r"failed \d+ times \(.*non-finite.*no bad shard"):
-        execute(campaign["id"])
-    assert manifest.committed_ids(campaign["output"]) == set()
-    assert store.listdir(store.join(campaign["output"], "parquet")) == []
-    assert records.read_status(campaign["id"])["state"] == "failed"
+        execute(campaign.id)
+    assert manifest.committed_ids(campaign.output_url) == set()
+    assert store.listdir(store.join(campaign.output_url, "parquet")) == []
+    assert records.read_status(campaign.id).state == "failed"
 
 
 def test_h5_output_readable_by_h5py_alone(in_store):
     import h5py
 
     campaign = submit(job("h5", events=20_000, formats=["h5", "parquet"]))
-    execute(campaign["id"])
-    files = sorted(store.listdir(store.join(campaign["output"], "h5")))
+    execute(campaign.id)
+    files = sorted(store.listdir(store.join(campaign.output_url, "h5")))
     assert len(files) == 2
-    with h5py.File(os.path.join(campaign["output"], "h5", files[0])) as f:
+    with h5py.File(os.path.join(campaign.output_url, "h5", files[0])) as f:
         assert f["showers"].shape == (10_000, 8) and f["incident_energies"].shape == (10_000, 1)
 
 
@@ -222,10 +222,10 @@ def test_sampler_options_reach_the_sampler_and_the_manifest(in_store, ray_sessio
     campaign = submit(
         job("opts", events=2_000, shard_size=1_000, sampler="rk45", sampler_options=opts)
     )
-    execute(campaign["id"])
-    recs = manifest.read_records(campaign["output"])
+    execute(campaign.id)
+    recs = manifest.read_records(campaign.output_url)
     assert len(recs) == 2
-    assert all(r["sampler"] == "rk45" and r["sampler_options"] == opts for r in recs)
+    assert all(r.sampler == "rk45" and r.sampler_options == opts for r in recs)
 
 
 @pytest.mark.slow
@@ -235,10 +235,10 @@ def test_compiled_actors_match_eager_sampling(in_store, ray_session):
     for compiled in (False, True):
         resources = {"actors": 1, "batch_size": 5_000, "compile": compiled}
         campaign = submit(job(f"c{int(compiled)}", events=10_000, resources=resources))
-        execute(campaign["id"])
-        recs = manifest.read_records(campaign["output"])
-        assert all(r["compiled"] is compiled for r in recs)
-        out[compiled] = read_dataset(campaign["output"])
+        execute(campaign.id)
+        recs = manifest.read_records(campaign.output_url)
+        assert all(r.compiled is compiled for r in recs)
+        out[compiled] = read_dataset(campaign.output_url)
     np.testing.assert_array_equal(out[True]["event_id"], out[False]["event_id"])
     np.testing.assert_array_equal(out[True]["incident_energy"], out[False]["incident_energy"])
     np.testing.assert_allclose(out[True]["showers"], out[False]["showers"], rtol=1e-3, atol=1e-3)
@@ -253,7 +253,7 @@ def test_out_of_range_allowed_with_explicit_override(in_store):
             conditions={"distribution": "uniform", "min": 10, "max": 1e4},
         )
     )
-    assert campaign["job"]["allow_out_of_range"] is True
+    assert campaign.job.allow_out_of_range is True
 
 
 def test_unwritable_output_is_refused(in_store, tmp_path):

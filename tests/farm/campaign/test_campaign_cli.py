@@ -17,8 +17,8 @@ import pytest
 import yaml
 from test_campaign import assert_complete
 
-from farm import store
-from farm.campaign import manifest, records
+from farm import records, store
+from farm.campaign import manifest
 from farm.campaign.run import submit
 from farm.specs import parse_job
 
@@ -50,7 +50,7 @@ def cli(in_store, tmp_path):
     run.started = started
     yield run
     for cid in started:  # never leave a detached driver running after a failed test
-        if records.read_status(cid).get("state") not in FINAL:
+        if records.read_status(cid).state not in FINAL:
             records.request_cancel(cid)
 
 
@@ -99,28 +99,30 @@ def wait_until(predicate, what: str, timeout: float = 150, every: float = 0.1):
 def test_submit_detach_returns_at_once_and_the_background_driver_finishes(cli, tmp_path):
     cid = submit_detached(cli, tmp_path, job_doc("cli-detach", 60_000, 10_000))
     # The command came back before any work was done: the driver runs on in the background.
-    assert records.read_status(cid)["state"] == "submitted"
-    assert manifest.committed_ids(records.load(cid)["output"]) == set()
+    assert records.read_status(cid).state == "submitted"
+    assert manifest.committed_ids(records.load(cid).output_url) == set()
 
-    wait_until(lambda: records.read_status(cid)["state"] in FINAL, "the detached driver")
+    wait_until(lambda: records.read_status(cid).state in FINAL, "the detached driver")
     status = status_json(cli, cid)
     assert status["state"] == "finished", status
     assert status["shards_committed"] == status["shards_total"] == 6
     assert status["events_committed"] == status["events_total"] == 60_000
     assert status["summary"]["events"] == 60_000
     assert_complete(records.load(cid), 60_000)
-    assert "done 60,000 events in 6 shards" in store.read_text(records.url(cid, "driver.log"))
+    assert "done 60,000 events in 6 shards" in store.read_text(
+        records.campaign_url(cid, "driver.log")
+    )
 
 
 def test_cancel_stops_a_running_campaign_and_resume_completes_it(cli, tmp_path):
     # 40 shards at NFE 20: long enough that the cancel lands mid-campaign.
     cid = submit_detached(cli, tmp_path, job_doc("cli-cancel", 400_000, 10_000, nfe=20))
-    output = records.load(cid)["output"]
+    output = records.load(cid).output_url
     wait_until(lambda: manifest.committed_ids(output), "a first committed shard")
 
     proc = cli("campaign", "cancel", cid)
     assert proc.returncode == 0 and "cancel requested" in proc.stdout, proc.stderr
-    wait_until(lambda: records.read_status(cid)["state"] in FINAL, "the driver to stop")
+    wait_until(lambda: records.read_status(cid).state in FINAL, "the driver to stop")
     status = status_json(cli, cid)
     assert status["state"] == "cancelled"
     kept = manifest.read_records(output)
@@ -134,13 +136,13 @@ def test_cancel_stops_a_running_campaign_and_resume_completes_it(cli, tmp_path):
     assert status["state"] == "finished" and status["shards_skipped"] >= len(kept)
     assert_complete(records.load(cid), 400_000)
     # Shards committed before the cancel were skipped, not regenerated.
-    after = {r["shard"]: r for r in manifest.read_records(output)}
-    assert all(after[r["shard"]] == r for r in kept)
+    after = {r.shard: r for r in manifest.read_records(output)}
+    assert all(after[r.shard] == r for r in kept)
 
 
 def test_ls_and_status_show_submitted_campaigns(cli):
     campaign = submit(parse_job(job_doc("cli-ls", 20_000, 10_000), "test", kind="campaign"))
-    cid = campaign["id"]
+    cid = campaign.id
     proc = cli("campaign", "ls")
     assert proc.returncode == 0, proc.stderr
     (row,) = [line for line in proc.stdout.splitlines() if cid in line]

@@ -16,6 +16,7 @@ from test_campaign import assert_complete, job
 
 from farm.campaign import manifest
 from farm.campaign.run import execute, submit
+from farm.records import CampaignRecord
 
 DRIVER = Path(__file__).with_name("multinode_driver.py")
 EVENTS, SHARD_SIZE, NFE = 60_000, 2_000, 6
@@ -36,7 +37,8 @@ def test_node_lost_mid_campaign_completes_exactly_once(in_store, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(result_file.read_text())
-    campaign, removal, status = result["campaign"], result["removal"], result["status"]
+    campaign = CampaignRecord.model_validate(result["campaign"])
+    removal, status = result["removal"], result["status"]
     n_shards = -(-EVENTS // SHARD_SIZE)
 
     # One generation actor per worker node (pinned by a custom resource), and the node that held
@@ -52,8 +54,8 @@ def test_node_lost_mid_campaign_completes_exactly_once(in_store, tmp_path):
 
     # Exactly N events, unique ids, one manifest record per shard with contiguous event ranges.
     assert_complete(campaign, EVENTS)
-    recs = manifest.read_records(campaign["output"])
-    assert [(r["event_id_start"], r["event_id_stop"]) for r in recs] == [
+    recs = manifest.read_records(campaign.output_url)
+    assert [(r.event_id_start, r.event_id_stop) for r in recs] == [
         (i * SHARD_SIZE, (i + 1) * SHARD_SIZE) for i in range(n_shards)
     ]
     assert result["summary"]["events"] == EVENTS and result["summary"]["shards"] == n_shards
@@ -63,10 +65,10 @@ def test_node_lost_mid_campaign_completes_exactly_once(in_store, tmp_path):
     node_of = {pid: node for pid, node in removal["actors"].items()}
     by_node = {lost: [], kept: []}
     for r in recs:
-        by_node[node_of[r["worker"].rsplit(":", 1)[1]]].append(r)
-    assert by_node[lost] and all(r["committed_at"] < removal["at"] for r in by_node[lost])
+        by_node[node_of[r.worker.rsplit(":", 1)[1]]].append(r)
+    assert by_node[lost] and all(r.committed_at < removal["at"] for r in by_node[lost])
     assert len(by_node[kept]) >= n_shards - removal["committed_before"]
 
     # Losing a node changes nothing in the data: identical to an uninterrupted single-node run.
     clean = submit(job("multinode-clean", events=EVENTS, shard_size=SHARD_SIZE, nfe=NFE))
-    assert execute(clean["id"])["dataset_sha256"] == result["summary"]["dataset_sha256"]
+    assert execute(clean.id).dataset_sha256 == result["summary"]["dataset_sha256"]

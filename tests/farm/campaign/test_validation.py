@@ -11,8 +11,7 @@ import yaml
 from test_campaign import assert_complete, job
 from tiny_data import tiny_showers
 
-from farm import registry, store
-from farm.campaign import records
+from farm import records, registry, store
 from farm.campaign.run import execute, submit
 from farm.campaign.validate import read_events, sample_event_ids, validate
 from farm.cli import main
@@ -93,7 +92,7 @@ def test_simulator_validation_fails_its_gate_but_keeps_the_data(in_store, tmp_pa
     assert "validated: fail" in capsys.readouterr().out
     (cid,) = [c for c in records.list_ids() if c.startswith("vsim-")]
     campaign = records.load(cid)
-    output = campaign["output"]
+    output = campaign.output_url
     doc = json.loads(store.read_text(store.join(output, "validation.json")))
     assert doc["validated"] == "fail" and "sep/e_ratio" in doc["failures"][0]
     assert doc["events"] == 800 and doc["reference_events"] == 1600
@@ -103,11 +102,11 @@ def test_simulator_validation_fails_its_gate_but_keeps_the_data(in_store, tmp_pa
     assert store.exists(store.join(output, "validation", "report.html"))
     assert doc["logged"] is True
     status = records.read_status(cid)
-    assert status["state"] == "finished" and status["validated"] == "fail"
+    assert status.state == "finished" and status.validated == "fail"
     saved = json.loads(store.read_text(store.join(output, "summary.json")))
     assert saved["validation"]["validated"] == "fail" and saved["events"] == 3000
     assert store.exists(store.join(output, "h5", "shard-00000002.h5"))  # nothing deleted
-    mv = registry.resolve(f"tiny-sim/{campaign['model']['version']}")
+    mv = registry.resolve(f"tiny-sim/{campaign.model.version}")
     assert mv.tags[f"farm.validation.{cid}"] == "fail"
     run = registry.client().get_run(mv.run_id)
     assert run.data.metrics["eval.sep/e_ratio"] == pytest.approx(e_ratio["value"])
@@ -124,22 +123,23 @@ def test_reference_validation_passes_and_reproduces(in_store, tmp_path):
     spec = {"reference": str(reference), "events": 600, "seed": 2, "classifier": False}
     spec["gates"] = {"sep/e_ratio": {"max": 0.9}}
     campaign = submit(small("vref", "tiny@candidate", spec, formats=["parquet"]))
-    summary = execute(campaign["id"])
+    summary = execute(campaign.id)
     data = assert_complete(campaign, 3000)
-    first = json.loads(store.read_text(store.join(campaign["output"], "validation.json")))
-    assert summary["validation"]["validated"] == "pass" and first["reference_events"] == 1200
+    first = json.loads(store.read_text(store.join(campaign.output_url, "validation.json")))
+    assert summary.validation.validated == "pass" and first["reference_events"] == 1200
     assert "auc_low" not in first["metrics"]
     # the validated events are exactly the campaign's rows with those ids
     ids = sample_event_ids(3000, 600, seed=2)
-    showers, e_inc = read_events(campaign, ids)
+    events = read_events(campaign, ids)
+    showers, e_inc = events.showers, events.e_inc
     assert np.array_equal(e_inc, data["incident_energy"][np.argsort(data["event_id"])][ids])
     assert np.array_equal(showers, data["showers"][np.argsort(data["event_id"])][ids])
     # an existing result is reused (also by a resume, which needs no actors)
-    assert validate(campaign["id"])["finished"] == first["finished"]
-    assert execute(campaign["id"])["validation"]["validated"] == "pass"
+    assert validate(campaign.id).finished == first["finished"]
+    assert execute(campaign.id).validation.validated == "pass"
     # rerun (forced) with the same seed: the same events and the same numbers
-    assert main(["campaign", "validate", campaign["id"]]) == 0
-    again = json.loads(store.read_text(store.join(campaign["output"], "validation.json")))
+    assert main(["campaign", "validate", campaign.id]) == 0
+    again = json.loads(store.read_text(store.join(campaign.output_url, "validation.json")))
     assert again["finished"] > first["finished"]
     assert again["event_ids_sha256"] == first["event_ids_sha256"]
     assert again["metrics"] == first["metrics"]

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from farm.data import jets
-from farm.data.jets import JetGenConfig, generate_jets, generate_jets_sharded, shard_seed
+from farm.data.jets import JetGenConfig, generate_jets, generate_jets_sharded
 from farm.errors import FarmError
 from farm.formats.jets import read_jets_h5, read_jets_parquet
+from farm.sharding import pythia_seed
 
 
 def mass_peak(masses: np.ndarray, width: float = 5.0, hi: float = 300.0) -> float:
@@ -154,13 +155,6 @@ def test_bad_input_is_one_clear_error():
         JetGenConfig("top", 1, jet_pt_min=2000)
 
 
-def test_shard_seeds_are_fixed_distinct_and_valid():
-    seeds = [shard_seed(1, k) for k in range(100)]
-    assert len(set(seeds)) == 100 and all(1 <= s <= jets.MAX_PYTHIA_SEED for s in seeds)
-    assert shard_seed(1, 7) == seeds[7] and shard_seed(2, 7) != seeds[7]
-    assert jets.shard_plan(40, 15) == [(0, 15), (1, 15), (2, 10)]
-
-
 def test_sharded_generation_reproduces_and_resumes(ray_session, tmp_path):
     out = str(tmp_path / "jets")
     config = JetGenConfig("gluon", 24)
@@ -169,12 +163,12 @@ def test_sharded_generation_reproduces_and_resumes(ray_session, tmp_path):
         f"jets-{k:05d}.{ext}" for k in range(3) for ext in ("parquet", "h5")
     ]
     data, meta = read_jets_parquet(urls[2])
-    expected = generate_jets(dataclasses.replace(config, n_jets=10), shard_seed(5, 1))
+    expected = generate_jets(dataclasses.replace(config, n_jets=10), pythia_seed(5, 1))
     for key in ("constituents", "jet_features", "sd_mass", "event_index"):
         assert np.array_equal(data[key], expected[key])
     assert np.array_equal(data["event_id"], np.arange(10, 20))
     assert meta["generator"]["shard_id"] == 1 and meta["generator"]["campaign_seed"] == 5
-    assert meta["generator"]["pythia_seed"] == shard_seed(5, 1)
+    assert meta["generator"]["pythia_seed"] == pythia_seed(5, 1)
     h5, _ = read_jets_h5(urls[3])
     assert np.array_equal(h5["constituents"], data["constituents"])
 
@@ -189,7 +183,7 @@ def test_sharded_generation_reproduces_and_resumes(ray_session, tmp_path):
     ids = np.concatenate([read_jets_parquet(u)[0]["event_id"] for u in urls[::2]])
     assert np.array_equal(ids, np.arange(24))
 
-    with pytest.raises(FarmError, match="different settings"):
+    with pytest.raises(FarmError, match="other settings"):
         generate_jets_sharded(JetGenConfig("quark", 24), 5, out, 10, progress=False)
 
 

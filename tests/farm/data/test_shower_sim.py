@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from farm.data import shower_sim as ss
-from farm.data.geometry import load_geometry
 from farm.errors import FarmError
+from farm.geometry import load_geometry
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 
 from farm.cli.data_showers import register
-from farm.data.geometry import load_geometry
 from farm.data.showers import (
     generate_showers,
-    plan_shards,
     shard_url,
     simulate_in_memory,
     simulate_shard,
@@ -19,17 +17,8 @@ from farm.data.showers import (
 from farm.errors import FarmError
 from farm.formats.calochallenge import read_calochallenge
 from farm.formats.showers_parquet import read_showers_parquet
-
-
-def test_plan_shards_covers_events_once():
-    shards = plan_shards(25, 10)
-    assert [(s.shard_id, s.first_event, s.n) for s in shards] == [
-        (0, 0, 10),
-        (1, 10, 10),
-        (2, 20, 5),
-    ]
-    with pytest.raises(FarmError, match="shard_size >= 1"):
-        plan_shards(10, 0)
+from farm.geometry import load_geometry
+from farm.sharding import Plan
 
 
 def test_ray_shards_reproduce_and_resume(ray_session, tmp_path):
@@ -42,7 +31,8 @@ def test_ray_shards_reproduce_and_resume(ray_session, tmp_path):
     # each shard equals a local, independent simulation of that (seed, shard)
     for k, n in enumerate((10, 10, 5)):
         s, e = read_calochallenge(shard_url(out, "ds1-photons", k, "h5"), g)
-        s_ref, e_ref = simulate_shard(g, n, 5, k)
+        s_ref, e_ref = simulate_shard(g, Plan(25, 10, 5).shard(k))
+        assert len(e) == n
         assert s.tobytes() == s_ref.tobytes() and e.tobytes() == e_ref.tobytes()
     pq = read_showers_parquet(shard_url(out, "ds1-photons", 2, "parquet"))
     np.testing.assert_array_equal(pq["event_id"], np.arange(20, 25))
@@ -51,7 +41,7 @@ def test_ray_shards_reproduce_and_resume(ray_session, tmp_path):
     s_all, e_all = simulate_in_memory(g, 25, seed=5, shard_size=10)
     first, _ = read_calochallenge(shard_url(out, "ds1-photons", 0, "h5"))
     assert s_all.shape == (25, 368) and s_all[:10].tobytes() == first.tobytes()
-    e_ref = np.concatenate([simulate_shard(g, n, 5, k)[1] for k, n in enumerate((10, 10, 5))])
+    e_ref = np.concatenate([simulate_shard(g, s)[1] for s in Plan(25, 10, 5).shards()])
     assert e_all.tobytes() == e_ref.tobytes()
 
     # resume: delete one shard, note the others' mtimes; only the missing one is rewritten
@@ -62,7 +52,7 @@ def test_ray_shards_reproduce_and_resume(ray_session, tmp_path):
     generate_showers("ds1-photons", 25, out, seed=5, shard_size=10, formats=("h5", "parquet"))
     assert os.stat(keep).st_mtime_ns == before
     s1, _ = read_calochallenge(victim)
-    assert s1.tobytes() == simulate_shard(g, 10, 5, 1)[0].tobytes()
+    assert s1.tobytes() == simulate_shard(g, Plan(25, 10, 5).shard(1))[0].tobytes()
     with pytest.raises(FarmError, match=r"other settings.*seed"):
         generate_showers("ds1-photons", 25, out, seed=6, shard_size=10, formats=("h5",))
 
@@ -74,7 +64,7 @@ def test_user_energies_and_bad_input(tmp_path):
     assert set(np.unique(e)) <= {1e4, 5e4}
     with pytest.raises(FarmError, match=r"5e\+07 MeV.*'ds2'"):
         generate_showers("ds2", 6, str(tmp_path / "f"), seed=1, energies=[5e7])
-    with pytest.raises(FarmError, match="allowed h5, parquet"):
+    with pytest.raises(FarmError, match="allowed parquet, h5"):
         generate_showers("ds2", 6, str(tmp_path / "g"), seed=1, formats=("root",))
     with pytest.raises(FarmError, match="unknown geometry"):
         generate_showers("ds9", 6, str(tmp_path / "h"), seed=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from farm.data.geometry import CaloGeometry, load_geometry
+from farm.geometry import CaloGeometry, load_geometry
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from farm.data.geometry import CaloGeometry
+from farm.geometry import CaloGeometry
 
 
 def make_showers(

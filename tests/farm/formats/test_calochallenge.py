@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from farm import store
-from farm.data.geometry import load_geometry
 from farm.errors import FarmError
 from farm.formats.calochallenge import (
     count_calochallenge,
@@ -15,6 +14,7 @@ from farm.formats.calochallenge import (
     read_calochallenge,
     write_calochallenge,
 )
+from farm.geometry import load_geometry
 
 
 @pytest.fixture(scope="module")

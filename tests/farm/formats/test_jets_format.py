@@ -48,13 +48,13 @@ def test_round_trip_is_lossless(tmp_path, suffix):
     data = fake_jets()
     url = str(tmp_path / f"jets.{suffix}")
     jf.write_jets(url, data, META)
-    back, meta = jf.read_jets(url)
+    back, meta = jf.read_jets_file(url)
     assert_same(back, data)
     assert meta["generator"] == META and meta["n_particles"] == 30
     assert meta["jet_units"] == ["GeV", "1", "GeV", "1"]
     url2 = str(tmp_path / f"again.{suffix}")
     jf.write_jets(url2, back, meta["generator"])
-    assert_same(jf.read_jets(url2)[0], data)
+    assert_same(jf.read_jets_file(url2)[0], data)
     assert sorted(os.listdir(tmp_path)) == sorted([f"jets.{suffix}", f"again.{suffix}"])
 
 
@@ -138,7 +138,7 @@ def test_s3_round_trip(s3_bucket):
     for suffix in ("h5", "parquet"):
         url = f"{s3_bucket}/jets/sample.{suffix}"
         jf.write_jets(url, data, META)
-        back, meta = jf.read_jets(url)
+        back, meta = jf.read_jets_file(url)
         assert_same(back, data)
         assert meta["generator"] == META
     chunks = list(jf.iter_jets_h5(f"{s3_bucket}/jets/sample.h5", chunk_size=10))
@@ -154,7 +154,7 @@ def test_truncated_file_is_a_farm_error_naming_it(tmp_path, suffix):
     with open(url, "wb") as f:
         f.write(blob[: len(blob) // 2])
     with pytest.raises(FarmError, match=f"jets.{suffix}.*(truncated|corrupt)"):
-        jf.read_jets(url)
+        jf.read_jets_file(url)
 
 
 def test_missing_dataset_file_or_column_is_named(tmp_path):
@@ -170,7 +170,7 @@ def test_missing_dataset_file_or_column_is_named(tmp_path):
     with pytest.raises(FarmError, match=r"nomask.parquet: missing Parquet column\(s\) \['mask'\]"):
         jf.read_jets_parquet(str(tmp_path / "nomask.parquet"))
     with pytest.raises(FarmError, match=r"expected \.h5, \.hdf5 or \.parquet"):
-        jf.read_jets(str(tmp_path / "jets.csv"))
+        jf.read_jets_file(str(tmp_path / "jets.csv"))
 
 
 def test_bad_arrays_are_refused_and_nothing_is_written(tmp_path, monkeypatch):

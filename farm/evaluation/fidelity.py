@@ -7,6 +7,9 @@ power (farm.evaluation.metrics, CaloChallenge eq. 15) on the challenge's high-le
 (farm.evaluation.shower_features), so `fidelity.sep_mean` means what `farm evaluate`'s sep_mean
 means, on fewer events.
 
+A checkpoint whose sample holds any NaN/Inf is refused by farm.generation (the one NaN policy) and
+scores 1 (disjoint) on every objective, with fidelity.refused = 1.
+
 The values carry a noise floor from the sample size: two independent samples of the DS1-photon
 reference at the same energies score sep_mean 0.016 with 1000 events each (0.039 with 500, 0.006
 with 3000). The energy features alone (sep_energy: E_tot/E_inc and the layer energies) sit near that
@@ -22,10 +25,14 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from farm.data.geometry import CaloGeometry
 from farm.evaluation import metrics as M
 from farm.evaluation import shower_features as sf
+from farm.evaluation.thresholds import default_threshold
+from farm.generation import NonFiniteOutput, SamplerSettings, shower_sample
+from farm.geometry import CaloGeometry
+from models.checkpoint import load_model
 
 PREFIX = "fidelity."
 
@@ -46,14 +53,9 @@ def separation_scores(
     """Separation powers of paired (N, n_voxels) samples sharing the (N,) incident energies e_inc.
 
     Returns sep/<feature> for every shower_features feature; sep_mean and sep_max over all of
-    them (as farm evaluate's); sep_energy, the mean over energy_features; sep_e_ratio; and
-    broken_fraction. 0 is perfect, 1 disjoint. Generated events with NaN/Inf voxels count as
-    empty showers, so a diverging model scores as badly as its broken fraction deserves.
+    them (as farm evaluate's); sep_energy, the mean over energy_features; sep_e_ratio. 0 is
+    perfect, 1 disjoint. Both samples must be finite (farm.generation refuses others).
     """
-    generated = np.asarray(generated, dtype=np.float64)
-    broken = ~np.isfinite(generated).all(axis=1)
-    if broken.any():
-        generated = np.where(broken[:, None], 0.0, generated)
     ref = sf.shower_features(reference, e_inc, geometry, threshold_mev)
     gen = sf.shower_features(generated, e_inc, geometry, threshold_mev)
     with warnings.catch_warnings():  # deliberately small samples: ranking, not publication
@@ -65,8 +67,12 @@ def separation_scores(
         "sep_max": float(max(seps.values())),
         "sep_energy": float(np.mean([seps[k] for k in energy_features(geometry)])),
         "sep_e_ratio": seps["e_ratio"],
-        "broken_fraction": float(broken.mean()),
     }
+
+
+def refused_scores(geometry: CaloGeometry) -> dict[str, float]:
+    """The scores of a checkpoint whose sample was refused (NaN/Inf): every separation 1."""
+    return {"sep_mean": 1.0, "sep_max": 1.0, "sep_energy": 1.0, "sep_e_ratio": 1.0}
 
 
 @dataclass(frozen=True)
@@ -87,30 +93,37 @@ class FidelityScorer:
     def __call__(self, checkpoint_dir: str, showers: np.ndarray, e_inc: np.ndarray) -> dict:
         """fidelity.* metrics of the checkpoint: `events` showers generated for a seeded subset
         of the validation energies, against the validation showers of the same events."""
-        import torch
-
-        from models.checkpoint import load_model
-
         t0 = time.perf_counter()
         e_inc = np.asarray(e_inc, dtype=np.float64).reshape(-1)
         n = min(self.events, len(e_inc))
         idx = np.sort(np.random.default_rng(self.seed).permutation(len(e_inc))[:n])
         model = load_model(checkpoint_dir)
-        cond = torch.from_numpy(e_inc[idx]).float().reshape(-1, 1)
         generator = torch.Generator().manual_seed(self.seed)
-        with torch.no_grad():
-            generated = model.generate(cond, nfe=self.nfe, generator=generator).numpy()
-        scores = separation_scores(
-            np.asarray(showers)[idx], generated, e_inc[idx], self.geometry, self.threshold_mev
-        )
-        extra = {"events": float(n), "seconds": time.perf_counter() - t0}
+        try:
+            generated = shower_sample(
+                model,
+                e_inc[idx],
+                self.geometry,
+                generator=generator,
+                settings=SamplerSettings(nfe=self.nfe),
+            )
+        except NonFiniteOutput:
+            scores, refused = refused_scores(self.geometry), 1.0
+        else:
+            scores = separation_scores(
+                np.asarray(showers)[idx],
+                generated.showers,
+                e_inc[idx],
+                self.geometry,
+                self.threshold_mev,
+            )
+            refused = 0.0
+        extra = {"events": float(n), "refused": refused, "seconds": time.perf_counter() - t0}
         return {PREFIX + k: v for k, v in {**scores, **extra}.items()}
 
 
 def scorer(spec, geometry: CaloGeometry) -> FidelityScorer:
     """The FidelityScorer of a tune job's `fidelity` block (threshold defaulted per geometry)."""
-    from farm.evaluation.evaluate import default_threshold
-
     threshold = default_threshold(geometry) if spec.threshold_mev is None else spec.threshold_mev
     return FidelityScorer(
         geometry=geometry,

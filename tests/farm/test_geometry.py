@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from farm.data.geometry import (
+from farm.errors import FarmError
+from farm.geometry import (
     KNOWN_GEOMETRIES,
     embedded_geometry,
     geometry_from_doc,
@@ -16,10 +17,9 @@ from farm.data.geometry import (
     load_geometry,
     parse_geometry,
 )
-from farm.errors import FarmError
 
 # The challenge's binning XML, only where our own shared/ folder sits beside the checkout.
-XML_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "calochallenge"
+XML_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "calochallenge"
 
 FACTS = {  # name: (voxels, active layers, particle, pid)
     "ds1-photons": (368, [0, 1, 2, 3, 12], "photon", 22),
@@ -38,7 +38,7 @@ def test_embedded_geometry_has_the_challenge_facts(name, monkeypatch):
     assert [layer.index for layer in g.active_layers] == active
     assert (g.particle, g.pid) == (particle, pid)
     assert len(g.layers) == (24 if name.startswith("ds1") else 45)
-    assert g.source.startswith(f"farm/data/geometries/{name}.json")
+    assert g.source.startswith(f"farm/geometries/{name}.json")
 
 
 def test_ds2_and_ds3_bins():

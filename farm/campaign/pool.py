@@ -1,0 +1,138 @@
+"""The pool of generation actors: at most `depth` shards in flight each, dead actors replaced."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from farm import registry, store
+from farm.errors import FarmError, root_cause
+from farm.records import CampaignRecord
+
+ENV_TO_ACTORS = (
+    "FARM_HOME",
+    "FARM_S3_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "FARM_ARTIFACT_ROOT",
+)
+
+
+class CampaignFailed(FarmError):
+    """A shard failed repeatedly, or actors could not be kept alive; nothing bad was committed."""
+
+
+def _actor_env() -> dict[str, str]:
+    """The environment actors need (store, S3, MLflow), which remote nodes do not share."""
+    env = {k: os.environ[k] for k in ENV_TO_ACTORS if os.environ.get(k)}
+    env["FARM_HOME"] = store.home()
+    env.setdefault("MLFLOW_TRACKING_URI", registry.tracking_uri())
+    return env
+
+
+class ActorPool:
+    """Actors with at most `depth` shards in flight each; dead actors are replaced.
+
+    A replacement gets work only once it has loaded its model, so a lost node whose actor cannot
+    be placed again (no free resources) never stalls the campaign: the other actors carry on.
+    """
+
+    def __init__(self, campaign: CampaignRecord, depth: int = 2):
+        """Start `resources.actors` actors and wait until each has loaded its model."""
+        import ray
+
+        from farm.campaign.worker import ShardWorker
+
+        res = campaign.job.resources
+        gpus = res.gpus_per_actor
+        self.depth = depth
+        self.campaign = campaign
+        self.device = "cuda" if gpus > 0 else "cpu"
+        self.remote_cls = ray.remote(ShardWorker)
+        self.options = dict(
+            num_cpus=res.cpus_per_actor,
+            num_gpus=gpus,
+            resources=res.custom_resources or None,
+            max_concurrency=depth,
+            max_restarts=0,
+            runtime_env={"env_vars": _actor_env()},
+        )
+        self.threads = max(int(res.cpus_per_actor), 1)
+        self.actors: dict[int, Any] = {}
+        self.starting: dict[int, Any] = {}  # slot -> ready() ref of a replacement actor
+        self.serial = 0
+        self.restarts_left = max(3, 2 * res.actors)
+        slots = [self.spawn(wait=False) for _ in range(res.actors)]
+        for slot in slots:
+            self.wait_ready(slot)
+
+    def spawn(self, wait: bool = True) -> int:
+        """Start one actor in a new slot (waiting for its model unless `wait` is False)."""
+        slot = self.serial
+        self.serial += 1
+        name = f"farm-{self.campaign.id}-{slot}"
+        self.actors[slot] = self.remote_cls.options(name=name, **self.options).remote(
+            self.campaign, self.device, self.threads
+        )
+        if wait:
+            self.wait_ready(slot)
+        return slot
+
+    def wait_ready(self, slot: int) -> None:
+        """Block until an actor has loaded its model; a start-up error fails the campaign."""
+        import ray
+
+        try:
+            ray.get(self.actors[slot].ready.remote())
+        except Exception as exc:
+            self.kill_all()
+            raise CampaignFailed(
+                f"campaign {self.campaign.id}: generation actor failed to start: {root_cause(exc)}"
+            ) from None
+
+    def replace(self, slot: int) -> None:
+        """Replace a dead actor, within the restart budget."""
+        if slot not in self.actors:
+            return
+        del self.actors[slot]
+        if self.restarts_left == 0:
+            self.kill_all()
+            raise CampaignFailed(
+                f"campaign {self.campaign.id}: generation actors keep dying "
+                "(restart budget exhausted); committed shards are kept, resume "
+                "with `farm campaign resume`"
+            )
+        self.restarts_left -= 1
+        slot = self.spawn(wait=False)
+        self.starting[slot] = self.actors[slot].ready.remote()
+
+    def ready_slots(self) -> list[int]:
+        """Slots whose actor can take work: replacements that finished starting move here."""
+        import ray
+
+        if self.starting:
+            refs = list(self.starting.values())
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            for slot, ref in list(self.starting.items()):
+                if ref in ready:
+                    del self.starting[slot]
+                    try:
+                        ray.get(ref)
+                    except Exception:
+                        self.replace(slot)
+        return [slot for slot in self.actors if slot not in self.starting]
+
+    def kill_all(self) -> None:
+        """Kill every actor of the pool."""
+        import ray
+
+        for actor in self.actors.values():
+            ray.kill(actor)
+        self.actors.clear()
+        self.starting.clear()

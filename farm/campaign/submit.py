@@ -1,0 +1,153 @@
+"""Submitting a campaign: every check before any work, the model version resolved once, recorded."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from farm import records, registry, store
+from farm.campaign import validate
+from farm.campaign.conditions import energy_bounds
+from farm.cards import ModelCard
+from farm.errors import FarmError
+from farm.formats.reader import read_truth_energies, read_truth_jets
+from farm.generation import SamplerSettings, jet_sample, shower_sample
+from farm.geometry import load_geometry
+from farm.records import CampaignRecord, CampaignStatus, ModelVersionRef
+from farm.samples import JET_POINT_FEATURES
+from farm.sharding import Plan
+from farm.specs import CampaignJob
+
+
+def submit(job: CampaignJob) -> CampaignRecord:
+    """Validate everything before any work, resolve the model version once, store the campaign."""
+    from models.config import parse_model_config
+
+    mv = registry.resolve(job.model)
+    ref = f"{mv.name}/{mv.version}"
+    card = ModelCard.model_validate(registry.show(ref)["card"])
+    config = parse_model_config(card.config)
+    process = config.process.build()
+    sampler = job.sampler or config.sampler.name or process.default_sampler
+    nfe = job.nfe or config.sampler.nfe
+    try:
+        process.check_sampler(sampler, nfe)
+    except ValueError as exc:
+        raise FarmError(f"{job.name}: {exc}") from None
+    kind = card.kind
+    if (kind == "jets") != (job.conditions.distribution == "jet-truth"):
+        want = "jet-truth (a jets file)" if kind == "jets" else "an incident-energy distribution"
+        raise FarmError(
+            f"{job.name}: conditions.distribution: model {ref} generates {kind} "
+            f"and takes {want}, got {job.conditions.distribution!r}"
+        )
+    settings = SamplerSettings(sampler=sampler, nfe=nfe, options=dict(job.sampler_options))
+    job = job.model_copy(update={"sampler": sampler, "nfe": nfe})
+    if kind == "jets":
+        _check_jet_truth(job, card, ref, settings)
+        return _store(job, mv, None, kind)
+    geometry = card.data.geometry
+    if geometry is None:
+        raise FarmError(f"model {ref} has no geometry in its model card")
+    load_geometry(geometry).check_voxels(card.dim, f"model {ref}")
+    is_file = job.conditions.distribution == "file"
+    truth = read_truth_energies(job.conditions.url) if is_file else None
+    lo, hi = energy_bounds(job.conditions, truth)
+    trained = card.data.e_inc_range
+    if (
+        trained
+        and not job.allow_out_of_range
+        and (lo < trained[0] * 0.999 or hi > trained[1] * 1.001)
+    ):
+        raise FarmError(
+            f"{job.name}: conditions span {lo:.4g}-{hi:.4g} MeV but model {ref} "
+            f"was trained on {trained[0]:.4g}-{trained[1]:.4g} MeV (set allow_out_of_range: true "
+            "to generate anyway)"
+        )
+    if job.sampler_options:
+        _check_sampler_options(
+            ref,
+            settings,
+            lambda model: shower_sample(
+                model, [lo], load_geometry(geometry), generator=_one(), settings=settings
+            ),
+        )
+    validate.check(job, card, geometry, ref, (lo, hi))
+    if job.validation is not None:
+        validation = job.validation.model_copy(update={"events": job.validation_events})
+        job = job.model_copy(update={"validation": validation})
+    return _store(job, mv, geometry, kind)
+
+
+def _one() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+def _check_sampler_options(ref: str, settings: SamplerSettings, generate) -> None:
+    """Generate one event with the options before any work: a bad option fails here, not in shards."""
+    model = registry.load(ref).model
+    try:
+        generate(model)
+    except (TypeError, ValueError) as exc:
+        raise FarmError(
+            f"sampler_options {settings.options} for {settings.sampler!r}: {exc}"
+        ) from None
+
+
+def _check_jet_truth(
+    job: CampaignJob, card: ModelCard, ref: str, settings: SamplerSettings
+) -> None:
+    """A jet campaign's truth file must exist and fit the model's constituent slots."""
+    if job.validation is not None:
+        raise FarmError(
+            f"{job.name}: validation: campaign validation covers showers; validate jets with "
+            "`farm evaluate CAMPAIGN_ID REFERENCE`"
+        )
+    truth = read_truth_jets(job.conditions.url)
+    slots = card.dim // JET_POINT_FEATURES
+    if truth.counts.max() > slots or truth.counts.min() < 1:
+        raise FarmError(
+            f"{job.conditions.url}: constituent counts {truth.counts.min()}.."
+            f"{truth.counts.max()} do not fit model {ref} (1..{slots})"
+        )
+    if job.sampler_options:
+        first = truth.rows([0])
+        _check_sampler_options(
+            ref,
+            settings,
+            lambda model: jet_sample(model, first, generator=_one(), settings=settings),
+        )
+
+
+def _store(job: CampaignJob, mv, geometry: str | None, kind: str) -> CampaignRecord:
+    """Record a validated campaign (plan, resolved model version) and tag the model version."""
+    campaign_id = records.new_id(job.name)
+    if job.output:
+        output = store.join(store.normalize(job.output), campaign_id)
+    else:
+        output = records.DEFAULT_OUTPUT
+    campaign = CampaignRecord(
+        id=campaign_id,
+        job=job,
+        output=output,
+        kind=kind,
+        geometry=geometry,
+        model=ModelVersionRef(
+            ref=job.model,
+            name=mv.name,
+            version=str(mv.version),
+            source=mv.source,
+            run_id=mv.run_id,
+        ),
+        plan=Plan(job.events, job.shard_size, job.seed),
+        created=time.time(),
+    )
+    store.check_writable(campaign.output_url)
+    records.save(campaign)
+    status = CampaignStatus(shards_total=campaign.plan.n_shards, events_total=job.events)
+    records.write_status(campaign_id, status)
+    registry.client().set_model_version_tag(
+        mv.name, mv.version, f"farm.campaign.{campaign_id}", campaign.output_url
+    )
+    return campaign

@@ -1,0 +1,72 @@
+"""File names and kinds: the one suffix/format check, data files of a folder, kind of a file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from farm import store
+from farm.errors import FarmError
+
+FORMATS = ("parquet", "h5")
+"""File formats farm writes: Parquet and HDF5 (CaloChallenge layout for showers, JetNet's for jets)."""
+SUFFIXES = {".h5": "h5", ".hdf5": "h5", ".parquet": "parquet"}
+ALLOWED = ".h5, .hdf5 or .parquet"
+EXTENSION = {"parquet": "parquet", "h5": "h5"}
+"""Extension (without the dot) of the files farm writes in each format."""
+
+
+def file_format(url: str) -> str:
+    """'parquet' or 'h5' from a file's suffix; FarmError naming the allowed suffixes otherwise."""
+    for suffix, fmt in SUFFIXES.items():
+        if url.endswith(suffix):
+            return fmt
+    raise FarmError(f"{url}: unknown file type; expected {ALLOWED}")
+
+
+def is_data_file(url: str) -> bool:
+    """Whether a name ends in one of the data-file suffixes."""
+    return url.endswith(tuple(SUFFIXES))
+
+
+def check_formats(formats: Iterable[str], what: str = "output") -> tuple[str, ...]:
+    """The distinct formats in order; FarmError naming the allowed ones if any is unknown."""
+    formats = tuple(dict.fromkeys(formats))
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise FarmError(
+            f"unknown {what} format {bad[0] if bad else ''!r}: allowed {', '.join(FORMATS)}"
+        )
+    return formats
+
+
+def data_files(url: str) -> list[str]:
+    """The file itself, or the data files of a folder (shards, sorted; hidden files skipped)."""
+    fs, path = store.filesystem(url)
+    if not fs.exists(path):
+        raise FarmError(f"{url}: file not found")
+    if not fs.isdir(path):
+        return [url]
+    names = [n for n in store.listdir(url) if is_data_file(n) and not n.startswith(".")]
+    if not names:
+        raise FarmError(f"{url}: folder holds no {ALLOWED} files")
+    return [store.join(url, n) for n in names]
+
+
+def detect_kind(url: str) -> str:
+    """'showers' or 'jets' from a file's contents (HDF5 datasets or Parquet columns)."""
+    fs, path = store.filesystem(url)
+    if file_format(url) == "parquet":
+        import pyarrow.parquet as pq
+
+        with fs.open(path, "rb") as handle:
+            names = set(pq.ParquetFile(handle).schema_arrow.names)
+    else:
+        import h5py
+
+        with fs.open(path, "rb") as handle, h5py.File(handle, "r") as f:
+            names = set(f.keys())
+    if "showers" in names:
+        return "showers"
+    if {"particle_features", "eta_rel"} & names:
+        return "jets"
+    raise FarmError(f"{url}: neither a showers nor a jets file (found {sorted(names)})")

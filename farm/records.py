@@ -1,0 +1,332 @@
+"""Typed campaign records and where they live in the store (JSON only at this boundary).
+
+FARM_HOME/campaigns/<id>/ holds campaign.json (`CampaignRecord`), status.json (`CampaignStatus`),
+`cancel` (a request) and driver.log; the campaign's output (by default
+campaigns/<id>/output/) holds `_manifest/shard-*.json` (`ShardRecord`, the commit points),
+manifest.parquet, summary.json (`CampaignSummary`) and validation.json (`ValidationRecord`).
+Paths inside records are relative to the campaign output (or, for the output itself, to the
+campaign folder) whenever they lie inside it, so a store that moves or is mounted elsewhere still
+resolves; `CampaignRecord.output_url` and `CampaignRecord.path` resolve them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from farm import store
+from farm.errors import FarmError
+from farm.sharding import Plan
+from farm.specs import CampaignJob
+
+SCHEMA_VERSION = 1
+CAMPAIGN_JSON, STATUS_JSON, CANCEL = "campaign.json", "status.json", "cancel"
+DEFAULT_OUTPUT = "output"
+DataKind = Literal["showers", "jets"]
+
+
+class Record(BaseModel):
+    """A stored record: unknown keys rejected, a schema version, JSON at the storage boundary."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        """The record as indented JSON."""
+        return self.model_dump_json(indent=2)
+
+
+class ModelVersionRef(BaseModel):
+    """The registered model version a campaign resolved once at submit."""
+
+    model_config = ConfigDict(extra="forbid")
+    ref: str
+    name: str
+    version: str
+    source: str
+    run_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        """NAME/VERSION."""
+        return f"{self.name}/{self.version}"
+
+
+class CampaignRecord(Record):
+    """campaign.json: the validated job (sampler and NFE resolved), model version, plan, output."""
+
+    id: str
+    job: CampaignJob
+    output: str
+    kind: DataKind
+    geometry: str | None
+    model: ModelVersionRef
+    plan: Plan
+    created: float
+
+    @property
+    def output_url(self) -> str:
+        """The output location as a URL (a relative `output` lies in the campaign folder)."""
+        return resolve(campaign_url(self.id), self.output)
+
+    def path(self, relative: str) -> str:
+        """A path stored relative to the output, as a URL."""
+        return resolve(self.output_url, relative)
+
+    @property
+    def sampler(self) -> str:
+        """The sampler every shard uses (resolved at submit)."""
+        assert self.job.sampler is not None
+        return self.job.sampler
+
+    @property
+    def nfe(self) -> int:
+        """The network evaluations every shard uses (resolved at submit)."""
+        assert self.job.nfe is not None
+        return self.job.nfe
+
+
+class ShardFile(BaseModel):
+    """One committed file of a shard: path relative to the output, size in bytes."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    bytes: int
+
+
+class ShardRecord(Record):
+    """A shard's manifest record: its existence is the shard's commit point."""
+
+    shard: int
+    events: int
+    event_id_start: int
+    event_id_stop: int
+    seed: int
+    model: str
+    sampler: str
+    nfe: int
+    sampler_options: dict[str, bool | int | float | str] = Field(default_factory=dict)
+    compiled: bool = False
+    content_sha256: str
+    files: dict[str, ShardFile]
+    bytes: int
+    worker: str
+    device: str
+    seconds_wait: float
+    seconds_sample: float
+    seconds_write: float
+    committed_at: float
+
+
+class MetricSummary(BaseModel):
+    """A headline metric: value, error, and its reference-vs-reference floor."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: float
+    error: float | None = None
+    floor: float | None = None
+    floor_error: float | None = None
+
+
+Validated = Literal["running", "pass", "fail", "ungated", "error"]
+
+
+class ValidationSummary(BaseModel):
+    """What status.json and summary.json keep of a validation."""
+
+    model_config = ConfigDict(extra="forbid")
+    validated: Validated
+    events: int | None = None
+    reference: str | None = None
+    failures: list[str] = Field(default_factory=list)
+    error: str | None = None
+    url: str | None = None
+    report: str | None = None
+    headline: dict[str, MetricSummary] = Field(default_factory=dict)
+
+
+class ValidationRecord(ValidationSummary, Record):
+    """validation.json: the outcome, the gates, the sample and every metric."""
+
+    campaign: str
+    model: str
+    seed: int
+    started: float
+    finished: float | None = None
+    gates: dict[str, dict[str, float]] = Field(default_factory=dict)
+    event_ids_sha256: str | None = None
+    reference_events: int | None = None
+    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    logged: bool | str | None = None
+
+    def summary(self) -> ValidationSummary:
+        """The short form kept in status.json and summary.json."""
+        return ValidationSummary.model_validate(
+            self.model_dump(include=set(ValidationSummary.model_fields))
+        )
+
+
+class CampaignSummary(Record):
+    """summary.json: a finished campaign's totals, files (relative to the output), checksum."""
+
+    campaign: str
+    events: int
+    shards: int
+    model: str
+    sampler: str
+    nfe: int
+    geometry: str | None
+    formats: list[str]
+    bytes: int
+    event_id_range: tuple[int, int]
+    seed: int
+    manifest: str
+    files: dict[str, str]
+    sample_seconds: float
+    write_seconds: float
+    dataset_sha256: str
+    validation: ValidationSummary | None = None
+
+
+CampaignState = Literal["submitted", "running", "finished", "cancelled", "failed"]
+
+
+class CampaignStatus(Record):
+    """status.json: the driver's progress, rewritten every few seconds."""
+
+    state: CampaignState = "submitted"
+    shards_done: int = 0
+    shards_total: int = 0
+    shards_running: int = 0
+    shards_skipped: int = 0
+    events_done: int = 0
+    events_total: int = 0
+    events_per_second: float = 0.0
+    eta_seconds: float | None = None
+    bytes_written: int = 0
+    actor_restarts: int = 0
+    shard_retries: int = 0
+    pid: int | None = None
+    started: float | None = None
+    updated: float | None = None
+    summary: CampaignSummary | None = None
+    validated: Validated | None = None
+    validation: ValidationSummary | None = None
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def resolve(base: str, path: str) -> str:
+    """`path` as a URL: absolute paths and URLs as they are, relative ones under `base`."""
+    if "://" in path or path.startswith("/"):
+        return path
+    return store.join(base, path)
+
+
+def relative(base: str, url: str) -> str:
+    """`url` relative to `base` when it lies inside it, else `url` unchanged."""
+    base = base.rstrip("/") + "/"
+    return url[len(base) :] if url.startswith(base) else url
+
+
+def root() -> str:
+    """FARM_HOME/campaigns."""
+    return store.join(store.home(), "campaigns")
+
+
+def campaign_url(campaign_id: str, name: str = "") -> str:
+    """FARM_HOME/campaigns/<id>[/name]."""
+    base = store.join(root(), campaign_id)
+    return store.join(base, name) if name else base
+
+
+# --------------------------------------------------------------------------- campaign records
+
+
+def new_id(name: str) -> str:
+    """<name>-<UTC time>-<4 hex digits>."""
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(2)}"
+
+
+def save(campaign: CampaignRecord) -> None:
+    """Write campaign.json."""
+    store.write_text(campaign_url(campaign.id, CAMPAIGN_JSON), campaign.to_json())
+
+
+def exists(campaign_id: str) -> bool:
+    """Whether a campaign id names a campaign in the store."""
+    return "/" not in campaign_id and store.exists(campaign_url(campaign_id, CAMPAIGN_JSON))
+
+
+def load(campaign_id: str) -> CampaignRecord:
+    """campaign.json of a campaign; FarmError naming recent ids if there is none."""
+    if not exists(campaign_id):
+        known = ", ".join(list_ids()[-5:]) or "none yet"
+        raise FarmError(f"campaign {campaign_id!r} not found under {root()} (recent: {known})")
+    url = campaign_url(campaign_id, CAMPAIGN_JSON)
+    return CampaignRecord.model_validate_json(store.read_text(url))
+
+
+def list_ids() -> list[str]:
+    """Campaign ids in the store, oldest first."""
+    return [n for n in store.listdir(root()) if not n.startswith(".")]
+
+
+def write_status(campaign_id: str, status: CampaignStatus) -> None:
+    """Write status.json (with the time of writing)."""
+    status = status.model_copy(update={"updated": time.time()})
+    store.write_text(campaign_url(campaign_id, STATUS_JSON), status.to_json())
+
+
+def read_status(campaign_id: str) -> CampaignStatus:
+    """status.json, or a `submitted` status before the driver wrote one."""
+    url = campaign_url(campaign_id, STATUS_JSON)
+    if not store.exists(url):
+        return CampaignStatus()
+    return CampaignStatus.model_validate_json(store.read_text(url))
+
+
+def update_status(campaign_id: str, **fields: Any) -> None:
+    """Change some fields of status.json."""
+    write_status(campaign_id, read_status(campaign_id).model_copy(update=fields))
+
+
+def request_cancel(campaign_id: str) -> None:
+    """Ask the campaign's driver to stop (it checks between shards)."""
+    load(campaign_id)
+    store.write_text(campaign_url(campaign_id, CANCEL), str(time.time()))
+
+
+def cancel_requested(campaign_id: str) -> bool:
+    """Whether a cancel was requested."""
+    return store.exists(campaign_url(campaign_id, CANCEL))
+
+
+def clear_cancel(campaign_id: str) -> None:
+    """Forget a cancel request (a resume starts afresh)."""
+    fs, path = store.filesystem(campaign_url(campaign_id, CANCEL))
+    if fs.exists(path):
+        fs.rm_file(path)
+
+
+def read_summary(campaign: CampaignRecord) -> CampaignSummary | None:
+    """summary.json of a finished campaign, or None."""
+    url = campaign.path("summary.json")
+    return CampaignSummary.model_validate_json(store.read_text(url)) if store.exists(url) else None
+
+
+def write_json(url: str, record: Record) -> None:
+    """Write a record atomically, retrying transient storage errors."""
+    store.with_retries(lambda: store.write_text(url, record.to_json()), f"writing {url}")
+
+
+def dumps(doc: Any) -> str:
+    """JSON text of plain data (for the few records that are not models)."""
+    return json.dumps(doc, indent=2, default=float)
