@@ -44,12 +44,12 @@ def worker(folder: str, geometry: str, stream: bool, classifier: bool) -> None:
     import warnings
 
     from farm.evaluation.evaluate import evaluate_files
+    from farm.evaluation.options import EvaluationOptions
 
     warnings.simplefilter("ignore")
     t0 = time.perf_counter()
-    result = evaluate_files(
-        f"{folder}/gen", f"{folder}/ref", geometry, classifier=classifier, stream=stream
-    )
+    options = EvaluationOptions(classifier=classifier, stream=stream)
+    result = evaluate_files(f"{folder}/gen", f"{folder}/ref", geometry, options=options)
     seconds = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "metrics": result.metrics}))

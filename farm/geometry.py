@@ -139,7 +139,7 @@ GEOMETRY_FORMAT = "farm-geometry/1"
 
 
 def geometry_to_doc(geometry: CaloGeometry, source: str) -> dict:
-    """farm's JSON form of a geometry: runs of identical layers as inclusive id ranges."""
+    """Farm's JSON form of a geometry: runs of identical layers as inclusive id ranges."""
     runs = []
     for (r_edges, n_alpha), group in groupby(geometry.layers, key=lambda g: (g.r_edges, g.n_alpha)):
         ids = [layer.index for layer in group]

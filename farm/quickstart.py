@@ -124,7 +124,9 @@ def run_quickstart(
     from farm.campaign.run import execute, submit
     from farm.data.showers import simulate_in_memory
     from farm.data.splits import split_indices
-    from farm.evaluation.evaluate import evaluate_showers
+    from farm.evaluation.gates import judge
+    from farm.evaluation.options import EvaluationOptions
+    from farm.evaluation.showers import evaluate_showers
     from farm.formats.calochallenge import read_calochallenge, write_calochallenge
     from farm.formats.reader import read_showers
     from farm.geometry import load_geometry
@@ -189,21 +191,24 @@ def run_quickstart(
         )["test"]
         generated = read_showers(result.campaign.id, geometry)
         result.evaluation_url = store.join(home, "evaluations", result.campaign.id)
+        model = f"{result.model}/{result.version}"
+        labels = {
+            "model": model,
+            "campaign": result.campaign.id,
+            "reference": f"held-out test split of {result.reference_url}",
+            "generated": f"campaign {result.campaign.id}",
+        }
+        options = EvaluationOptions(seed=0, max_events=sizes.evaluate_events, labels=labels)
         result.evaluation = evaluate_showers(
             (showers[test], e_inc[test]),
-            (generated.showers, generated.e_inc),
+            generated,
             geometry,
             out_url=result.evaluation_url,
-            seed=0,
-            classifier=True,
-            max_events=sizes.evaluate_events,
+            options=options,
         )
-        headline = {
-            k: v["value"]
-            for k, v in result.evaluation.metrics.items()
-            if k.startswith(("sep/", "auc", "fpd", "kpd", "sep_"))
-        }
-        registry.record_evaluation(f"{result.model}/{result.version}", headline)
+        mv = registry.log_evaluation(model, result.evaluation.metrics, result.evaluation_url)
+        judge(result.evaluation, registry.gates(mv))
+        result.evaluation.write(result.evaluation_url)
         n_gen = len(generated)
         return f"{len(test):,} held-out reference vs {n_gen:,} generated -> {result.evaluation_url}"
 

@@ -194,7 +194,7 @@ def read_model_card(path: str) -> ModelCard:
 
 def load(ref: str | ModelRef, device: str = "cpu") -> LoadedModel:
     """Download and rebuild a registered version (JSON + safetensors; never unpickles)."""
-    from models.checkpoint import load_model
+    from models.loading import load_model
 
     path, mv = download(ref)
     return LoadedModel(load_model(path, device=device), read_model_card(path), mv)
@@ -246,13 +246,29 @@ def show(ref: str | ModelRef) -> dict[str, Any]:
     }
 
 
-def gate_failures(tags: dict[str, str]) -> list[str]:
-    """Failed promotion gates of a version: its `farm.gates` against its recorded evaluation."""
-    from farm.evaluation.gates import gate_failures as failures
+EVAL_PREFIX, FLOOR_PREFIX = "eval.", "eval_floor."
+
+
+def evaluation(mv) -> dict[str, float]:
+    """The latest evaluation of a version: metric -> value, from its run's eval.* metrics."""
+    if not mv.run_id:
+        return {}
+    metrics = client().get_run(mv.run_id).data.metrics
+    return {k[len(EVAL_PREFIX) :]: v for k, v in metrics.items() if k.startswith(EVAL_PREFIX)}
+
+
+def gates(mv) -> dict:
+    """A version's promotion gates (its `farm.gates` tag, set from its job)."""
     from farm.evaluation.gates import parse_gates
 
-    recorded = {k[len("eval.") :]: float(v) for k, v in tags.items() if k.startswith("eval.")}
-    return failures(parse_gates(tags.get("farm.gates")), recorded)
+    return parse_gates(dict(mv.tags).get("farm.gates"))
+
+
+def gate_failures(mv) -> list[str]:
+    """Failed promotion gates of a version: its gates against its latest evaluation."""
+    from farm.evaluation.gates import gate_failures as failures
+
+    return failures(gates(mv), evaluation(mv))
 
 
 def promote(name: str, version: str, alias: str, *, force_reason: str | None = None):
@@ -260,7 +276,7 @@ def promote(name: str, version: str, alias: str, *, force_reason: str | None = N
     if not re.match(r"^[A-Za-z][\w-]*$", alias) or re.match(r"^v\d+$", alias):
         raise FarmError(f"invalid alias {alias!r}: letters, digits, _ and -, not v<N>")
     mv = resolve(ModelRef(name, version=str(version)))
-    failures = gate_failures(dict(mv.tags))
+    failures = gate_failures(mv)
     c = client()
     if failures and not force_reason:
         raise FarmError(
@@ -276,34 +292,26 @@ def promote(name: str, version: str, alias: str, *, force_reason: str | None = N
 def log_evaluation(
     ref: str | ModelRef, metrics: dict[str, dict[str, float]], report_url: str | None = None
 ) -> Any:
-    """Log an evaluation to a version's MLflow run (metrics eval.*, report files as artifacts)
-    and record its values on the version for the promotion gates; returns the version."""
+    """Log an evaluation to a version's MLflow run: metrics eval.<name> and eval_floor.<name>
+    (what its promotion gates read) and the report folder as artifacts; returns the version.
+    """
     import time
 
     from mlflow.entities import Metric
 
     mv = resolve(ref)
+    if not mv.run_id:
+        raise FarmError(f"model {mv.name}/{mv.version} has no MLflow run to log its evaluation to")
     c = client()
-    values = {k: float(v["value"]) for k, v in metrics.items()}
-    if mv.run_id:
-        now = int(time.time() * 1000)
-        batch = [Metric(f"eval.{k}", v, now, 0) for k, v in values.items()]
-        batch += [
-            Metric(f"eval_floor.{k}", float(m["floor"]), now, 0)
-            for k, m in metrics.items()
-            if m.get("floor") is not None
-        ]
-        for start in range(0, len(batch), 900):
-            c.log_batch(mv.run_id, metrics=batch[start : start + 900])
-        if report_url and store.is_local(report_url) and Path(store.normalize(report_url)).is_dir():
-            c.log_artifacts(mv.run_id, store.normalize(report_url), artifact_path="evaluation")
-    record_evaluation(f"{mv.name}/{mv.version}", values)
+    now = int(time.time() * 1000)
+    batch = [Metric(f"{EVAL_PREFIX}{k}", float(m["value"]), now, 0) for k, m in metrics.items()]
+    batch += [
+        Metric(f"{FLOOR_PREFIX}{k}", float(m["floor"]), now, 0)
+        for k, m in metrics.items()
+        if m.get("floor") is not None
+    ]
+    for start in range(0, len(batch), 900):
+        c.log_batch(mv.run_id, metrics=batch[start : start + 900])
+    if report_url and store.is_local(report_url) and Path(store.normalize(report_url)).is_dir():
+        c.log_artifacts(mv.run_id, store.normalize(report_url), artifact_path="evaluation")
     return mv
-
-
-def record_evaluation(ref: str | ModelRef, metrics: dict[str, float]) -> None:
-    """Store evaluation results on a model version (tags eval.*) for the promotion gates."""
-    mv = resolve(ref)
-    c = client()
-    for key, value in metrics.items():
-        c.set_model_version_tag(mv.name, mv.version, f"eval.{key}", f"{value:.6g}")

@@ -59,7 +59,8 @@ class JetTruth:
 @dataclass
 class JetSample:
     """Jets as farm.formats.jets writes them: constituents (N, P, 4) [eta_rel, phi_rel, pt_rel,
-    mask] and jet_features (N, 4) [pt GeV, eta, mass GeV, n_constituents], with provenance."""
+    mask] and jet_features (N, 4) [pt GeV, eta, mass GeV, n_constituents], with provenance.
+    """
 
     constituents: np.ndarray
     jet_features: np.ndarray
@@ -98,7 +99,8 @@ class JetSample:
     def model_inputs(self) -> tuple[np.ndarray, np.ndarray]:
         """(x, cond): (eta_rel, phi_rel, pt_rel) flattened (N, P * 3) with real constituents first
         (pT order), and cond (N, 2) = [jet pT (GeV), number of real constituents kept (<= P)]
-        (the count last, as models' point-cloud masks expect)."""
+        (the count last, as models' point-cloud masks expect).
+        """
         x = self.constituents[:, :, :JET_POINT_FEATURES].reshape(len(self), -1)
         cond = np.stack([self.jet_features[:, 0], self.counts], axis=1)
         return np.ascontiguousarray(x, np.float32), cond.astype(np.float32)

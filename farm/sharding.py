@@ -67,7 +67,7 @@ class Shard:
         return pythia_seed(self.plan_seed, self.id)
 
     def rng(self) -> np.random.Generator:
-        """numpy's default_rng([plan seed, shard id]) (the shower simulator's stream)."""
+        """Numpy's default_rng([plan seed, shard id]) (the shower simulator's stream)."""
         return np.random.default_rng([int(self.plan_seed), int(self.id)])
 
     def event_ids(self) -> np.ndarray:

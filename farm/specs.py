@@ -184,7 +184,8 @@ class DistillResources(TrainResources):
 
 class DistillJob(RegisteredJob):
     """`farm train` job of kind distill: consistency distillation (Song et al. 2023) of a registered
-    teacher into a 1- or 2-step student, registered as a new model."""
+    teacher into a 1- or 2-step student, registered as a new model.
+    """
 
     kind: Literal["distill"] = "distill"
     teacher: str = Field(description="NAME@ALIAS or NAME/VERSION, resolved once at start")
@@ -204,7 +205,8 @@ class DistillJob(RegisteredJob):
 class EnergyConditions(Strict):
     """Campaign conditions. Showers: incident energies, `discrete` (uniform over `values`),
     `log-uniform`/`uniform` in [min, max], or a `file` of truth energies. Jets: `jet-truth`, a jets
-    file whose (pT, eta, constituent count) condition the events, row by row."""
+    file whose (pT, eta, constituent count) condition the events, row by row.
+    """
 
     distribution: Literal["discrete", "log-uniform", "uniform", "file", "jet-truth"] = "log-uniform"
     values: list[float] | None = None

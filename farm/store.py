@@ -29,7 +29,7 @@ def s3_endpoint() -> str | None:
 
 
 def storage_options(url: str) -> dict:
-    """fsspec options for a URL; credentials come from the standard AWS variables."""
+    """Fsspec options for a URL; credentials come from the standard AWS variables."""
     if url.startswith(("s3://", "s3a://")):
         endpoint = s3_endpoint()
         return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}

@@ -1,6 +1,7 @@
 """Checkpoints: weights.safetensors + model.json (architecture, process, preprocessing, provenance).
 
-Loading never unpickles: tensors come from safetensors, everything else from JSON.
+Loading (models.loading) never unpickles: tensors come from safetensors, everything else from
+JSON.
 Training state for resumption (raw weights, optimizer, RNG) lives beside it in
 train_state.safetensors + train_state.json.
 """
@@ -13,10 +14,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-
-from models.config import AnyModelConfig, TwoStageConfig, parse_model_config
-from models.generative import GenerativeModel
-from models.two_stage.model import TwoStageModel
+from torch import nn
 
 FORMAT = "farm-model/1"
 WEIGHTS, CARD = "weights.safetensors", "model.json"
@@ -27,20 +25,16 @@ def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
 
 
-def build_model(config: AnyModelConfig, dim: int, cond_dim: int) -> GenerativeModel | TwoStageModel:
-    """An untrained model of the config's kind for data of `dim` features and `cond_dim` conditions."""
-    if isinstance(config, TwoStageConfig):
-        return TwoStageModel(config, dim, cond_dim)
-    return GenerativeModel(config, dim, cond_dim)
-
-
 def save_model(
-    model: GenerativeModel | TwoStageModel,
+    model: nn.Module,
     directory: str | Path,
     card: dict[str, Any] | None = None,
     state_dict: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write weights.safetensors (model.state_dict() unless given) and model.json into `directory`."""
+    """Write weights.safetensors (model.state_dict() unless given) and model.json into `directory`.
+
+    `model` is a GenerativeModel or TwoStageModel (anything with `config`, `dim`, `cond_dim`).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_file(_contiguous(state_dict or model.state_dict()), str(directory / WEIGHTS))
@@ -62,16 +56,6 @@ def read_card(directory: str | Path) -> dict[str, Any]:
             f"{directory}/{CARD}: unknown format {doc.get('format')!r}, expected {FORMAT}"
         )
     return doc
-
-
-def load_model(
-    directory: str | Path, device: str | torch.device = "cpu"
-) -> GenerativeModel | TwoStageModel:
-    """Rebuild a model of either kind from model.json and load weights.safetensors (strict, no pickle)."""
-    card = read_card(directory)
-    model = build_model(parse_model_config(card["config"]), card["dim"], card["cond_dim"])
-    model.load_state_dict(load_file(str(Path(directory) / WEIGHTS)), strict=True)
-    return model.to(device).eval()
 
 
 def optimizer_to_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict]:

@@ -23,7 +23,7 @@ from models.processes.consistency import ConsistencyConfig
 from models.processes.edm import EDMConfig
 from models.processes.flow_matching import RectifiedFlow
 from models.processes.sde import SubVPSDEConfig, VESDEConfig, VPSDEConfig
-from models.two_stage.preprocessing import (
+from models.stage_preprocessing import (
     LayerEnergyPreprocessingConfig,
     ShowerStagesConfig,
     VoxelShapePreprocessingConfig,

@@ -26,7 +26,7 @@ from models.config import ModelConfig, NetworkConfig, OptimConfig, SamplerConfig
 from models.data import TrainData
 from models.generative import GenerativeModel
 from models.loop import Objective, Report, ema_update, joint_objective, seeded_generator, train_loop
-from models.processes.base import rand, randn
+from models.noise import rand, randn
 from models.processes.consistency import ConsistencyConfig, ConsistencyModel, pseudo_huber
 from models.two_stage.model import TwoStageModel
 from models.two_stage.training import prepared_stage_data

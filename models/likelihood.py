@@ -52,7 +52,7 @@ def hutchinson_divergence(drift_out: Tensor, x: Tensor, probes: Tensor) -> Tenso
 
 
 def gaussian_log_prob(x: Tensor, std: float) -> Tensor:
-    """log N(x; 0, std^2 I) per sample."""
+    """Log N(x; 0, std^2 I) per sample."""
     d = x[0].numel()
     return -0.5 * (x.flatten(1).double() / std).pow(2).sum(1) - d * (
         math.log(std) + 0.5 * math.log(2 * math.pi)
@@ -70,7 +70,7 @@ def log_likelihood(
     rtol: float = 1e-5,
     atol: float = 1e-5,
 ) -> Tensor:
-    """log p(x) [B] (float64) for data x under a probability-flow ODE."""
+    """Log p(x) [B] (float64) for data x under a probability-flow ODE."""
     shape, d = tuple(x.shape), x[0].numel()
     probes = _probes(probe, n_probes, shape, generator, x) if divergence == "hutchinson" else None
 
@@ -94,7 +94,7 @@ def log_likelihood(
 def process_log_likelihood(
     process: Process, net, x: Tensor, cond: Tensor | None = None, **kwargs
 ) -> Tensor:
-    """log p(x | cond) for any process exposing `probability_flow` (flows, SDEs, EDM)."""
+    """Log p(x | cond) for any process exposing `probability_flow` (flows, SDEs, EDM)."""
     return log_likelihood(process.probability_flow(net, cond), x, **kwargs)
 
 

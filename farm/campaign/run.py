@@ -61,7 +61,8 @@ def execute(
     poll_seconds: float = 0.5,
 ) -> CampaignSummary | CampaignStatus:
     """Run (or resume) a campaign until all shards are committed; returns the summary, or the
-    final status when it was cancelled."""
+    final status when it was cancelled.
+    """
     campaign = records.load(campaign_id)
     output = campaign.output_url
     records.clear_cancel(campaign_id)

@@ -32,8 +32,12 @@ import numpy as np
 from farm import records, registry, store
 from farm.campaign.worker import shard_path
 from farm.cards import ModelCard
+from farm.data.shower_sim import energy_range, simulate_showers
 from farm.errors import FarmError, root_cause
-from farm.evaluation.gates import Gates, gate_failures, parse_gates, verdict
+from farm.evaluation.gates import Gates, judge, parse_gates
+from farm.evaluation.options import EvaluationOptions
+from farm.evaluation.report import HEADLINE
+from farm.evaluation.showers import evaluate_showers
 from farm.formats.shower_rows import ShowerFile, ShowerSource, default_chunk_rows, read_file_rows
 from farm.geometry import CaloGeometry, load_geometry
 from farm.records import CampaignRecord, MetricSummary, ValidationRecord
@@ -61,8 +65,6 @@ def check(
                 f"simulated showers, but {model} was trained on "
                 f"{source or 'unrecorded'!s} data; give a reference URL instead"
             )
-        from farm.data.shower_sim import energy_range
-
         lo, hi = energy_range(geo)
         if bounds[0] < lo * (1 - 1e-9) or bounds[1] > hi * (1 + 1e-9):
             raise FarmError(
@@ -82,7 +84,7 @@ def check(
 
 
 def sample_event_ids(n_events: int, k: int, seed: int) -> np.ndarray:
-    """k distinct event ids of [0, n_events), sorted, drawn with default_rng(seed); O(k) memory."""
+    """K distinct event ids of [0, n_events), sorted, drawn with default_rng(seed); O(k) memory."""
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n_events, size=min(k, n_events), replace=False))
 
@@ -116,8 +118,6 @@ def reference_showers(
 ) -> ShowerSample:
     """The reference for validated events with energies e_inc."""
     if spec.reference == SIMULATOR_REFERENCE:
-        from farm.data.shower_sim import simulate_showers
-
         energies = np.concatenate([e_inc, e_inc])
         rng = np.random.default_rng([spec.seed, 1])
         return ShowerSample(simulate_showers(geometry, energies, rng), energies, geometry)
@@ -135,8 +135,6 @@ def gates_for(model_tags: dict[str, str], spec: CampaignValidation) -> Gates:
 
 def headline(metrics: dict[str, dict]) -> dict[str, MetricSummary]:
     """The headline metrics (value, error, floor) of an evaluation."""
-    from farm.evaluation.report import HEADLINE
-
     names = [n for n in (*HEADLINE, *ALWAYS_SHOWN) if n in metrics]
     keys = set(MetricSummary.model_fields)
     return {n: MetricSummary(**{k: v for k, v in metrics[n].items() if k in keys}) for n in names}
@@ -190,27 +188,26 @@ def _run(
     campaign: CampaignRecord, spec: CampaignValidation, doc: ValidationRecord, k: int
 ) -> ValidationRecord:
     """Read, compare, gate and log one validation."""
-    from farm.evaluation.evaluate import evaluate_showers
-
     geometry = load_geometry(campaign.geometry)
     ids = sample_event_ids(campaign.plan.events, k, spec.seed)
     generated = read_events(campaign, ids)
     reference = reference_showers(spec, geometry, generated.e_inc)
     report_dir = campaign.path(VALIDATION_DIR)
-    result = evaluate_showers(
-        (reference.showers, reference.e_inc),
-        (generated.showers, generated.e_inc),
-        geometry,
-        out_url=report_dir,
-        seed=spec.seed,
-        classifier=spec.classifier,
-    )
+    labels = {
+        "model": doc.model,
+        "campaign": campaign.id,
+        "generated": f"{len(ids):,} random events of campaign {campaign.id}",
+        "reference": spec.reference,
+    }
+    options = EvaluationOptions(seed=spec.seed, classifier=spec.classifier, labels=labels)
+    result = evaluate_showers(reference, generated, geometry, out_url=report_dir, options=options)
     gates = gates_for(dict(registry.resolve(doc.model).tags), spec)
-    values = {n: m["value"] for n, m in result.metrics.items()}
+    judge(result, gates, hint=f"farm campaign validate {campaign.id}")
+    result.write(report_dir)  # the report names the verdict
     doc = doc.model_copy(
         update=dict(
-            validated=verdict(gates, values),
-            failures=gate_failures(gates, values),
+            validated=result.verdict,
+            failures=result.failures,
             gates={k: g.model_dump(exclude_none=True) for k, g in gates.items()},
             events=len(ids),
             event_ids_sha256=hashlib.sha256(ids.astype(np.int64).tobytes()).hexdigest(),

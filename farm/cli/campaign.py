@@ -1,4 +1,4 @@
-"""`farm campaign submit|status|ls|cancel|resume`: sharded generation campaigns on Ray actors."""
+"""`farm campaign submit|status|ls|cancel|resume|validate|export`: sharded generation campaigns."""
 
 from __future__ import annotations
 
@@ -50,6 +50,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     validate.add_argument("id", help="id of a finished campaign (see `farm campaign ls`)")
     validate.set_defaults(handler=run_validate)
+    export = cs.add_parser(
+        "export",
+        help="merge a finished campaign's shards into one file (CaloChallenge HDF5 or Parquet)",
+        description="Write a finished campaign as one file, as the CaloChallenge's own tools take "
+        "one input file: showers as a CaloChallenge HDF5 (or one farm showers Parquet), jets as "
+        "one JetNet HDF5 or Parquet. Shards are copied one at a time in event-id order; the file "
+        "appears under its name only when complete.",
+    )
+    export.add_argument("id", help="campaign id (see `farm campaign ls`)")
+    export.add_argument("--out", required=True, help="output file URL ending in .h5 or .parquet")
+    export.add_argument(
+        "--format",
+        choices=("h5", "parquet"),
+        default=None,
+        help="file format (default: from the --out suffix; a mismatch is an error)",
+    )
+    export.set_defaults(handler=run_export)
 
 
 def _execute(campaign_id: str, total: int):
@@ -239,4 +256,14 @@ def run_cancel(args: argparse.Namespace) -> int:
         f"cancel requested for {args.id}: the driver stops its actors; committed shards are kept, "
         "in-flight ones are dropped uncommitted (`farm campaign resume` continues it)"
     )
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Merge a finished campaign into one file."""
+    from farm.campaign.export import export_campaign
+    from farm.cli.progress import out
+
+    url = export_campaign(args.id, args.out, args.format)
+    out.print(f"campaign {args.id} -> {url}")
     return 0

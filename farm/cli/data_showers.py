@@ -10,7 +10,7 @@ from farm.errors import FarmError
 
 def register(data_subparsers) -> argparse.ArgumentParser:
     """Add the `showers` subcommand to the `farm data` group."""
-    from farm.data.geometry import KNOWN_GEOMETRIES
+    from farm.geometry import KNOWN_GEOMETRIES
 
     p = data_subparsers.add_parser(
         "showers",

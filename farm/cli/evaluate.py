@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     """Handler: evaluate, print the table (or JSON), report where the files went."""
     from farm.errors import FarmError
     from farm.evaluation.evaluate import evaluate_files
+    from farm.evaluation.options import EvaluationOptions
 
     if args.max_events is not None and args.max_events < 4:
         raise FarmError(f"--max-events must be >= 4, got {args.max_events}")
@@ -73,24 +74,31 @@ def run(args: argparse.Namespace) -> int:
         raise FarmError(f"--subsample must be >= 2, got {args.subsample}")
     generated, geometry, model = _resolve_campaign(args.generated, args.geometry, args.model)
     args.geometry, args.model = geometry, model
-    result = evaluate_files(
-        generated,
-        args.reference,
-        geometry_name=args.geometry,
-        out_url=args.out,
+    labels = {"generated": args.generated, "reference": args.reference}
+    if model:
+        labels["model"] = model
+    if generated != args.generated:
+        labels["campaign"] = args.generated
+    options = EvaluationOptions(
         seed=args.seed,
         classifier=not args.no_classifier,
         max_events=args.max_events,
         stream=args.stream,
         subsample=args.subsample,
+        labels=labels,
     )
+    result = evaluate_files(generated, args.reference, args.geometry, args.out, options)
+    logged = ""
     if args.model:
         from farm import registry
+        from farm.evaluation.gates import judge
 
         mv = registry.log_evaluation(args.model, result.metrics, args.out)
-        logged = f"logged to {mv.name}/{mv.version} (run {mv.run_id})"
-    else:
-        logged = ""
+        verdict = judge(result, registry.gates(mv))
+        if args.out:
+            result.write(args.out)  # the report names the verdict
+        logged = f"logged to {mv.name}/{mv.version} (run {mv.run_id}); gates: {verdict}"
+        logged += "".join(f"\n  gate failed: {f}" for f in result.failures)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=float))
         return 0

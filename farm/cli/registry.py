@@ -115,10 +115,12 @@ def run_show(args: argparse.Namespace) -> int:
             table.add_row(k, f"{v:.6g}")
     gated = set(json.loads(info["tags"].get("farm.gates", "{}")))
     headline = {"auc_low", "auc_high", "fpd", "kpd", "sep_mean", "sep_max", "sep/e_ratio"}
-    for k, v in sorted(info["tags"].items()):
-        if k.startswith("eval.") and k[5:] in headline | gated:
-            table.add_row(k, v)
-    shown = sum(1 for k in info["tags"] if k.startswith("eval."))
+    evaluated = {k: v for k, v in info["metrics"].items() if k.startswith("eval.")}
+    for k, v in sorted(evaluated.items()):
+        if k[5:] in headline | gated:
+            floor = info["metrics"].get(f"eval_floor.{k[5:]}")
+            table.add_row(k, f"{v:.4g}" + ("" if floor is None else f"  (floor {floor:.4g})"))
+    shown = len(evaluated)
     if shown:
         table.caption = f"{shown} evaluation metrics in all: farm registry show {args.ref} --json"
     out.print(table)
@@ -130,7 +132,7 @@ def run_show(args: argparse.Namespace) -> int:
     out.print("model: " + json.dumps({k: config.get(k) for k in ("network", "process", "sampler")}))
     gates = json.loads(info["tags"].get("farm.gates", "{}"))
     if gates:
-        failures = registry.gate_failures(info["tags"])
+        failures = registry.gate_failures(registry.resolve(args.ref))
         out.print(
             f"gates: {json.dumps(gates)} -> "
             + ("[green]pass[/]" if not failures else f"[red]{'; '.join(failures)}[/]")

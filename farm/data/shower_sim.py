@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from farm.data.geometry import CaloGeometry
 from farm.errors import FarmError
+from farm.geometry import CaloGeometry
 
 # Bumped when the same seed gives different showers: 2 = continuous deposits (Dirichlet spot
 # energies, per-voxel sampling fluctuations); 1 = equal-energy spots (a lattice of deposits).

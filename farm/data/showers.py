@@ -10,7 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from farm import store
-from farm.data.shower_sim import check_energies, incident_energies, simulate_showers
+from farm.data.shower_sim import (
+    SIMULATOR_VERSION,
+    check_energies,
+    incident_energies,
+    simulate_showers,
+)
 from farm.formats.files import EXTENSION, check_formats
 from farm.geometry import CaloGeometry, load_geometry
 from farm.sharding import Plan, Shard, check_output_record, run_shards
@@ -47,7 +52,12 @@ def _write_shard(
     from farm.formats.showers_parquet import write_showers_parquet
 
     showers, e_inc = simulate_shard(geometry, shard, energies)
-    meta = {"seed": shard.plan_seed, "shard": shard.id, "simulator": "farm.data.shower_sim"}
+    meta = {
+        "seed": shard.plan_seed,
+        "shard": shard.id,
+        "simulator": "farm.data.shower_sim",
+        "simulator_version": SIMULATOR_VERSION,
+    }
     urls = []
     for fmt in formats:
         url = shard_url(out_url, geometry.name, shard.id, fmt)
@@ -93,6 +103,7 @@ def generate_showers(
         "shard_size": shard_size,
         "energies": energies,
         "simulator": "farm.data.shower_sim",
+        "simulator_version": SIMULATOR_VERSION,
     }
     check_output_record(store.join(out_url, RECORD), record)
     todo = [

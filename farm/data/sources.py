@@ -11,7 +11,7 @@ import numpy as np
 from farm import store
 from farm.cards import ModelCard
 from farm.data.jets import JetGenConfig, generate_jets_sharded
-from farm.data.shower_sim import energy_range
+from farm.data.shower_sim import SIMULATOR_VERSION, energy_range
 from farm.data.showers import simulate_in_memory
 from farm.data.splits import split_indices
 from farm.errors import FarmError
@@ -34,6 +34,7 @@ def load_showers(spec: SimulatedShowersData | CaloChallengeData) -> ShowerSample
             "seed": spec.seed,
             "energies": spec.energies,
             "simulator": "farm.data.shower_sim",
+            "simulator_version": SIMULATOR_VERSION,
             "e_inc_range": [min(spec.energies), max(spec.energies)]
             if spec.energies
             else list(energy_range(geometry)),
@@ -123,7 +124,8 @@ def reference_sample(
     card: ModelCard, ref: str, source: str, events: int | None, seed: int
 ) -> ShowerSample | JetSample:
     """The reference events whose truth conditions a sample reproduces: the model's held-out test
-    split (`source` = 'test', rebuilt from its card's data spec and split) or a file's events."""
+    split (`source` = 'test', rebuilt from its card's data spec and split) or a file's events.
+    """
     if source == "test":
         try:
             data_spec = card.data_spec(ref)

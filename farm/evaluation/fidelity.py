@@ -32,7 +32,7 @@ from farm.evaluation import shower_features as sf
 from farm.evaluation.thresholds import default_threshold
 from farm.generation import NonFiniteOutput, SamplerSettings, shower_sample
 from farm.geometry import CaloGeometry
-from models.checkpoint import load_model
+from models.loading import load_model
 
 PREFIX = "fidelity."
 
@@ -60,7 +60,12 @@ def separation_scores(
     gen = sf.shower_features(generated, e_inc, geometry, threshold_mev)
     with warnings.catch_warnings():  # deliberately small samples: ranking, not publication
         warnings.simplefilter("ignore", M.SmallSampleWarning)
-        seps = {k: M.separation_power(ref[k], gen[k], seed=seed, n_bootstrap=2)[0] for k in ref}
+        seps = {
+            k: M.separation_power(
+                ref[k], gen[k], seed=seed, n_bootstrap=2, scale=sf.histogram_scale(k)
+            )[0]
+            for k in ref
+        }
     return {
         **{f"sep/{k}": v for k, v in seps.items()},
         "sep_mean": float(np.mean(list(seps.values()))),
@@ -92,7 +97,8 @@ class FidelityScorer:
 
     def __call__(self, checkpoint_dir: str, showers: np.ndarray, e_inc: np.ndarray) -> dict:
         """fidelity.* metrics of the checkpoint: `events` showers generated for a seeded subset
-        of the validation energies, against the validation showers of the same events."""
+        of the validation energies, against the validation showers of the same events.
+        """
         t0 = time.perf_counter()
         e_inc = np.asarray(e_inc, dtype=np.float64).reshape(-1)
         n = min(self.events, len(e_inc))

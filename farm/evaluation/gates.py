@@ -55,3 +55,11 @@ def verdict(gates: Mapping[str, Gate], metrics: Mapping[str, float]) -> Verdict:
     if not gates:
         return "ungated"
     return "fail" if gate_failures(gates, metrics) else "pass"
+
+
+def judge(result, gates: Mapping[str, Gate], hint: str = "farm evaluate --model") -> Verdict:
+    """Check an EvaluationResult against gates, record the verdict on it and return it."""
+    values = result.values()
+    outcome = verdict(gates, values)
+    result.set_verdict(outcome, gate_failures(gates, values, hint))
+    return outcome

@@ -20,9 +20,30 @@ SHOWER_LABELS = {
 }
 
 
-def _save(out_url: str, name: str, fig, written: list[str]) -> None:
-    P.save_png(fig, store.join(out_url, name))
-    written.append(name)
+class _Writer:
+    """Writes the figures of one evaluation, each captioned with what it compares."""
+
+    def __init__(self, out_url: str, details: dict):
+        self.out_url = out_url
+        self.caption = caption(details)
+        self.written: list[str] = []
+
+    def save(self, name: str, fig) -> None:
+        P.annotate(fig, self.caption)
+        P.save_png(fig, store.join(self.out_url, name))
+        self.written.append(name)
+
+
+def caption(details: dict) -> str:
+    """What a figure compares: geometry or jets, events per sample, model and campaign."""
+    n = details.get("n_compared")
+    parts = [details.get("geometry") or f"{details.get('n_particles', '?')}-particle jets"]
+    if n is not None:
+        parts.append(f"{n:,} reference (half A) vs {n:,} generated events")
+    for key in ("model", "campaign"):
+        if details.get(key):
+            parts.append(f"{key} {details[key]}")
+    return " · ".join(parts)
 
 
 def _peak_layer(geometry: CaloGeometry, feats: dict[str, np.ndarray]) -> int:
@@ -39,35 +60,22 @@ def shower_plots(
     spectrum_edges: np.ndarray,
     seps: dict[str, tuple[float, float]],
     geometry: CaloGeometry,
+    details: dict,
 ) -> list[str]:
     """Histograms, layer profiles, average showers and energy summaries; returns file names."""
     a, g = feats["a"], feats["g"]
-    written: list[str] = []
-    _save(
-        out_url,
-        "e_ratio.png",
-        P.histogram_figure(a["e_ratio"], g["e_ratio"], "$E_{tot}/E_{inc}$"),
-        written,
-    )
-    _save(
-        out_url,
+    out = _Writer(out_url, details)
+    out.save("e_ratio.png", P.histogram_figure(a["e_ratio"], g["e_ratio"], "$E_{tot}/E_{inc}$"))
+    out.save(
         "voxel_spectrum.png",
         P.histogram_figure(
             spectra["a"], spectra["g"], "voxel energy [MeV]", bins=spectrum_edges, logy=True
         ),
-        written,
     )
-    _save(
-        out_url,
-        "average_shower.png",
-        P.average_shower_figure(parts["a"][0], parts["g"][0], geometry),
-        written,
-    )
-    _save(
-        out_url,
+    out.save("average_shower.png", P.average_shower_figure(parts["a"][0], parts["g"][0], geometry))
+    out.save(
         "e_ratio_vs_e_inc.png",
         P.energy_summary_figure(a["e_ratio"], parts["a"][1], g["e_ratio"], parts["g"][1]),
-        written,
     )
     layers = [layer.index for layer in geometry.active_layers]
     for family in ("e_layer", "width_r", "occupancy"):
@@ -81,14 +89,14 @@ def shower_plots(
             SHOWER_LABELS[family],
             {f"{family}_{i}": seps[f"{family}_{i}"] for i in layers if f"{family}_{i}" in seps},
         )
-        _save(out_url, f"profile_{family}.png", fig, written)
+        out.save(f"profile_{family}.png", fig)
     i = _peak_layer(geometry, a)
     for family in ("e_layer", "ec_x", "width_x", "width_r"):
         key = f"{family}_{i}"
         if key in a:
             fig = P.histogram_figure(a[key], g[key], SHOWER_LABELS[family], title=f"layer {i}")
-            _save(out_url, f"{key}.png", fig, written)
-    return written
+            out.save(f"{key}.png", fig)
+    return out.written
 
 
 JET_LABELS = {
@@ -103,19 +111,15 @@ JET_LABELS = {
 }
 
 
-def jet_plots(out_url: str, feats: dict[str, dict[str, np.ndarray]], mass_units: str) -> list[str]:
+def jet_plots(out_url: str, feats: dict[str, dict[str, np.ndarray]], details: dict) -> list[str]:
     """Jet mass, jet-level and constituent distributions with ratio panels; returns file names."""
     a, g = feats["a"], feats["g"]
-    written: list[str] = []
+    mass_units = details["mass_units"]
+    out = _Writer(out_url, details)
     unit = "[GeV]" if mass_units == "GeV" else "/ $p_T^{jet}$"
-    _save(
-        out_url,
-        "jet_mass.png",
-        P.histogram_figure(a["mass"], g["mass"], f"jet mass {unit}"),
-        written,
-    )
+    out.save("jet_mass.png", P.histogram_figure(a["mass"], g["mass"], f"jet mass {unit}"))
     for key, label in JET_LABELS.items():
         bins = np.arange(-0.5, a[key].max() + 1.5) if key == "n_constituents" else None
         fig = P.histogram_figure(a[key], g[key], label, bins=bins, logy=key == "pt_rel")
-        _save(out_url, f"{key}.png", fig, written)
-    return written
+        out.save(f"{key}.png", fig)
+    return out.written

@@ -22,7 +22,7 @@ REF_COLOR, GEN_COLOR = "#5790fc", "#e42536"
 
 
 def use_style() -> None:
-    """mplhep's CMS style if available (matplotlib defaults otherwise)."""
+    """Mplhep's CMS style if available (matplotlib defaults otherwise)."""
     try:
         import mplhep
 
@@ -40,6 +40,26 @@ def save_png(fig: plt.Figure, url: str, dpi: int = 100) -> str:
     return url
 
 
+def annotate(fig: plt.Figure, caption: str) -> None:
+    """State what a figure shows (sample sizes, geometry, model) in small print at its foot."""
+    if caption:
+        fig.text(0.01, 0.005, caption, fontsize=9, color="0.35", ha="left", va="bottom")
+
+
+RATIO_RANGE = (0.5, 1.5)  # the ratio panel's range unless points lie outside it
+RATIO_MAX = 10.0  # the largest ratio the panel stretches to; beyond, points are marked at the edge
+
+
+def ratio_limits(ratio: np.ndarray) -> tuple[float, float]:
+    """The ratio panel's y range: 0.5-1.5, widened to the finite ratios (at most 0-10)."""
+    finite = ratio[np.isfinite(ratio)]
+    lo, hi = RATIO_RANGE
+    if finite.size:
+        lo = max(0.0, min(lo, float(finite.min()) * 0.9))
+        hi = min(RATIO_MAX, max(hi, float(finite.max()) * 1.1))
+    return lo, hi
+
+
 def histogram_figure(
     reference: np.ndarray,
     generated: np.ndarray,
@@ -52,7 +72,9 @@ def histogram_figure(
     """Normalised histograms of a feature with a generated/reference ratio panel.
 
     Bands: Poisson uncertainty of the reference (shaded) and of the generated (error bars).
-    Entries outside the reference range count in the edge bins, as in separation_power.
+    Entries outside the reference range count in the edge bins (the plot shows every event;
+    separation_power leaves them out). The ratio panel widens to show excesses up to 10x and
+    marks points beyond its range with arrows at the edge.
     """
     use_style()
     edges = histogram_edges(reference, bins)
@@ -64,10 +86,19 @@ def histogram_figure(
         2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05}, figsize=(7, 7)
     )
     ax.stairs(d_ref, edges, color=REF_COLOR, linewidth=1.5, label=labels[0])
-    ax.stairs(d_ref + e_ref, edges, baseline=d_ref - e_ref, fill=True, color=REF_COLOR, alpha=0.35)
+    ax.stairs(
+        d_ref + e_ref,
+        edges,
+        baseline=np.clip(d_ref - e_ref, 0, None),
+        fill=True,
+        color=REF_COLOR,
+        alpha=0.35,
+        label="reference Poisson unc.",
+    )
     ax.stairs(d_gen, edges, color=GEN_COLOR, linewidth=2, label=labels[1])
     centres = 0.5 * (edges[1:] + edges[:-1])
-    ax.errorbar(centres, d_gen, yerr=e_gen, fmt="none", ecolor=GEN_COLOR, linewidth=1)
+    lower = np.minimum(e_gen, d_gen)  # never below zero entries
+    ax.errorbar(centres, d_gen, yerr=[lower, e_gen], fmt="none", ecolor=GEN_COLOR, linewidth=1)
     ax.set_ylabel("normalised entries")
     if logy:
         ax.set_yscale("log")
@@ -85,9 +116,21 @@ def histogram_figure(
         r_ref = np.where(d_ref > 0, e_ref / d_ref, np.nan)
         r_gen = np.where(d_ref > 0, e_gen / d_ref, np.nan)
     rax.stairs(1 + r_ref, edges, baseline=1 - r_ref, fill=True, color=REF_COLOR, alpha=0.3)
-    rax.errorbar(centres, ratio, yerr=r_gen, fmt="o", markersize=3, color=GEN_COLOR)
+    lo, hi = ratio_limits(ratio)
+    inside = (ratio >= lo) & (ratio <= hi)
+    rax.errorbar(
+        centres[inside],
+        ratio[inside],
+        yerr=r_gen[inside],
+        fmt="o",
+        markersize=3,
+        color=GEN_COLOR,
+    )
+    above, below = ratio > hi, ratio < lo
+    rax.plot(centres[above], np.full(above.sum(), hi), "^", color=GEN_COLOR, markersize=6)
+    rax.plot(centres[below], np.full(below.sum(), lo), "v", color=GEN_COLOR, markersize=6)
     rax.axhline(1.0, color="k", linewidth=1)
-    rax.set_ylim(0.5, 1.5)
+    rax.set_ylim(lo, hi)
     rax.set_ylabel("gen / ref", fontsize=13)
     rax.set_xlabel(xlabel)
     fig.subplots_adjust(left=0.17, right=0.96, top=0.93, bottom=0.11)
@@ -102,7 +145,10 @@ def layer_profile_figure(
     ylabel: str,
     separation: dict[str, tuple[float, float]] | None = None,
 ) -> plt.Figure:
-    """Mean ± std of `family_{layer}` per layer (ref vs gen), with separation power and floor."""
+    """Median and central 68% (16th-84th percentile) of `family_{layer}` per layer (ref vs gen),
+    with separation power and floor; the bands never extend past the data (no negative
+    energies).
+    """
     use_style()
     keys = [f"{family}_{i}" for i in layers if f"{family}_{i}" in reference]
     idx = [int(k.rsplit("_", 1)[1]) for k in keys]
@@ -115,9 +161,15 @@ def layer_profile_figure(
         (reference, REF_COLOR, "reference", -0.15),
         (generated, GEN_COLOR, "generated", 0.15),
     ):
-        mean = [data[k].mean() for k in keys]
-        std = [data[k].std() for k in keys]
-        ax.errorbar(np.asarray(idx) + shift, mean, yerr=std, fmt="o", color=color, label=label)
+        q16, q50, q84 = np.array([np.percentile(data[k], [16, 50, 84]) for k in keys]).T
+        ax.errorbar(
+            np.asarray(idx) + shift,
+            q50,
+            yerr=[q50 - q16, q84 - q50],
+            fmt="o",
+            color=color,
+            label=f"{label} (median, 16-84%)",
+        )
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=12)
     if separation:
@@ -207,7 +259,9 @@ def energy_summary_figure(
     gen_e_inc: np.ndarray,
     ylabel: str = "$E_{tot}/E_{inc}$",
 ) -> plt.Figure:
-    """Mean (markers) and std (error bars) of a per-event quantity in bins of incident energy."""
+    """Mean (markers) and standard deviation (bars, clipped at 0) of a per-event quantity in
+    bins of incident energy, and the relative spread std / mean.
+    """
     use_style()
     edges = energy_bins(np.concatenate([ref_e_inc, gen_e_inc]))
     centres = np.sqrt(edges[1:] * edges[:-1])
@@ -224,7 +278,10 @@ def energy_summary_figure(
             for b in range(len(centres))
         ]
         mean, std = np.asarray(stats).T
-        ax.errorbar(centres * shift, mean, yerr=std, fmt="o", color=color, label=label)
+        yerr = [np.minimum(std, mean), std]
+        ax.errorbar(
+            centres * shift, mean, yerr=yerr, fmt="o", color=color, label=f"{label}: mean ± std"
+        )
         sax.plot(centres, std / mean, "o-", color=color, label=label)
     ax.set_xscale("log")
     ax.set_ylabel(ylabel)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import time
 from dataclasses import dataclass, field
 
 from farm import store
@@ -21,6 +22,7 @@ HEADLINE = (
     "sep_max",
     "sep_voxel_spectrum",
     "w1m",
+    "w1m_gev",
     "w1p",
 )
 
@@ -29,7 +31,7 @@ def _fmt(value: float | None, error: float | None = None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     text = f"{value:.4g}"
-    if error is not None and not math.isnan(error):
+    if error is not None and not math.isnan(error) and error > 0:
         text += f" ± {error:.2g}"
     return text
 
@@ -49,6 +51,8 @@ class EvaluationResult:
     notes: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
     out_url: str | None = None
+    verdict: str | None = None  # pass | fail | ungated, once gates were checked
+    failures: list[str] = field(default_factory=list)
 
     def add(
         self,
@@ -61,6 +65,14 @@ class EvaluationResult:
         entry = {"value": float(value[0]), "error": float(value[1])}
         if floor is not None:
             entry["floor"], entry["floor_error"] = float(floor[0]), float(floor[1])
+        entry.update(extra)
+        self.metrics[name] = entry
+
+    def add_summary(self, name: str, value: float, floor: float | None = None, **extra) -> None:
+        """Record a metric that has no error of its own (a mean or maximum over metrics)."""
+        entry = {"value": float(value), "error": None}
+        if floor is not None:
+            entry["floor"], entry["floor_error"] = float(floor), None
         entry.update(extra)
         self.metrics[name] = entry
 
@@ -87,13 +99,24 @@ class EvaluationResult:
             )
         return rows
 
+    def values(self) -> dict[str, float]:
+        """Metric name -> value (what gates are checked against)."""
+        return {name: m["value"] for name, m in self.metrics.items()}
+
+    def set_verdict(self, verdict: str, failures: list[str]) -> None:
+        """Record the gates' verdict (rewrite the report with `write` to show it)."""
+        self.verdict, self.failures = verdict, list(failures)
+
     def to_dict(self) -> dict:
+        """The result as JSON-able data (metrics.json)."""
         return {
             "kind": self.kind,
             "metrics": self.metrics,
             "details": self.details,
             "notes": self.notes,
             "plots": self.plots,
+            "verdict": self.verdict,
+            "failures": self.failures,
         }
 
     def to_json(self) -> str:
@@ -102,8 +125,32 @@ class EvaluationResult:
     def write(self, out_url: str) -> None:
         """Write metrics.json and report.html under out_url (plots already written there)."""
         self.out_url = out_url
+        self.details.setdefault("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
         store.write_text(store.join(out_url, "metrics.json"), self.to_json() + "\n")
         store.write_text(store.join(out_url, "report.html"), render_html(self))
+
+
+REPORT_FIRST = (
+    "model",
+    "campaign",
+    "generated",
+    "reference",
+    "geometry",
+    "n_reference",
+    "n_generated",
+    "n_compared",
+    "date",
+)
+REPORT_NAMES = {
+    "n_reference": "reference events",
+    "n_generated": "generated events",
+    "n_compared": "events per compared sample (half B and G)",
+    "threshold_mev": "voxel threshold [MeV]",
+}
+
+
+def _detail(value) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def render_html(result: EvaluationResult) -> str:
@@ -113,11 +160,22 @@ def render_html(result: EvaluationResult) -> str:
         "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
         for row in result.table(full=False, worst=15)
     )
+    shown = [k for k in REPORT_FIRST if k in result.details]
+    shown += [
+        k for k in result.details if k not in shown and not isinstance(result.details[k], dict)
+    ]
     details = "".join(
-        f"<li><b>{esc(str(k))}</b>: {esc(str(v))}</li>"
-        for k, v in result.details.items()
-        if not isinstance(v, dict)
+        f"<li><b>{esc(REPORT_NAMES.get(k, k))}</b>: {esc(_detail(result.details[k]))}</li>"
+        for k in shown
     )
+    verdict = ""
+    if result.verdict:
+        color = {"pass": "#1a7f37", "fail": "#cf222e"}.get(result.verdict, "#9a6700")
+        failed = "".join(f"<li>{esc(f)}</li>" for f in result.failures)
+        verdict = (
+            f'<p style="font-size:1.3em">gates: <b style="color:{color}">{esc(result.verdict)}</b>'
+            f"</p>{'<ul>' + failed + '</ul>' if failed else ''}"
+        )
     notes = "".join(f"<li>{esc(n)}</li>" for n in result.notes)
     images = "\n".join(
         f'<figure><img src="{esc(p)}" alt="{esc(p)}"><figcaption>{esc(p)}</figcaption></figure>'
@@ -132,10 +190,13 @@ th {{ background: #eee; }} figure {{ display: inline-block; margin: 6px; }}
 img {{ max-width: 440px; }} figcaption {{ font-size: small; color: #555; }}
 </style></head><body>
 <h1>farm evaluation: {esc(result.kind)}</h1>
+{verdict}
 <ul>{details}</ul>
 <h2>Metrics</h2>
 <p>value: generated vs reference half A; floor: reference half B vs half A (same sizes).
-All metrics: 0 (AUC: 0.5) for indistinguishable samples. Full list in metrics.json.</p>
+All metrics: 0 (AUC: 0.5) for indistinguishable samples. ± is the metric's bootstrap standard
+deviation (classifier AUCs: its standard error); means and maxima over features carry none.
+Full list in metrics.json.</p>
 <table><tr><th>metric</th><th>value</th><th>floor (ref vs ref)</th></tr>
 {rows}
 </table>

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from farm.data.geometry import CaloGeometry
 from farm.errors import FarmError
+from farm.geometry import CaloGeometry
 
 _EPS = 1e-16  # the challenge's guard against empty layers
 

@@ -24,163 +24,19 @@ split and the row labels, and the histograms (about 100 kB per feature and sampl
 from __future__ import annotations
 
 import os
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
-from farm.errors import FarmError
+from farm.evaluation import core
 from farm.evaluation import metrics as M
 from farm.evaluation import shower_features as sf
+from farm.evaluation.options import EvaluationOptions
 from farm.evaluation.report import EvaluationResult
+from farm.formats.shower_rows import ShowerSource, default_chunk_rows
 from farm.geometry import CaloGeometry, load_geometry
 
-CHUNK_BYTES = 64 << 20  # showers per chunk: at most this many bytes of float32 voxels
 SUBSAMPLE_EVENTS = 50_000  # events per part for FPD/KPD/classifiers/plots, at most ...
 SUBSAMPLE_BYTES = 1 << 30  # ... and at most this many bytes of float32 showers for all parts
-PARTS = ("a", "b", "g")
-
-
-# --------------------------------------------------------------------------- files
-
-
-@dataclass(frozen=True)
-class ShowerFile:
-    """One CaloChallenge HDF5 or farm showers Parquet file, known from its metadata only."""
-
-    url: str
-    n: int
-    n_voxels: int
-    geometry: str  # recorded in Parquet metadata; '' for HDF5
-
-
-def inspect_file(url: str) -> ShowerFile:
-    """Row count, voxel count and recorded geometry of a shower file without reading its data."""
-    if url.endswith(".parquet"):
-        from farm.formats.showers_parquet import _parquet_file, metadata
-
-        pf, handle = _parquet_file(url)
-        try:
-            n_voxels = pf.schema_arrow.field("showers").type.list_size
-            meta = metadata(pf.schema_arrow)
-            return ShowerFile(url, pf.metadata.num_rows, n_voxels, meta.get("geometry", ""))
-        finally:
-            handle.close()
-    from farm.formats.calochallenge import _datasets, _open
-
-    with _open(url) as f:
-        s_ds, _, n = _datasets(f, url, None)
-        return ShowerFile(url, n, s_ds.shape[1], "")
-
-
-def read_file_rows(
-    f: ShowerFile, wanted: np.ndarray, chunk_rows: int
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(local rows, showers, e_inc) of the wanted rows (bool mask over the file), in order.
-
-    Parquet: only row groups holding wanted rows are read. HDF5: slices of chunk_rows rows, read
-    whole when at least a quarter of their rows are wanted, else row by row (h5py selection).
-    """
-    if f.url.endswith(".parquet"):
-        from farm.formats.showers_parquet import COLUMNS, _batch_arrays, _parquet_file
-
-        pf, handle = _parquet_file(f.url)
-        try:
-            start = 0
-            for g in range(pf.metadata.num_row_groups):
-                n = pf.metadata.row_group(g).num_rows
-                sel = np.flatnonzero(wanted[start : start + n])
-                if sel.size:
-                    data = _batch_arrays(pf.read_row_group(g, columns=list(COLUMNS)))
-                    for lo in range(0, sel.size, chunk_rows):
-                        idx = sel[lo : lo + chunk_rows]
-                        yield start + idx, data["showers"][idx], data["incident_energy"][idx]
-                start += n
-        finally:
-            handle.close()
-        return
-    from farm.formats.calochallenge import _datasets, _open, _read_rows
-
-    with _open(f.url) as h5:
-        s_ds, e_ds, n = _datasets(h5, f.url, None)
-        for start in range(0, n, chunk_rows):
-            stop = min(start + chunk_rows, n)
-            sel = np.flatnonzero(wanted[start:stop])
-            if not sel.size:
-                continue
-            if sel.size * 4 >= stop - start:
-                showers, e_inc = _read_rows(s_ds, e_ds, start, stop, f.url, np.float32)
-                yield start + sel, showers[sel], e_inc[sel]
-                continue
-            rows = start + sel
-            try:
-                showers = np.asarray(s_ds[rows], dtype=np.float32)
-                e_inc = np.asarray(e_ds[rows], dtype=np.float64).reshape(-1)
-            except (OSError, ValueError, RuntimeError) as exc:
-                raise FarmError(
-                    f"{f.url}: cannot read rows near {start}, file corrupt ({exc})"
-                ) from None
-            yield rows, showers, e_inc
-
-
-class ShowerSource:
-    """Shower files (one, or a folder of shards) seen as one sample with global row numbers."""
-
-    def __init__(self, url: str, geometry: CaloGeometry | None = None):
-        from farm.evaluation.evaluate import data_files
-
-        self.url = url
-        self.files = [inspect_file(u) for u in data_files(url)]
-        voxels = {f.n_voxels for f in self.files}
-        if len(voxels) > 1:
-            raise FarmError(f"{url}: files with different voxel counts {sorted(voxels)}")
-        names = {f.geometry for f in self.files if f.geometry}
-        if len(names) > 1:
-            raise FarmError(f"{url}: files written for different geometries {sorted(names)}")
-        self.geometry_name = names.pop() if names else ""
-        self.n_voxels = voxels.pop()
-        if geometry is not None:
-            geometry.check_voxels(self.n_voxels, url)
-        self.offsets = np.cumsum([0] + [f.n for f in self.files])
-
-    @property
-    def n(self) -> int:
-        return int(self.offsets[-1])
-
-    @property
-    def nbytes(self) -> int:
-        """Size of all the showers as float32 in memory."""
-        return self.n * self.n_voxels * 4
-
-    def chunks(
-        self, wanted: np.ndarray, chunk_rows: int
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(global rows, showers, e_inc) of the wanted rows (bool mask over all rows), in order."""
-        for f, start in zip(self.files, self.offsets[:-1], strict=True):
-            mask = wanted[start : start + f.n]
-            if mask.any():
-                for rows, showers, e_inc in read_file_rows(f, mask, chunk_rows):
-                    yield start + rows, showers, e_inc
-
-    def take(
-        self, rows: np.ndarray, chunk_rows: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(showers, e_inc) of the given global rows, in the given order; reads only those."""
-        rows = np.asarray(rows, dtype=np.int64)
-        wanted = np.zeros(self.n, dtype=bool)
-        wanted[rows] = True
-        slot = np.full(self.n, -1, dtype=np.int64)
-        slot[rows] = np.arange(rows.size)
-        showers = np.empty((rows.size, self.n_voxels), dtype=np.float32)
-        e_inc = np.empty(rows.size, dtype=np.float64)
-        for got, s, e in self.chunks(wanted, chunk_rows or default_chunk_rows(self.n_voxels)):
-            showers[slot[got]], e_inc[slot[got]] = s, e
-        return showers, e_inc
-
-
-def default_chunk_rows(n_voxels: int) -> int:
-    return max(1, CHUNK_BYTES // (4 * n_voxels))
 
 
 def default_subsample(n_voxels: int) -> int:
@@ -190,7 +46,8 @@ def default_subsample(n_voxels: int) -> int:
 
 def stream_threshold_bytes() -> int:
     """Above this many bytes of showers (both samples, float32) farm evaluate streams by default:
-    FARM_EVAL_STREAM_BYTES, else a quarter of the physical memory (at most 8 GiB)."""
+    FARM_EVAL_STREAM_BYTES, else a quarter of the physical memory (at most 8 GiB).
+    """
     if os.environ.get("FARM_EVAL_STREAM_BYTES"):
         return int(float(os.environ["FARM_EVAL_STREAM_BYTES"]))
     try:
@@ -251,39 +108,25 @@ def evaluate_showers_stream(
     generated: ShowerSource,
     geometry: CaloGeometry | str,
     out_url: str | None = None,
-    seed: int = 0,
-    classifier: bool = True,
-    max_events: int | None = None,
-    threshold_mev: float | None = None,
-    classifier_kwargs: dict | None = None,
-    plots: bool = True,
-    metric_kwargs: dict[str, dict] | None = None,
-    subsample: int | None = None,
-    chunk_rows: int | None = None,
+    options: EvaluationOptions | None = None,
+    **option_fields,
 ) -> EvaluationResult:
     """evaluate_showers over files read chunk by chunk (see the module docstring for what is
-    exact and what is computed on a subsample). Arguments as evaluate_showers, plus `subsample`
-    (events per part for FPD/KPD/classifiers/plots; default_subsample) and `chunk_rows`."""
-    from farm.evaluation.evaluate import (
-        _collect_warnings,
-        _halves,
-        _limit,
-        _shower_distances_and_classifiers,
-        default_threshold,
-        spectrum_edges,
-        summarise_seps,
-    )
-
+    exact and what is computed on a subsample); `options.subsample` sets the events per part for
+    FPD/KPD/classifiers/plots (default_subsample), `options.chunk_rows` the showers per read.
+    """
+    options = options or EvaluationOptions(**option_fields)
+    seed = options.seed
     geometry = load_geometry(geometry) if isinstance(geometry, str) else geometry
     for name, src in (("reference", reference), ("generated", generated)):
         geometry.check_voxels(src.n_voxels, f"{name} {src.url}")
-    threshold = default_threshold(geometry) if threshold_mev is None else float(threshold_mev)
-    chunk = chunk_rows or default_chunk_rows(geometry.n_voxels)
-    cap = subsample or default_subsample(geometry.n_voxels)
+    threshold = core.threshold_of(geometry, options)
+    chunk = options.chunk_rows or default_chunk_rows(geometry.n_voxels)
+    cap = options.subsample or default_subsample(geometry.n_voxels)
     rng = np.random.default_rng(seed)
-    ref_idx = _limit(reference.n, max_events, rng)
-    gen_idx = _limit(generated.n, max_events, rng)
-    ia, ib, ig = _halves(len(ref_idx), len(gen_idx), rng)
+    ref_idx = core.limit(reference.n, options.max_events, rng)
+    gen_idx = core.limit(generated.n, options.max_events, rng)
+    ia, ib, ig = core.halves(len(ref_idx), len(gen_idx), rng)
     rows = {"a": ref_idx[ia], "b": ref_idx[ib], "g": gen_idx[ig]}
     sub_rows = {k: r[:cap] for k, r in rows.items()}
     label = {"ref": np.zeros(reference.n, np.int8), "gen": np.zeros(generated.n, np.int8)}
@@ -291,24 +134,19 @@ def evaluate_showers_stream(
     code = {"a": 1, "b": 2, "g": 3}
 
     result = EvaluationResult(kind="showers")
+    core.shower_details(result, geometry, threshold, len(ref_idx), len(gen_idx), len(ib), options)
     result.details.update(
-        geometry=geometry.name,
-        threshold_mev=threshold,
-        n_reference=len(ref_idx),
-        n_generated=len(gen_idx),
-        n_compared=len(ib),
-        seed=seed,
         streamed=True,
         chunk_rows=chunk,
         subsample=min(cap, len(ib)),
     )
 
     slot = {"ref": np.full(reference.n, -1, np.int64), "gen": np.full(generated.n, -1, np.int64)}
-    for p in PARTS:
+    for p in core.PARTS:
         slot["gen" if p == "g" else "ref"][sub_rows[p]] = np.arange(sub_rows[p].size)
     sub = {
         p: (np.empty((sub_rows[p].size, geometry.n_voxels), np.float32), np.empty(sub_rows[p].size))
-        for p in PARTS
+        for p in core.PARTS
     }
     names = {"ref": "reference", "gen": "generated"}
 
@@ -329,8 +167,7 @@ def evaluate_showers_stream(
                 sub[p][1][at[keep]] = e_inc[sel][keep]
                 yield p, showers[sel], e_inc[sel]
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", M.SmallSampleWarning)
+    with core.small_sample_notes(result):
         # pass 1: summaries of half A fix the bins (and A's subsample is copied)
         summaries: dict[str, M.FeatureSummary] = {}
         spec = _Range()
@@ -344,14 +181,14 @@ def evaluate_showers_stream(
         w1_edges = {
             k: M.fine_edges(summaries[k].lo, summaries[k].hi, sub_feats["a"][k]) for k in keys
         }
-        spec_edges = spectrum_edges(spec.lo.get("v", 0.0), spec.hi.get("v", 0.0), threshold)
+        spec_edges = core.spectrum_edges(spec.lo.get("v", 0.0), spec.hi.get("v", 0.0), threshold)
         # pass 2: histograms of A, B and G
-        hists = {p: _Histograms(sep_edges, w1_edges, spec_edges) for p in PARTS}
+        hists = {p: _Histograms(sep_edges, w1_edges, spec_edges) for p in core.PARTS}
         for which, wanted in (("ref", ("a", "b")), ("gen", ("g",))):
             for p, showers, e_inc in parts_of(which, wanted):
                 feats = sf.shower_features(showers, e_inc, geometry, threshold)
                 hists[p].fill(feats, sf.voxel_energies(showers, threshold))
-        a, b, g = (hists[p] for p in PARTS)
+        a, b, g = (hists[p] for p in core.PARTS)
         for p in ("b", "g"):
             sub_feats[p] = sf.shower_features(*sub[p], geometry, threshold)
         for h in hists.values():
@@ -384,7 +221,7 @@ def evaluate_showers_stream(
                 result.metrics[f"sep/{key}"]["value"],
                 result.metrics[f"sep/{key}"]["floor"],
             )
-        summarise_seps(result, seps)
+        core.summarise_seps(result, seps)
         M.warn_small(min(a.n_voxels, b.n_voxels, g.n_voxels), M.MIN_N_HISTOGRAM, "separation power")
         result.add(
             "sep_voxel_spectrum",
@@ -392,59 +229,20 @@ def evaluate_showers_stream(
             M.separation_power_counts(a.spectrum, b.spectrum, seed),
         )
         # subsample metrics, exactly as in memory on those events
-        _shower_distances_and_classifiers(
-            result, sub, sub_feats, geometry, seed, classifier, classifier_kwargs, metric_kwargs
-        )
-    _collect_warnings(result, caught)
+        core.add_shower_distances_and_classifiers(result, sub, sub_feats, geometry, options)
     if cap < len(ib):
         result.notes.append(
             f"streamed: histogram metrics use all {len(ib)} events per sample; FPD, KPD, "
             f"classifiers and plots a random subsample of {cap}"
         )
     if out_url is not None:
-        if plots:
+        if options.plots:
             from farm.evaluation.plot_sets import shower_plots
 
-            spectra = {p: sf.voxel_energies(sub[p][0], threshold) for p in PARTS}
+            spectra = {p: sf.voxel_energies(sub[p][0], threshold) for p in core.PARTS}
             spectra = {p: v if len(v) else np.zeros(1) for p, v in spectra.items()}
             result.plots = shower_plots(
-                out_url, sub, sub_feats, spectra, spec_edges, seps, geometry
+                out_url, sub, sub_feats, spectra, spec_edges, seps, geometry, result.details
             )
         result.write(out_url)
     return result
-
-
-def sources_for(
-    generated_url: str, reference_url: str, geometry_name: str | None
-) -> tuple[ShowerSource, ShowerSource, CaloGeometry]:
-    """Shower sources for two URLs and their geometry (given, or recorded in Parquet metadata)."""
-    geometry = load_geometry(geometry_name) if geometry_name else None
-    gen = ShowerSource(generated_url, geometry)
-    ref = ShowerSource(reference_url, geometry)
-    if geometry is None:
-        names = {n for n in (gen.geometry_name, ref.geometry_name) if n}
-        if len(names) != 1:
-            raise FarmError(
-                "cannot tell the showers' geometry: pass --geometry (ds1-photons, ds1-pions, "
-                "ds2, ds3)" + (f"; the files name {sorted(names)}" if names else "")
-            )
-        geometry = load_geometry(names.pop())
-        for src in (gen, ref):
-            geometry.check_voxels(src.n_voxels, src.url)
-    for name, src in (("generated", gen), ("reference", ref)):
-        if src.geometry_name and src.geometry_name != geometry.name:
-            raise FarmError(
-                f"{name} file was written for geometry {src.geometry_name!r}, not {geometry.name!r}"
-            )
-    return gen, ref, geometry
-
-
-__all__ = [
-    "ShowerFile",
-    "ShowerSource",
-    "evaluate_showers_stream",
-    "inspect_file",
-    "read_file_rows",
-    "sources_for",
-    "stream_threshold_bytes",
-]

@@ -69,13 +69,13 @@ def write_calochallenge(
 
 
 def attrs_of(f: h5py.File) -> dict:
-    """farm's `farm` attribute of an open CaloChallenge file ({} for files written elsewhere)."""
+    """Farm's `farm` attribute of an open CaloChallenge file ({} for files written elsewhere)."""
     raw = f.attrs.get(ATTRS_KEY)
     return json.loads(raw) if raw is not None else {}
 
 
 def read_attrs(url: str) -> dict:
-    """farm's `farm` attribute of a CaloChallenge file ({} for files written elsewhere)."""
+    """Farm's `farm` attribute of a CaloChallenge file ({} for files written elsewhere)."""
     with _open(url) as f:
         return attrs_of(f)
 

@@ -19,13 +19,19 @@ from farm.geometry import CaloGeometry, load_geometry
 from farm.samples import JetSample, JetTruth, Sample, ShowerSample
 
 
+def campaign_of(location: str) -> records.CampaignRecord | None:
+    """The campaign a location names by its id (None for files and folders)."""
+    if records.exists(location) and not store.exists(location):
+        return records.load(location)
+    return None
+
+
 def resolve(location: str) -> str:
     """The URL a location names: a campaign id becomes its output folder of shards."""
-    if records.exists(location) and not store.exists(location):
-        campaign = records.load(location)
-        fmt = "h5" if "h5" in campaign.job.formats else "parquet"
-        return campaign.path(fmt)
-    return location
+    campaign = campaign_of(location)
+    if campaign is None:
+        return location
+    return campaign.path("h5" if "h5" in campaign.job.formats else "parquet")
 
 
 def kind_of(location: str) -> str:
@@ -69,6 +75,9 @@ def read_showers(location: str, geometry: CaloGeometry | str | None = None) -> S
     from farm.formats.showers_parquet import read_showers_parquet
 
     urls = data_files(resolve(location))
+    campaign = campaign_of(location)
+    if geometry is None and campaign is not None:
+        geometry = campaign.geometry
     geo = shower_geometry(urls, geometry)
     showers, e_inc, ids = [], [], []
     for url in urls:

@@ -9,7 +9,8 @@ returned, written or scored.
 from __future__ import annotations
 
 from farm.generation.jets import jet_sample
-from farm.generation.settings import NonFiniteOutput, SamplerSettings, sample_like
+from farm.generation.like import sample_like
+from farm.generation.settings import NonFiniteOutput, SamplerSettings
 from farm.generation.showers import shower_sample
 
 __all__ = ["NonFiniteOutput", "SamplerSettings", "jet_sample", "sample_like", "shower_sample"]

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from farm.errors import FarmError
-from farm.evaluation.jet_features import jet_kinematics
 from farm.generation.settings import DEFAULT_SETTINGS, SamplerSettings, refuse_non_finite
+from farm.kinematics import jet_kinematics
 from farm.samples import JET_POINT_FEATURES, JetSample, JetTruth
 
 

@@ -48,17 +48,3 @@ def refuse_non_finite(what: str, *arrays: np.ndarray) -> None:
     bad = sum(int((~np.isfinite(a)).sum()) for a in arrays)
     if bad:
         raise NonFiniteOutput(f"the model produced {bad} non-finite {what} values")
-
-
-def sample_like(
-    model: Any, reference: Any, *, generator: torch.Generator, settings: SamplerSettings
-) -> Any:
-    """A generated sample with the reference's truth conditions (E_inc, or jet pT/eta/count)."""
-    from farm.generation.jets import jet_sample
-    from farm.generation.showers import shower_sample
-
-    if reference.kind == "jets":
-        return jet_sample(model, reference.truth(), generator=generator, settings=settings)
-    return shower_sample(
-        model, reference.e_inc, reference.geometry, generator=generator, settings=settings
-    )

@@ -72,7 +72,7 @@ def log_validation(
     """Generate for the first validation events' conditions; log plots and figures to the run."""
     if n_events <= 0:
         return
-    from models.checkpoint import load_model
+    from models.loading import load_model
 
     model = load_model(ckpt_dir)
     reference = val.subset(np.arange(min(n_events, len(val))))
@@ -112,7 +112,7 @@ def _log_showers(client, run_id: str, model, reference: ShowerSample, generator)
 def _log_jets(client, run_id: str, model, reference: JetSample, generator, seed: int) -> None:
     """JetNet metrics and plots of jets for the validation jets' (pT, eta, count)."""
     from farm.evaluation.evaluate import evaluate_jets
-    from farm.evaluation.jet_features import jet_kinematics
+    from farm.kinematics import jet_kinematics
 
     generated = jet_sample(model, reference.truth(), generator=generator)
     with tempfile.TemporaryDirectory() as tmp:

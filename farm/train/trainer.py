@@ -29,7 +29,8 @@ def build_trainer(
     worker: Callable[[dict[str, Any]], None] | None = None,
 ):
     """The TorchTrainer running `worker` (default train_worker) for a job; Ray Train restores
-    `run_name` if it exists under the storage."""
+    `run_name` if it exists under the storage.
+    """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 

@@ -118,9 +118,9 @@ def distill_worker(loop_config: dict[str, WorkerConfig]) -> None:
     """Ray Train worker of a distill job: rebuild the teacher from its files, models.distill."""
     import ray.train.torch
 
-    from models.checkpoint import load_model
     from models.config import OptimConfig
     from models.distill import DistillConfig, distill
+    from models.loading import load_model
 
     config = loop_config[CONFIG_KEY]
     _, train, val = _train_data(config)

@@ -9,34 +9,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from models.noise import rand, randn
+
+__all__ = ["Net", "ProbabilityFlow", "Process", "rand", "randn"]
+
 Net = Callable[[Tensor, Tensor, Tensor | None], Tensor]
-
-
-def randn(
-    shape: tuple[int, ...],
-    generator: torch.Generator | None,
-    like: Tensor | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> Tensor:
-    """Standard normal noise drawn from an injected generator (so (seed, shard) reproduces)."""
-    if like is not None:
-        device, dtype = like.device, like.dtype
-    if generator is not None:
-        device = generator.device
-    return torch.randn(shape, generator=generator, device=device, dtype=dtype)
-
-
-def rand(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
-    """Uniform [0, 1) noise from an injected generator, on `like`'s device and dtype."""
-    device = generator.device if generator is not None else like.device
-    return torch.rand(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
 
 
 @dataclass(frozen=True)
 class ProbabilityFlow:
     """A process's probability-flow ODE dx/dt = drift(x, t) (t a 0-dim float64 tensor) from
-    t_data (the data end) to t_prior, where x ~ N(0, prior_std^2 I); used for likelihoods."""
+    t_data (the data end) to t_prior, where x ~ N(0, prior_std^2 I); used for likelihoods.
+    """
 
     drift: Callable[[Tensor, Tensor], Tensor]
     t_data: float

@@ -19,7 +19,7 @@ from models.processes.sigma_samplers import SIGMA_SAMPLERS, run_sigma_sampler
 
 
 def _sigma_vec(sigma: Tensor | float, x: Tensor) -> Tensor:
-    """sigma as a float64 [B] tensor on x's device."""
+    """Sigma as a float64 [B] tensor on x's device."""
     sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device)
     return sigma.expand(x.shape[0]) if sigma.dim() == 0 else sigma
 

@@ -59,7 +59,8 @@ class RectifiedFlow(Process):
 
     def denoiser(self, net, cond: Tensor | None = None):
         """D(x, sigma, cond) in the EDM space x = x_t / t, sigma = (1 - t) / t (Karras et al. 2022
-        Sec. 4): t = 1 / (1 + sigma), D = x_t + (1 - t) v(x_t, t), the data prediction x1_hat."""
+        Sec. 4): t = 1 / (1 + sigma), D = x_t + (1 - t) v(x_t, t), the data prediction x1_hat.
+        """
 
         def fn(x: Tensor, sigma, c: Tensor | None = cond) -> Tensor:
             sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from models.processes.base import randn
+from models.noise import randn
 from models.samplers.ode import rk45_solve
 
 Denoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]

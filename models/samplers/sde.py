@@ -15,7 +15,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from models.processes.base import randn
+from models.noise import randn
 from models.samplers.ode import rk45_solve
 
 Score = Callable[[Tensor, Tensor, Tensor | None], Tensor]

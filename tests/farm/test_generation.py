@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from farm.errors import FarmError
-from farm.evaluation.jet_features import jet_kinematics
 from farm.generation import NonFiniteOutput, jet_sample, shower_sample
 from farm.geometry import load_geometry
+from farm.kinematics import jet_kinematics
 from farm.samples import JetSample, JetTruth
 from models.config import ModelConfig
 from models.generative import GenerativeModel

@@ -6,8 +6,8 @@ import torch
 
 from farm import registry
 from farm.data.sources import reference_sample
-from farm.evaluation.jet_features import jet_kinematics
 from farm.generation import SamplerSettings, sample_like
+from farm.kinematics import jet_kinematics
 from farm.specs import parse_job
 from farm.train import run_training
 

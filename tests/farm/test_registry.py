@@ -61,13 +61,15 @@ def test_list_and_show(registered):
 def test_promotion_gates(registered):
     with pytest.raises(FarmError, match="fails its promotion gates: sep/e_ratio: not evaluated"):
         registry.promote("reg-test", "1", "production")
-    registry.record_evaluation("reg-test/1", {"sep/e_ratio": 0.2})
+    registry.log_evaluation("reg-test/1", {"sep/e_ratio": {"value": 0.2, "floor": 0.01}})
     with pytest.raises(FarmError, match=r"sep/e_ratio = 0.2 > max 0.05"):
         registry.promote("reg-test", "1", "production")
     mv = registry.promote("reg-test", "1", "production", force_reason="accepted for a test")
     assert "production" in mv.aliases
     assert mv.tags["farm.forced.production"] == "accepted for a test"
-    registry.record_evaluation("reg-test/1", {"sep/e_ratio": 0.01})
+    registry.log_evaluation("reg-test/1", {"sep/e_ratio": {"value": 0.01}})
+    assert registry.evaluation(registry.resolve("reg-test/1")) == {"sep/e_ratio": 0.01}
+    assert not any(k.startswith("eval.") for k in registry.resolve("reg-test/1").tags)
     assert "staging" in registry.promote("reg-test", "1", "staging").aliases
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from farm.evaluation.fidelity import FidelityScorer, energy_features, separation_scores
 
 from farm import registry
 from farm.cli import main
 from farm.data.shower_sim import simulate_showers
 from farm.errors import FarmError
+from farm.evaluation.fidelity import FidelityScorer, energy_features, separation_scores
 from farm.evaluation.shower_features import shower_features
 from farm.geometry import load_geometry
 from farm.specs import load_job, parse_job, resolved
@@ -280,7 +280,9 @@ def test_a_fidelity_objective_is_scored_in_the_workers_and_stops_the_diverging_t
     assert c.get_metric_history(good_run, "fidelity.sep/width_r_1")
     parent = c.get_run(result.parent_run_id)
     assert parent.data.params["fidelity.events"] == "200"
-    assert parent.data.metrics["best_fidelity.sep_mean"] == pytest.approx(good.metrics["fidelity.sep_mean"])
+    assert parent.data.metrics["best_fidelity.sep_mean"] == pytest.approx(
+        good.metrics["fidelity.sep_mean"]
+    )
     mv = registry.resolve("tiny-tune@candidate")
     assert mv.tags["farm.tune.trial"] == good.trial_id
     header = (farm_home / "tune" / result.search_id / "trials.csv").read_text().splitlines()[0]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.checkpoint import load_model, save_model
+from models.checkpoint import save_model
 from models.config import ModelConfig
 from models.generative import GenerativeModel
+from models.loading import load_model
 
 MLP = {"kind": "mlp", "width": 16, "depth": 1, "embed_dim": 8}
 CASES = {

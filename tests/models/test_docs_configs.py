@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from models.checkpoint import build_model
 from models.config import OptimConfig, TwoStageConfig, parse_model_config, with_geometry
 from models.distill import DistillConfig
+from models.loading import build_model
 
 DS1_PHOTONS = [(1, 8), (10, 16), (10, 19), (1, 5), (1, 5)]
 DS2 = [(16, 9)] * 45

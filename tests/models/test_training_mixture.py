@@ -8,9 +8,9 @@ import shutil
 import pytest
 import torch
 
-from models.checkpoint import load_model
 from models.config import ModelConfig, OptimConfig
 from models.distill import DistillConfig, distill
+from models.loading import load_model
 from models.training import TrainData, fit
 
 WEIGHT = 0.7  # of the mode at x0 = +2

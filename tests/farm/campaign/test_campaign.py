@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -190,6 +191,65 @@ def test_h5_output_readable_by_h5py_alone(in_store):
     assert len(files) == 2
     with h5py.File(os.path.join(campaign.output_url, "h5", files[0])) as f:
         assert f["showers"].shape == (10_000, 8) and f["incident_energies"].shape == (10_000, 1)
+        attrs = json.loads(f.attrs["farm"])  # farm's provenance rides along as an attribute
+    assert attrs["campaign"] == campaign.id and attrs["units"]["showers"] == "MeV"
+
+
+def test_export_merges_shards_into_one_file_and_paths_survive_a_moved_store(
+    in_store, tmp_path, monkeypatch, capsys
+):
+    import shutil
+
+    import h5py
+
+    from farm.cli import main
+    from farm.formats.reader import read_showers
+
+    campaign = submit(job("export", events=25_000, formats=["h5", "parquet"]))
+    execute(campaign.id)
+    shards = read_showers(campaign.id)
+    merged = str(tmp_path / "all.h5")
+    assert main(["campaign", "export", campaign.id, "--out", merged]) == 0
+    with h5py.File(merged) as f:  # the CaloChallenge layout, one file
+        np.testing.assert_array_equal(f["showers"][:], shards.showers)
+        np.testing.assert_array_equal(f["incident_energies"][:, 0], shards.e_inc)
+        assert json.loads(f.attrs["farm"])["events"] == 25_000
+    as_parquet = str(tmp_path / "all.parquet")
+    assert main(["campaign", "export", campaign.id, "--out", as_parquet]) == 0
+    back = read_showers(as_parquet, campaign.geometry)  # a custom XML geometry: give it
+    np.testing.assert_array_equal(back.event_id, np.arange(25_000))
+    np.testing.assert_array_equal(back.showers, shards.showers)
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "campaign",
+                "export",
+                campaign.id,
+                "--out",
+                str(tmp_path / "x.h5"),
+                "--format",
+                "parquet",
+            ]
+        )
+        == 2
+    )
+    assert "another suffix" in capsys.readouterr().err and not (tmp_path / "x.h5").exists()
+    # every path a record keeps is relative: a store moved elsewhere still resolves
+    moved = tmp_path / "moved-home"
+    shutil.copytree(in_store[0], moved)
+    monkeypatch.setenv("FARM_HOME", str(moved))
+    again = records.load(campaign.id)
+    assert again.output_url.startswith(str(moved))
+    summary = records.read_summary(again)
+    assert (
+        summary.files == {"h5": "h5", "parquet": "parquet"}
+        and summary.manifest == "manifest.parquet"
+    )
+    assert all(
+        not r.files["h5"].path.startswith("/") for r in manifest.read_records(again.output_url)
+    )
+    np.testing.assert_array_equal(read_showers(campaign.id).showers, shards.showers)
 
 
 @pytest.mark.parametrize(

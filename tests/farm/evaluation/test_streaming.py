@@ -10,9 +10,10 @@ from farm.cli import main
 from farm.errors import FarmError
 from farm.evaluation import metrics as M
 from farm.evaluation.evaluate import evaluate_files
-from farm.evaluation.streaming import ShowerSource
+from farm.evaluation.options import EvaluationOptions
 from farm.formats.calochallenge import write_calochallenge
 from farm.formats.jets import write_jets
+from farm.formats.shower_rows import ShowerSource
 from farm.formats.showers_parquet import write_showers_parquet
 
 pytestmark = pytest.mark.filterwarnings("ignore::farm.evaluation.checks.SmallSampleWarning")
@@ -56,8 +57,10 @@ def test_source_reads_only_requested_rows_in_order(files, geometry):
 def test_streamed_metrics_equal_in_memory(files):
     gen_url, ref_url, _, _ = files
     kwargs = dict(seed=3, classifier_kwargs=SMALL, metric_kwargs=FAST, max_events=1200)
-    memory = evaluate_files(gen_url, ref_url, "ds1-photons", stream=False, **kwargs)
-    streamed = evaluate_files(gen_url, ref_url, "ds1-photons", stream=True, chunk_rows=97, **kwargs)
+    in_memory = EvaluationOptions(stream=False, **kwargs)
+    memory = evaluate_files(gen_url, ref_url, "ds1-photons", options=in_memory)
+    chunked = EvaluationOptions(stream=True, chunk_rows=97, **kwargs)
+    streamed = evaluate_files(gen_url, ref_url, "ds1-photons", options=chunked)
     m, s = memory.metrics, streamed.metrics
     assert list(m) == list(s)
     assert streamed.details["streamed"] and streamed.details["subsample"] == 600
@@ -114,4 +117,4 @@ def test_cli_stream_flag_and_jets_refused(files, tmp_path, capsys):
     features = np.tile(np.array([1000.0, 0.0, 80.0, 30.0], np.float32), (50, 1))
     write_jets(url, {"constituents": constituents, "jet_features": features})
     with pytest.raises(FarmError, match="shower files only"):
-        evaluate_files(url, url, stream=True)
+        evaluate_files(url, url, options=EvaluationOptions(stream=True))

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 from two_stage_toys import LAYER_SHAPES, THRESHOLD, tiny_config, toy_showers
 
-from models.checkpoint import build_model, load_model, read_card, save_model
+from models.checkpoint import read_card, save_model
 from models.config import ModelConfig, TwoStageConfig, parse_model_config, with_geometry
+from models.loading import build_model, load_model
 from models.two_stage.model import TwoStageModel
 
 VP = {"kind": "vp_sde", "beta_max": 10.0}

@@ -9,9 +9,10 @@ import pytest
 import torch
 from two_stage_toys import THRESHOLD, tiny_config, toy_showers
 
-from models.checkpoint import load_model, read_card
+from models.checkpoint import read_card
 from models.config import OptimConfig
 from models.distill import DistillConfig, distill
+from models.loading import load_model
 from models.training import fit
 from models.two_stage.model import TwoStageModel
 

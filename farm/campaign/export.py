@@ -1,0 +1,99 @@
+"""Export a finished campaign's shards as one file (the CaloChallenge's tools take one input file).
+
+Shower campaigns are copied shard by shard in event-id order into one CaloChallenge HDF5 file
+(`incident_energies` (N, 1), `showers` (N, V), gzip, farm's attributes) or one farm showers Parquet
+file, so memory holds one shard at a time; jet campaigns become one JetNet HDF5 or Parquet file.
+The file appears under its final name only when complete (farm.store.atomic_local_file).
+"""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+
+from farm import records, store
+from farm.campaign.worker import shard_path
+from farm.errors import FarmError
+from farm.formats import calochallenge as cc
+from farm.formats.files import file_format
+from farm.formats.reader import read_jets, read_showers, write_sample
+from farm.geometry import load_geometry
+from farm.records import CampaignRecord
+
+
+def export_campaign(campaign_id: str, out_url: str, fmt: str | None = None) -> str:
+    """Merge a finished campaign's shards into one file at `out_url`; returns the URL."""
+    campaign = records.load(campaign_id)
+    fmt = fmt or file_format(out_url)
+    if file_format(out_url) != fmt:
+        raise FarmError(f"{out_url}: the name ends in another suffix than format {fmt!r} writes")
+    summary = records.read_summary(campaign)
+    if summary is None:
+        raise FarmError(f"campaign {campaign_id} is not complete yet (no summary.json); resume it")
+    source = "h5" if "h5" in campaign.job.formats else "parquet"
+    urls = [campaign.path(shard_path(source, s.id)) for s in campaign.plan.shards()]
+    if campaign.kind == "jets":
+        jets = read_jets(campaign.path(source))
+        meta = {"campaign": campaign.id, "model": campaign.model.key, "exported_from": source}
+        return write_sample(out_url, jets, meta)
+    if fmt == "parquet":
+        _showers_parquet(campaign, urls, out_url)
+    else:
+        _showers_h5(campaign, urls, out_url)
+    return out_url
+
+
+def _meta(campaign: CampaignRecord) -> dict:
+    return {
+        "campaign": campaign.id,
+        "model": campaign.model.key,
+        "events": campaign.plan.events,
+        "seed": campaign.plan.seed,
+        "sampler": campaign.sampler,
+        "nfe": campaign.nfe,
+    }
+
+
+def _showers_h5(campaign: CampaignRecord, urls: list[str], out_url: str) -> None:
+    """One CaloChallenge HDF5 file, filled shard by shard."""
+    geometry = load_geometry(campaign.geometry)
+    n, v = campaign.plan.events, geometry.n_voxels
+    rows = max(1, min(n, (1 << 20) // (4 * v)))
+    opts = {"compression": "gzip", "compression_opts": 4}
+    with store.atomic_local_file(out_url) as tmp, h5py.File(tmp, "w") as f:
+        e_ds = f.create_dataset(cc.E_KEY, (n, 1), np.float64, chunks=(min(n, 65536), 1), **opts)
+        s_ds = f.create_dataset(cc.SHOWERS_KEY, (n, v), np.float32, chunks=(rows, v), **opts)
+        for shard, url in zip(campaign.plan.shards(), urls, strict=True):
+            sample = read_showers(url, geometry)
+            e_ds[shard.start : shard.stop, 0] = sample.e_inc
+            s_ds[shard.start : shard.stop] = sample.showers
+        attrs = {
+            "format": "calochallenge",
+            "geometry": geometry.name,
+            "units": {cc.E_KEY: "MeV", cc.SHOWERS_KEY: "MeV"},
+            "voxel_order": cc.VOXEL_ORDER,
+            **_meta(campaign),
+        }
+        f.attrs[cc.ATTRS_KEY] = json.dumps(attrs)
+
+
+def _showers_parquet(campaign: CampaignRecord, urls: list[str], out_url: str) -> None:
+    """One farm showers Parquet file, a row group per shard."""
+    import pyarrow.parquet as pq
+
+    from farm.formats.showers_parquet import showers_schema, to_table
+
+    geometry = load_geometry(campaign.geometry)
+    schema = showers_schema(geometry.n_voxels, geometry.name, _meta(campaign))
+    with (
+        store.atomic_local_file(out_url) as tmp,
+        pq.ParquetWriter(tmp, schema, compression="zstd") as w,
+    ):
+        for shard, url in zip(campaign.plan.shards(), urls, strict=True):
+            sample = read_showers(url, geometry)
+            table = to_table(
+                sample.showers, sample.e_inc, shard.event_ids(), geometry.name, _meta(campaign)
+            )
+            w.write_table(table)
