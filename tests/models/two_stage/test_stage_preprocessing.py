@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import torch
 
+from models import stage_preprocessing as pre
 from models.stage_preprocessing import (
     LayerEnergyPreprocessing,
     PolynomialStandardiser,
     VoxelShapePreprocessing,
 )
-from models import stage_preprocessing as pre
 from models.two_stage.rebuild import rebuild_layers
 
 THRESHOLD = 0.5
