@@ -29,6 +29,7 @@ class FlakyFileSystem(LocalFileSystem):
         return LocalFileSystem._strip_protocol(path)
 
     def put_file(self, lpath, rpath, **kwargs):
+        """Upload a file, raising OSError on the first try for each final path."""
         rpath = self._strip_protocol(rpath)
         marker_dir = os.path.join(os.path.dirname(rpath), ".flaky-markers")
         os.makedirs(marker_dir, exist_ok=True)

@@ -43,10 +43,12 @@ class Layer:
 
     @property
     def n_radial(self) -> int:
+        """Number of radial bins (0 for an empty layer)."""
         return max(len(self.r_edges) - 1, 0)
 
     @property
     def n_voxels(self) -> int:
+        """Voxels in the layer: radial bins times angular bins."""
         return self.n_radial * self.n_alpha
 
 
@@ -62,6 +64,7 @@ class CaloGeometry:
 
     @property
     def n_voxels(self) -> int:
+        """Voxels over all layers: the length of a flattened shower."""
         return sum(layer.n_voxels for layer in self.layers)
 
     @property

@@ -33,6 +33,7 @@ class QuickstartSizes:
 
     @classmethod
     def for_environment(cls) -> QuickstartSizes:
+        """The default sizes, or smaller ones when CI is set (1, true or yes)."""
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             return cls(reference_events=24_000, epochs=12, evaluate_events=4_800)
         return cls()
@@ -40,6 +41,8 @@ class QuickstartSizes:
 
 @dataclass
 class Stage:
+    """One stage of the quickstart: its name, wall time in seconds and what it produced."""
+
     name: str
     seconds: float
     detail: str = ""
@@ -47,6 +50,8 @@ class Stage:
 
 @dataclass
 class QuickstartResult:
+    """What the quickstart produced: stage timings, reference, model, campaign and evaluation."""
+
     stages: list[Stage] = field(default_factory=list)
     reference_url: str = ""
     model: str = ""
@@ -94,6 +99,7 @@ def train_job(reference_url: str, sizes: QuickstartSizes) -> TrainJob:
 
 
 def campaign_job(sizes: QuickstartSizes) -> CampaignJob:
+    """The quickstart's campaign: @candidate on DS1 energies, Parquet + HDF5, over 2 actors."""
     return parse_job(
         {
             "kind": "campaign",

@@ -93,6 +93,7 @@ class ModelRef:
 
 
 def parse_ref(ref: str) -> ModelRef:
+    """Parse NAME, NAME@ALIAS or NAME/VERSION into a ModelRef (FarmError otherwise)."""
     m = REF_PATTERN.match(ref.strip())
     if not m:
         raise FarmError(f"invalid model reference {ref!r}: use NAME, NAME@ALIAS or NAME/VERSION")
@@ -292,8 +293,10 @@ def promote(name: str, version: str, alias: str, *, force_reason: str | None = N
 def log_evaluation(
     ref: str | ModelRef, metrics: dict[str, dict[str, float]], report_url: str | None = None
 ) -> Any:
-    """Log an evaluation to a version's MLflow run: metrics eval.<name> and eval_floor.<name>
-    (what its promotion gates read) and the report folder as artifacts; returns the version.
+    """Log an evaluation to a version's MLflow run; returns the version.
+
+    Logs metrics eval.<name> and eval_floor.<name> (what its promotion gates read) and the report
+    folder as artifacts.
     """
     import time
 

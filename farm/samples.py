@@ -58,8 +58,10 @@ class JetTruth:
 
 @dataclass
 class JetSample:
-    """Jets as farm.formats.jets writes them: constituents (N, P, 4) [eta_rel, phi_rel, pt_rel,
-    mask] and jet_features (N, 4) [pt GeV, eta, mass GeV, n_constituents], with provenance.
+    """Jets as farm.formats.jets writes them, with provenance.
+
+    constituents (N, P, 4) [eta_rel, phi_rel, pt_rel, mask] and jet_features (N, 4) [pt GeV, eta,
+    mass GeV, n_constituents].
     """
 
     constituents: np.ndarray
@@ -97,7 +99,9 @@ class JetSample:
         )
 
     def model_inputs(self) -> tuple[np.ndarray, np.ndarray]:
-        """(x, cond): (eta_rel, phi_rel, pt_rel) flattened (N, P * 3) with real constituents first
+        """(x, cond): flattened constituents and jet conditions, as jet models take them.
+
+        x is (eta_rel, phi_rel, pt_rel) flattened (N, P * 3) with real constituents first
         (pT order), and cond (N, 2) = [jet pT (GeV), number of real constituents kept (<= P)]
         (the count last, as models' point-cloud masks expect).
         """

@@ -20,6 +20,8 @@ Scalar = bool | int | float | str
 
 
 class Strict(BaseModel):
+    """Base of every spec: unknown keys are rejected (extra="forbid")."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -183,8 +185,10 @@ class DistillResources(TrainResources):
 
 
 class DistillJob(RegisteredJob):
-    """`farm train` job of kind distill: consistency distillation (Song et al. 2023) of a registered
-    teacher into a 1- or 2-step student, registered as a new model.
+    """`farm train` job of kind distill: a registered teacher distilled into a new model.
+
+    Consistency distillation (Song et al. 2023) of the teacher into a 1- or 2-step student,
+    registered as a new model.
     """
 
     kind: Literal["distill"] = "distill"
@@ -203,9 +207,11 @@ class DistillJob(RegisteredJob):
 
 
 class EnergyConditions(Strict):
-    """Campaign conditions. Showers: incident energies, `discrete` (uniform over `values`),
-    `log-uniform`/`uniform` in [min, max], or a `file` of truth energies. Jets: `jet-truth`, a jets
-    file whose (pT, eta, constituent count) condition the events, row by row.
+    """Campaign conditions: incident energies for showers, truth rows of a jets file for jets.
+
+    Showers: incident energies, `discrete` (uniform over `values`), `log-uniform`/`uniform` in
+    [min, max], or a `file` of truth energies. Jets: `jet-truth`, a jets file whose (pT, eta,
+    constituent count) condition the events, row by row.
     """
 
     distribution: Literal["discrete", "log-uniform", "uniform", "file", "jet-truth"] = "log-uniform"
@@ -670,6 +676,7 @@ class TuneJob(Strict):
 
     @property
     def search_name(self) -> str:
+        """The search's name: `name`, else the base job's name with '-tune' appended."""
         return self.name or f"{self.base.name}-tune"
 
     @property

@@ -73,11 +73,13 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
 
 
 def exists(url: str) -> bool:
+    """Whether anything (a file or a folder) exists at a URL."""
     fs, path = filesystem(url)
     return fs.exists(path)
 
 
 def read_bytes(url: str) -> bytes:
+    """The bytes of the file at a URL (FarmError when there is none)."""
     fs, path = filesystem(url)
     try:
         return fs.cat_file(path)
@@ -86,6 +88,7 @@ def read_bytes(url: str) -> bytes:
 
 
 def read_text(url: str) -> str:
+    """The text of the file at a URL, decoded as UTF-8."""
     return read_bytes(url).decode()
 
 
@@ -110,6 +113,7 @@ def write_bytes(url: str, data: bytes) -> None:
 
 
 def write_text(url: str, text: str) -> None:
+    """Write text (UTF-8) to a final name atomically, as write_bytes does."""
     write_bytes(url, text.encode())
 
 

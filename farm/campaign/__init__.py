@@ -1,0 +1,1 @@
+"""Sharded generation campaigns: submission, actor pool, workers, manifest, export, validation."""

@@ -1,5 +1,6 @@
-"""Campaign driver: keep a pool of Ray actors busy until every shard is committed exactly once;
-resumable after any failure (committed shards are skipped), then finalize and validate.
+"""Campaign driver: keep a pool of Ray actors busy until every shard is committed exactly once.
+
+Resumable after any failure (committed shards are skipped), then finalize and validate.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ def execute(
     on_progress: Callable[[CampaignStatus], None] | None = None,
     poll_seconds: float = 0.5,
 ) -> CampaignSummary | CampaignStatus:
-    """Run (or resume) a campaign until all shards are committed; returns the summary, or the
-    final status when it was cancelled.
+    """Run (or resume) a campaign until all shards are committed.
+
+    Returns the summary, or the final status when it was cancelled.
     """
     campaign = records.load(campaign_id)
     output = campaign.output_url

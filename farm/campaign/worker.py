@@ -34,8 +34,10 @@ def shard_path(fmt: str, shard_id: int) -> str:
 
 
 def content_checksum(events: np.ndarray, conditions: np.ndarray, event_ids: np.ndarray) -> str:
-    """sha256 of a shard's arrays, independent of file-format timestamps: event ids, conditions
-    (incident energies, or jet features) and events (voxel energies, or jet constituents).
+    """sha256 of a shard's arrays, independent of file-format timestamps.
+
+    Hashes event ids, conditions (incident energies, or jet features) and events (voxel energies,
+    or jet constituents).
     """
     h = hashlib.sha256()
     for a in (event_ids.astype(np.int64), conditions.astype(np.float64), events.astype(np.float32)):

@@ -1,3 +1,5 @@
+"""`python -m farm.cli`: run the `farm` command line and exit with its status."""
+
 import sys
 
 from farm.cli import main

@@ -8,6 +8,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `farm campaign` command group and its actions."""
     p = sub.add_parser(
         "campaign",
         help="run sharded generation campaigns to object storage",
@@ -128,6 +129,7 @@ def _summary_exit_code(summary) -> int:
 
 
 def run_submit(args: argparse.Namespace) -> int:
+    """Validate, record and run a campaign job, or start it in the background (--detach)."""
     import subprocess
     import sys
 
@@ -160,6 +162,7 @@ def run_submit(args: argparse.Namespace) -> int:
 
 
 def run_resume(args: argparse.Namespace) -> int:
+    """Continue a recorded campaign, skipping committed shards, and print its summary."""
     from farm import records
 
     campaign = records.load(args.id)
@@ -169,6 +172,7 @@ def run_resume(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    """Re-run a finished campaign's validation and print it; exit code 1 on fail or error."""
     from farm import records
     from farm.campaign.validate import validate
     from farm.cli.progress import out
@@ -181,6 +185,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    """Print a campaign's state, shards, events, rate, ETA, output and validation (or JSON)."""
     from farm import records
     from farm.campaign import manifest
     from farm.cli.progress import out
@@ -219,6 +224,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_ls(args: argparse.Namespace) -> int:
+    """Print the store's campaigns: id, model, events, state, validation, creation time."""
     from rich.table import Table
 
     from farm import records
@@ -248,6 +254,7 @@ def run_ls(args: argparse.Namespace) -> int:
 
 
 def run_cancel(args: argparse.Namespace) -> int:
+    """Ask a running campaign's driver to stop; committed shards are kept."""
     from farm import records
     from farm.cli.progress import out
 

@@ -6,6 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `farm generate` command and its options."""
     p = sub.add_parser(
         "generate",
         help="generate a sample from a registered model, conditioned like reference events",
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Sample a registered model with reference truth conditions; write it (and the reference)."""
     import time
 
     import torch

@@ -6,6 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `farm quickstart` command and its options."""
     p = sub.add_parser(
         "quickstart",
         help="run the whole path on this machine with embedded defaults",
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the quickstart's stages and print timings, fidelity, outputs and the registered model."""
     import dataclasses
 
     from rich.table import Table

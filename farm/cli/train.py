@@ -6,6 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `farm train` command and its options."""
     p = sub.add_parser(
         "train",
         help="train a model with Ray Train and register it in MLflow",
@@ -25,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train the model a job file describes (or resume its run) and register the new version."""
     from farm.cli.progress import out, training_progress
     from farm.specs import load_job
     from farm.train import run_training

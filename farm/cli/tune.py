@@ -12,6 +12,7 @@ USAGE = "farm tune JOB.yaml | farm tune status ID [--json] | farm tune resume ID
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `farm tune` command (a search, `status ID`, `resume ID`) and its options."""
     p = sub.add_parser(
         "tune",
         help="search hyperparameters with Ray Tune and register the best model",
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Dispatch `farm tune` to a new search, `status ID` or `resume ID` (FarmError on bad usage)."""
     target = args.target
     if target[0] in ("status", "resume"):
         if len(target) != 2:
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_search(path: str) -> int:
+    """Run the search a tune job describes, print its trial table and register the best trial."""
     from farm.cli.progress import console
     from farm.specs import load_job
     from farm.tune import run_search as search
@@ -63,12 +66,14 @@ def run_search(path: str) -> int:
 
 
 def run_resume(search_id: str) -> int:
+    """Continue an interrupted search and report it as a finished one."""
     from farm.tune import resume_search
 
     return _report(resume_search(search_id))
 
 
 def run_status(search_id: str, as_json: bool) -> int:
+    """Print a search's trial table and status, or its search.json and trials as JSON."""
     from farm.cli.progress import out
     from farm.tune import search_status
 

@@ -1,0 +1,1 @@
+"""Reference data: simulated showers, Pythia jets, training sources and seeded splits."""

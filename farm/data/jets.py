@@ -108,6 +108,7 @@ class JetGenConfig:
         return float(lo), float(hi)
 
     def to_dict(self) -> dict:
+        """The config as a plain dict, as generator metadata and shard records store it."""
         return dataclasses.asdict(self)
 
 

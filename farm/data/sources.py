@@ -123,8 +123,10 @@ def split(dataset: ShowerSample | JetSample, spec: Any) -> dict[str, Any]:
 def reference_sample(
     card: ModelCard, ref: str, source: str, events: int | None, seed: int
 ) -> ShowerSample | JetSample:
-    """The reference events whose truth conditions a sample reproduces: the model's held-out test
-    split (`source` = 'test', rebuilt from its card's data spec and split) or a file's events.
+    """The reference events whose truth conditions a sample reproduces.
+
+    Either the model's held-out test split (`source` = 'test', rebuilt from its card's data spec
+    and split) or a file's events.
     """
     if source == "test":
         try:

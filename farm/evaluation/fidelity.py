@@ -96,8 +96,10 @@ class FidelityScorer:
         return epoch % self.every == 0 or epoch >= epochs
 
     def __call__(self, checkpoint_dir: str, showers: np.ndarray, e_inc: np.ndarray) -> dict:
-        """fidelity.* metrics of the checkpoint: `events` showers generated for a seeded subset
-        of the validation energies, against the validation showers of the same events.
+        """fidelity.* metrics of the checkpoint, scored against the validation showers.
+
+        `events` showers are generated for a seeded subset of the validation energies and compared
+        with the validation showers of the same events.
         """
         t0 = time.perf_counter()
         e_inc = np.asarray(e_inc, dtype=np.float64).reshape(-1)

@@ -145,8 +145,9 @@ def layer_profile_figure(
     ylabel: str,
     separation: dict[str, tuple[float, float]] | None = None,
 ) -> plt.Figure:
-    """Median and central 68% (16th-84th percentile) of `family_{layer}` per layer (ref vs gen),
-    with separation power and floor; the bands never extend past the data (no negative
+    """Median and central 68% (16th-84th percentile) of `family_{layer}` per layer, ref vs gen.
+
+    With separation power and floor; the bands never extend past the data (no negative
     energies).
     """
     use_style()
@@ -259,8 +260,10 @@ def energy_summary_figure(
     gen_e_inc: np.ndarray,
     ylabel: str = "$E_{tot}/E_{inc}$",
 ) -> plt.Figure:
-    """Mean (markers) and standard deviation (bars, clipped at 0) of a per-event quantity in
-    bins of incident energy, and the relative spread std / mean.
+    """Mean (markers) and standard deviation (bars, clipped at 0) of a quantity per E_inc bin.
+
+    The quantity is per event, binned in incident energy; a second panel shows the relative
+    spread std / mean.
     """
     use_style()
     edges = energy_bins(np.concatenate([ref_e_inc, gen_e_inc]))

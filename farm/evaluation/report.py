@@ -120,6 +120,7 @@ class EvaluationResult:
         }
 
     def to_json(self) -> str:
+        """The result as an indented JSON string (the contents of metrics.json)."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=False, default=float)
 
     def write(self, out_url: str) -> None:

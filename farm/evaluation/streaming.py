@@ -45,7 +45,8 @@ def default_subsample(n_voxels: int) -> int:
 
 
 def stream_threshold_bytes() -> int:
-    """Above this many bytes of showers (both samples, float32) farm evaluate streams by default:
+    """Bytes of showers (both samples, float32) above which farm evaluate streams by default.
+
     FARM_EVAL_STREAM_BYTES, else a quarter of the physical memory (at most 8 GiB).
     """
     if os.environ.get("FARM_EVAL_STREAM_BYTES"):
@@ -111,9 +112,11 @@ def evaluate_showers_stream(
     options: EvaluationOptions | None = None,
     **option_fields,
 ) -> EvaluationResult:
-    """evaluate_showers over files read chunk by chunk (see the module docstring for what is
-    exact and what is computed on a subsample); `options.subsample` sets the events per part for
-    FPD/KPD/classifiers/plots (default_subsample), `options.chunk_rows` the showers per read.
+    """evaluate_showers over files read chunk by chunk.
+
+    See the module docstring for what is exact and what is computed on a subsample;
+    `options.subsample` sets the events per part for FPD/KPD/classifiers/plots
+    (default_subsample), `options.chunk_rows` the showers per read.
     """
     options = options or EvaluationOptions(**option_fields)
     seed = options.seed

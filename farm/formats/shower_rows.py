@@ -121,6 +121,7 @@ class ShowerSource:
 
     @property
     def n(self) -> int:
+        """Number of showers over all the files."""
         return int(self.offsets[-1])
 
     @property
@@ -155,4 +156,5 @@ class ShowerSource:
 
 
 def default_chunk_rows(n_voxels: int) -> int:
+    """Showers per read: as many as fit in CHUNK_BYTES of float32 voxels, at least one."""
     return max(1, CHUNK_BYTES // (4 * n_voxels))

@@ -28,8 +28,9 @@ def build_trainer(
     callbacks: list | None = None,
     worker: Callable[[dict[str, Any]], None] | None = None,
 ):
-    """The TorchTrainer running `worker` (default train_worker) for a job; Ray Train restores
-    `run_name` if it exists under the storage.
+    """The TorchTrainer running `worker` (default train_worker) for a job.
+
+    Ray Train restores `run_name` if it exists under the storage.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
