@@ -10,7 +10,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from farm.errors import FarmError
-from farm.evaluation.gates import Gate
 from farm.samples import JET_POINT_FEATURES
 from models.config import AnyModelConfig, ModelConfig, OptimConfig, TwoStageConfig
 from models.distill import DistillConfig
@@ -107,6 +106,13 @@ class TrainResources(Strict):
     use_gpu: bool | Literal["auto"] = "auto"
     cpus_per_worker: float = Field(1, gt=0)
     max_failures: int = Field(0, ge=-1)
+
+
+class Gate(Strict):
+    """Promotion threshold on one evaluation metric (value must be <= max and/or >= min)."""
+
+    max: float | None = None
+    min: float | None = None
 
 
 class RegisteredJob(Strict):

@@ -87,6 +87,18 @@ def read_bytes(url: str) -> bytes:
         raise FarmError(f"{url}: file not found") from None
 
 
+@contextlib.contextmanager
+def open_input(url: str) -> Iterator:
+    """A binary file object to read a URL; FarmError naming the URL if there is no such file."""
+    fs, path = filesystem(url)
+    try:
+        handle = fs.open(path, "rb")
+    except FileNotFoundError:
+        raise FarmError(f"{url}: file not found") from None
+    with handle:
+        yield handle
+
+
 def read_text(url: str) -> str:
     """The text of the file at a URL, decoded as UTF-8."""
     return read_bytes(url).decode()

@@ -6,17 +6,11 @@ import json
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import TypeAdapter
+
+from farm.specs import Gate
 
 Verdict = Literal["pass", "fail", "ungated"]
-
-
-class Gate(BaseModel):
-    """Promotion threshold on one evaluation metric (value must be <= max and/or >= min)."""
-
-    model_config = ConfigDict(extra="forbid")
-    max: float | None = None
-    min: float | None = None
 
 
 Gates = dict[str, Gate]

@@ -54,16 +54,15 @@ def data_files(url: str) -> list[str]:
 
 def detect_kind(url: str) -> str:
     """'showers' or 'jets' from a file's contents (HDF5 datasets or Parquet columns)."""
-    fs, path = store.filesystem(url)
     if file_format(url) == "parquet":
         import pyarrow.parquet as pq
 
-        with fs.open(path, "rb") as handle:
+        with store.open_input(url) as handle:
             names = set(pq.ParquetFile(handle).schema_arrow.names)
     else:
         import h5py
 
-        with fs.open(path, "rb") as handle, h5py.File(handle, "r") as f:
+        with store.open_input(url) as handle, h5py.File(handle, "r") as f:
             names = set(f.keys())
     if "showers" in names:
         return "showers"

@@ -110,12 +110,7 @@ def _open_h5(url: str):
     """An h5py.File on any fsspec URL; unreadable or truncated files raise FarmError."""
     import h5py
 
-    fs, path = store.filesystem(url)
-    try:
-        fobj = fs.open(path, "rb")
-    except FileNotFoundError:
-        raise FarmError(f"{url}: file not found") from None
-    with fobj:
+    with store.open_input(url) as fobj:
         try:
             f = h5py.File(fobj, "r")
         except OSError as exc:
@@ -265,12 +260,7 @@ def _open_parquet(url: str):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    fs, path = store.filesystem(url)
-    try:
-        fobj = fs.open(path, "rb")
-    except FileNotFoundError:
-        raise FarmError(f"{url}: file not found") from None
-    with fobj:
+    with store.open_input(url) as fobj:
         try:
             pf = pq.ParquetFile(fobj)
         except (pa.ArrowException, OSError) as exc:

@@ -6,10 +6,11 @@ The config every worker receives is a `WorkerConfig` (picklable, typed); metrics
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,19 @@ def worker_report(config: WorkerConfig) -> Callable[[dict[str, float], str | Non
     return report
 
 
+@contextlib.contextmanager
+def _resume_dir() -> Iterator[str | None]:
+    """The run's latest checkpoint as a local folder while it is needed (None on a fresh run)."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        yield None
+        return
+    with checkpoint.as_directory() as directory:
+        yield directory
+
+
 def _train_data(config: WorkerConfig):
     """(train, val) TrainData from the arrays in the object store."""
     import ray
@@ -105,13 +119,18 @@ def train_worker(loop_config: dict[str, WorkerConfig]) -> None:
             metrics = {**metrics, **score(checkpoint_dir, arrays["x_val"], arrays["c_val"])}
         send(metrics, checkpoint_dir)
 
-    kwargs = dict(device=ray.train.torch.get_device(), card=config.card)
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        fit(model_cfg, optim_cfg, train, val, report, **kwargs)
-        return
-    with checkpoint.as_directory() as resume_dir:
-        fit(model_cfg, optim_cfg, train, val, report, resume_from=resume_dir, **kwargs)
+    device = ray.train.torch.get_device()
+    with _resume_dir() as resume_from:
+        fit(
+            model_cfg,
+            optim_cfg,
+            train,
+            val,
+            report,
+            device=device,
+            card=config.card,
+            resume_from=resume_from,
+        )
 
 
 def distill_worker(loop_config: dict[str, WorkerConfig]) -> None:
@@ -130,13 +149,17 @@ def distill_worker(loop_config: dict[str, WorkerConfig]) -> None:
             with open(os.path.join(tmp, name), "wb") as fh:
                 fh.write(blob)
         teacher = load_model(tmp, device=str(device))
-    kwargs = dict(val=val, device=device, card=config.card)
     distill_config = DistillConfig.model_validate(config.distill)
     optim = OptimConfig.model_validate(config.optim)
-    report = worker_report(config)
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        distill(teacher, distill_config, optim, train, report, **kwargs)
-        return
-    with checkpoint.as_directory() as resume_dir:
-        distill(teacher, distill_config, optim, train, report, resume_from=resume_dir, **kwargs)
+    with _resume_dir() as resume_from:
+        distill(
+            teacher,
+            distill_config,
+            optim,
+            train,
+            worker_report(config),
+            val=val,
+            device=device,
+            card=config.card,
+            resume_from=resume_from,
+        )

@@ -25,10 +25,11 @@ def test_quickstart_end_to_end(ray_session, farm_home, ci_env, capsys, tmp_path)
     ):
         assert text in out
 
-    # registry: a version with alias candidate, evaluated (tags feed the promotion gate)
+    # registry: a version with alias candidate, evaluated (run metrics feed the promotion gate)
     info = registry.show("quickstart-ds1-photons@candidate")
     assert info["aliases"] == ["candidate"]
-    assert "eval.sep/e_ratio" in info["tags"]
+    assert "eval.sep/e_ratio" in info["metrics"] and "eval_floor.sep/e_ratio" in info["metrics"]
+    assert not any(k.startswith("eval.") for k in info["tags"])
 
     from farm.quickstart import QuickstartSizes
 
