@@ -29,10 +29,17 @@ def s3_endpoint() -> str | None:
 
 
 def storage_options(url: str) -> dict:
-    """Fsspec options for a URL; credentials come from the standard AWS variables."""
+    """Fsspec options for a URL; credentials come from the standard AWS variables.
+
+    S3 listings are never cached (`use_listings_cache=False`): resume, status, finalize and
+    validation decide from listings that other processes (the actors) keep changing.
+    """
     if url.startswith(("s3://", "s3a://")):
         endpoint = s3_endpoint()
-        return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+        options: dict = {"use_listings_cache": False}
+        if endpoint:
+            options["client_kwargs"] = {"endpoint_url": endpoint}
+        return options
     return {}
 
 
@@ -72,9 +79,15 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return url_to_fs(url, **storage_options(url))
 
 
+def _fresh(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Forget what a filesystem cached about a path, so the next question asks the store."""
+    fs.invalidate_cache(path)
+
+
 def exists(url: str) -> bool:
-    """Whether anything (a file or a folder) exists at a URL."""
+    """Whether anything (a file or a folder) exists at a URL (never from a cached listing)."""
     fs, path = filesystem(url)
+    _fresh(fs, path)
     return fs.exists(path)
 
 
@@ -105,8 +118,9 @@ def read_text(url: str) -> str:
 
 
 def listdir(url: str) -> list[str]:
-    """Base names under a URL (empty if it does not exist)."""
+    """Base names under a URL (empty if it does not exist), from a fresh listing."""
     fs, path = filesystem(url)
+    _fresh(fs, path)
     try:
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
     except FileNotFoundError:
