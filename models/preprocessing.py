@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from torch import Tensor, nn
+
+from models.quantile import ConditionalQuantiles
 
 
 class ShowerPreprocessing(nn.Module):
@@ -25,10 +27,12 @@ class ShowerPreprocessing(nn.Module):
     (z - mu(E_inc)) / sigma(E_inc), with mu and log sigma^2 quintic polynomials in log E_inc
     (least squares), so the network models unit-scale residuals even where the physical spread
     (e.g. the energy resolution) shrinks with energy. The condition is c = standardise(log E_inc).
+    With `voxel_quantiles`, the standardised voxel coordinates are then Gaussianised by their
+    empirical quantiles given E_inc (`models.quantile.ConditionalQuantiles`), so every voxel
+    coordinate is marginally N(0, 1) and hits and empty voxels are no longer separated by a gap.
     """
 
     degree = 5
-    voxel_sigma_cap = 1.0
 
     def __init__(
         self,
@@ -37,6 +41,10 @@ class ShowerPreprocessing(nn.Module):
         threshold_mev: float = 1.0,
         layer_sizes: list[int] | None = None,
         noise_fraction: float = 0.1,
+        voxel_sigma_floor: float = 0.5,
+        voxel_sigma_cap: float = 1.0,
+        voxel_quantiles: int | None = None,
+        quantile_knots: int = 16,
     ):
         super().__init__()
         sizes = list(layer_sizes) if layer_sizes else [dim]
@@ -52,8 +60,8 @@ class ShowerPreprocessing(nn.Module):
         # keeps rare hits in almost-always-empty voxels from becoming 100-sigma outliers; a cap
         # keeps a unit error in network space from becoming a factor e^sigma in voxel energy.
         n_energy = self.n_layers + 1
-        floor = torch.cat([torch.full((dim,), 0.5), torch.full((n_energy,), 1e-4)])
-        cap = torch.cat([torch.full((dim,), self.voxel_sigma_cap), torch.full((n_energy,), 1e3)])
+        floor = torch.cat([torch.full((dim,), voxel_sigma_floor), torch.full((n_energy,), 1e-4)])
+        cap = torch.cat([torch.full((dim,), voxel_sigma_cap), torch.full((n_energy,), 1e3)])
         self.register_buffer("sigma_floor", floor.double(), persistent=False)
         self.register_buffer("sigma_cap", cap.double(), persistent=False)
         self.register_buffer("mu_coef", torch.zeros(self.degree + 1, self.out_dim))
@@ -62,6 +70,10 @@ class ShowerPreprocessing(nn.Module):
         self.register_buffer("c_std", torch.ones(cond_dim))
         self.register_buffer("e_inc_range", torch.tensor([0.0, float("inf")], dtype=torch.float64))
         self.register_buffer("log_ratio_max", torch.zeros(()))
+        self.n_voxels = dim
+        self.quantiles = (
+            ConditionalQuantiles(dim, voxel_quantiles, quantile_knots) if voxel_quantiles else None
+        )
 
     def _layer_sum(self, e: Tensor) -> Tensor:
         out = torch.zeros(e.shape[0], self.n_layers, dtype=e.dtype, device=e.device)
@@ -122,21 +134,36 @@ class ShowerPreprocessing(nn.Module):
         self.log_var_coef.zero_()
         self.mu_coef[: b.shape[1]] = mu.float()
         self.log_var_coef[: b.shape[1]] = log_var.float()
+        if self.quantiles is not None:
+            m, sigma = self._moments(e_inc)
+            v = slice(0, self.n_voxels)
+            self.quantiles.fit((z[:, v] - m[:, v]) / sigma[:, v], self._basis(e_inc)[:, 1])
 
     def transform_cond(self, e_inc: Tensor) -> Tensor:
+        """The network condition: standardised log E_inc [N, 1]."""
         return ((torch.log(e_inc.double().reshape(-1, 1)) - self.c_mean) / self.c_std).float()
 
     def transform(
         self, showers: Tensor, e_inc: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
+        """(x, c) in network space for showers [N, V] (MeV) and E_inc [N, 1]."""
         mu, sigma = self._moments(e_inc)
         x = (self._coordinates(showers, e_inc, generator) - mu) / sigma
+        if self.quantiles is not None:
+            v = slice(0, self.n_voxels)
+            x[:, v] = self.quantiles.transform(x[:, v], self._basis(e_inc)[:, 1])
         return x.float(), self.transform_cond(e_inc)
 
     def inverse(self, x: Tensor, e_inc: Tensor) -> Tensor:
         """Network space -> voxel energies in MeV with exact layer and total sums, thresholded."""
         mu, sigma = self._moments(e_inc)
-        z = x.double() * sigma + mu
+        x = x.double()
+        if self.quantiles is not None:
+            v = slice(0, self.n_voxels)
+            x = torch.cat(
+                [self.quantiles.inverse(x[:, v], self._basis(e_inc)[:, 1]), x[:, v.stop :]], 1
+            )
+        z = x * sigma + mu
         n_vox = z.shape[1] - self.n_layers - 1
         idx = self.layer_of_voxel.to(z.device)
         e_in = e_inc.double().reshape(-1, 1)
@@ -166,6 +193,7 @@ class StandardPreprocessing(nn.Module):
 
     @torch.no_grad()
     def fit(self, x: Tensor, cond: Tensor, generator: torch.Generator | None = None) -> None:
+        """Set the means and standard deviations from training data."""
         self.x_mean.copy_(x.double().mean(0).float())
         self.x_std.copy_(x.double().std(0).clamp_min(1e-6).float())
         if cond.numel():
@@ -173,12 +201,15 @@ class StandardPreprocessing(nn.Module):
             self.c_std.copy_(cond.double().std(0).clamp_min(1e-6).float())
 
     def transform_cond(self, cond: Tensor) -> Tensor:
+        """Standardised conditions."""
         return ((cond.float() - self.c_mean) / self.c_std).float()
 
     def transform(self, x: Tensor, cond: Tensor, generator=None) -> tuple[Tensor, Tensor]:
+        """Standardised (x, cond)."""
         return ((x.float() - self.x_mean) / self.x_std), self.transform_cond(cond)
 
     def inverse(self, x: Tensor, cond: Tensor) -> Tensor:
+        """Network space -> physical units."""
         return x * self.x_std + self.x_mean
 
 
@@ -209,6 +240,7 @@ class PointCloudPreprocessing(nn.Module):
 
     @torch.no_grad()
     def fit(self, x: Tensor, cond: Tensor, generator: torch.Generator | None = None) -> None:
+        """Set the per-feature statistics from the valid points of training data."""
         pts = x.double().reshape(x.shape[0], self.n_points, self.n_features)
         valid = pts[self._mask(cond).expand_as(pts)].reshape(-1, self.n_features)
         self.x_mean.copy_(valid.mean(0).float())
@@ -219,11 +251,13 @@ class PointCloudPreprocessing(nn.Module):
             self.c_std.copy_(c.std(0).clamp_min(1e-6).float())
 
     def transform_cond(self, cond: Tensor) -> Tensor:
+        """Standardised conditions; the count column (last) passes through."""
         n = self.c_mean.shape[0]
         c = (cond[:, :n].float() - self.c_mean) / self.c_std
         return torch.cat([c, cond[:, n:].float()], dim=1)
 
     def transform(self, x: Tensor, cond: Tensor, generator=None) -> tuple[Tensor, Tensor]:
+        """Standardised points (padded points 0) and conditions."""
         pts = (
             x.float().reshape(x.shape[0], self.n_points, self.n_features) - self.x_mean
         ) / self.x_std
@@ -231,11 +265,27 @@ class PointCloudPreprocessing(nn.Module):
         return pts.reshape(x.shape[0], -1), self.transform_cond(cond)
 
     def inverse(self, x: Tensor, cond: Tensor) -> Tensor:
+        """Network space -> physical point features (padded points 0)."""
         pts = (
             x.float().reshape(x.shape[0], self.n_points, self.n_features) * self.x_std + self.x_mean
         )
         pts = torch.where(self._mask(cond), pts, torch.zeros_like(pts))
         return pts.reshape(x.shape[0], -1)
+
+
+VOXEL_OPTIONS = ("voxel_sigma_floor", "voxel_sigma_cap", "voxel_quantiles", "quantile_knots")
+"""Voxel-coordinate settings added after the first checkpoints: dumped only when not default."""
+
+
+def omit_defaults(config: BaseModel, data: dict, names: tuple[str, ...]) -> dict:
+    """`data` without those of the fields `names` that hold their defaults.
+
+    Cards and spec hashes of configs written before those fields existed stay unchanged.
+    """
+    for name in names:
+        if name in data and getattr(config, name) == type(config).model_fields[name].default:
+            data.pop(name)
+    return data
 
 
 class ShowerPreprocessingConfig(BaseModel):
@@ -248,10 +298,30 @@ class ShowerPreprocessingConfig(BaseModel):
         None, description="voxels per active layer (filled from the geometry by farm)"
     )
     noise_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    voxel_sigma_floor: float = Field(
+        0.5, gt=0.0, description="floor of a voxel coordinate's conditional sigma (log units)"
+    )
+    voxel_sigma_cap: float = Field(
+        1.0, gt=0.0, description="cap of a voxel coordinate's conditional sigma (log units)"
+    )
+    voxel_quantiles: int | None = Field(
+        None, ge=2, description="Gaussianise voxel coordinates by this many quantile levels"
+    )
+    quantile_knots: int = Field(16, ge=2, description="E_inc knots of the quantile tables")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return omit_defaults(self, handler(self), VOXEL_OPTIONS)
 
     def build(self, dim: int, cond_dim: int) -> nn.Module:
+        """The preprocessing module for `dim` voxels and `cond_dim` condition columns."""
         return ShowerPreprocessing(
-            dim, cond_dim, self.threshold_mev, self.layer_sizes, self.noise_fraction
+            dim,
+            cond_dim,
+            self.threshold_mev,
+            self.layer_sizes,
+            self.noise_fraction,
+            **{name: getattr(self, name) for name in VOXEL_OPTIONS},
         )
 
 
@@ -262,6 +332,7 @@ class StandardPreprocessingConfig(BaseModel):
     kind: Literal["standard"] = "standard"
 
     def build(self, dim: int, cond_dim: int) -> nn.Module:
+        """The preprocessing module."""
         return StandardPreprocessing(dim, cond_dim)
 
 
@@ -274,4 +345,5 @@ class PointCloudPreprocessingConfig(BaseModel):
     count_cond: bool = True
 
     def build(self, dim: int, cond_dim: int) -> nn.Module:
+        """The preprocessing module."""
         return PointCloudPreprocessing(dim, cond_dim, self.n_features, self.count_cond)

@@ -15,8 +15,11 @@ from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from torch import Tensor, nn
+
+from models.preprocessing import VOXEL_OPTIONS, omit_defaults
+from models.quantile import ConditionalQuantiles
 
 CHUNK_ELEMENTS = 2**22
 """Float64 elements per chunk when preprocessing many voxels (about 32 MB)."""
@@ -182,8 +185,16 @@ class VoxelShapePreprocessing(nn.Module):
         threshold_mev: float,
         layer_sizes: list[int] | None,
         noise_fraction: float,
+        voxel_sigma_floor: float = 0.5,
+        voxel_sigma_cap: float = 1.0,
+        voxel_quantiles: int | None = None,
+        quantile_knots: int = 16,
     ):
-        """`dim` voxels in layers of `layer_sizes`, conditioned on [E_inc, layer energies]."""
+        """`dim` voxels in layers of `layer_sizes`, conditioned on [E_inc, layer energies].
+
+        With `voxel_quantiles`, the standardised shares are Gaussianised by that many quantile
+        levels at `quantile_knots` values of E_inc (`models.quantile.ConditionalQuantiles`).
+        """
         super().__init__()
         sizes = list(layer_sizes) if layer_sizes else [dim]
         if sum(sizes) != dim:
@@ -199,7 +210,12 @@ class VoxelShapePreprocessing(nn.Module):
         self.register_buffer("layer_of_voxel", layer_of, persistent=False)
         # as ShowerPreprocessing's voxels: a floor keeps rare hits from being 100-sigma outliers,
         # a cap keeps a unit error in network space from becoming a factor e^sigma in energy
-        self.standardiser = PolynomialStandardiser(dim, sigma_floor=0.5, sigma_cap=1.0)
+        self.standardiser = PolynomialStandardiser(
+            dim, sigma_floor=voxel_sigma_floor, sigma_cap=voxel_sigma_cap
+        )
+        self.quantiles = (
+            ConditionalQuantiles(dim, voxel_quantiles, quantile_knots) if voxel_quantiles else None
+        )
         self.register_buffer("c_mean", torch.zeros(cond_dim, dtype=torch.float64))
         self.register_buffer("c_std", torch.ones(cond_dim, dtype=torch.float64))
 
@@ -235,6 +251,16 @@ class VoxelShapePreprocessing(nn.Module):
                 yield self._coordinates(showers[rows], gen), e_inc[rows]
 
         self.standardiser.fit(chunks, e_inc)
+        if self.quantiles is not None:
+            standardised = torch.cat(
+                [self.standardiser.standardise(z, e).float() for z, e in chunks()]
+            )
+            self.quantiles.fit(standardised, self.standardiser.condition(e_inc))
+
+    def _gaussianise(self, x: Tensor, e_inc: Tensor) -> Tensor:
+        if self.quantiles is None:
+            return x
+        return self.quantiles.transform(x, self.standardiser.condition(e_inc))
 
     def transform_cond(self, cond: Tensor) -> Tensor:
         """Standardised [log E_inc, log(E_l / E_inc) ...] (empty layers at the noise floor)."""
@@ -247,11 +273,14 @@ class VoxelShapePreprocessing(nn.Module):
         x = torch.empty(showers.shape[0], self.out_dim, dtype=torch.float32, device=showers.device)
         for rows in _row_chunks(showers.shape[0], self.out_dim):
             z = self._coordinates(showers[rows], generator)
-            x[rows] = self.standardiser.standardise(z, cond[rows, 0]).float()
+            x_rows = self.standardiser.standardise(z, cond[rows, 0])
+            x[rows] = self._gaussianise(x_rows, cond[rows, 0]).float()
         return x, self.transform_cond(cond)
 
     def inverse(self, x: Tensor, cond: Tensor) -> Tensor:
         """Network space -> voxel energies [N, V] in MeV (float64), each at most its layer's."""
+        if self.quantiles is not None:
+            x = self.quantiles.inverse(x, self.standardiser.condition(cond[:, 0]))
         z = self.standardiser.unstandardise(x, cond[:, 0])
         layer_e = cond.double()[:, 1:][:, self.layer_of_voxel.to(x.device)]
         return torch.exp(z.clamp(max=0.0)) * layer_e
@@ -278,11 +307,24 @@ class VoxelShapePreprocessingConfig(BaseModel):
     threshold_mev: float = Field(1.0, gt=0.0)
     layer_sizes: list[int] | None = None
     noise_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    voxel_sigma_floor: float = Field(0.5, gt=0.0)
+    voxel_sigma_cap: float = Field(1.0, gt=0.0)
+    voxel_quantiles: int | None = Field(None, ge=2)
+    quantile_knots: int = Field(16, ge=2)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return omit_defaults(self, handler(self), VOXEL_OPTIONS)
 
     def build(self, dim: int, cond_dim: int) -> VoxelShapePreprocessing:
         """The module for `dim` voxels and a `cond_dim`-column condition."""
         return VoxelShapePreprocessing(
-            dim, cond_dim, self.threshold_mev, self.layer_sizes, self.noise_fraction
+            dim,
+            cond_dim,
+            self.threshold_mev,
+            self.layer_sizes,
+            self.noise_fraction,
+            **{name: getattr(self, name) for name in VOXEL_OPTIONS},
         )
 
 
@@ -296,6 +338,20 @@ class ShowerStagesConfig(BaseModel):
         None, description="voxels per active layer (filled from the geometry by farm)"
     )
     noise_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    voxel_sigma_floor: float = Field(
+        0.5, gt=0.0, description="shape stage: floor of a share coordinate's sigma (log units)"
+    )
+    voxel_sigma_cap: float = Field(
+        1.0, gt=0.0, description="shape stage: cap of a share coordinate's sigma (log units)"
+    )
+    voxel_quantiles: int | None = Field(
+        None, ge=2, description="shape stage: Gaussianise the shares by this many quantile levels"
+    )
+    quantile_knots: int = Field(16, ge=2, description="E_inc knots of the quantile tables")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return omit_defaults(self, handler(self), VOXEL_OPTIONS)
 
     def energy(self) -> LayerEnergyPreprocessingConfig:
         """The energy stage's preprocessing."""
@@ -309,6 +365,7 @@ class ShowerStagesConfig(BaseModel):
             threshold_mev=self.threshold_mev,
             layer_sizes=self.layer_sizes,
             noise_fraction=self.noise_fraction,
+            **{name: getattr(self, name) for name in VOXEL_OPTIONS},
         )
 
 
