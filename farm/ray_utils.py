@@ -1,9 +1,22 @@
-"""Ray at the edge: connect or start a local instance, and storage for Ray Train results."""
+"""Ray at the edge: connect or start a local instance, and storage for Ray Train results.
+
+A local instance (no RAY_ADDRESS) listens on 127.0.0.1 only: GCS, raylet, object manager,
+dashboard and runtime-env agents all bind the loopback address, so nothing on the machine's
+network interfaces answers. To run on a cluster, start it with `ray start` and set RAY_ADDRESS.
+A reaper process (`python -m farm.ray_utils PID`) stops the local instance's processes as soon
+as the farm process that started it dies, even by SIGKILL; Ray's own agents otherwise linger
+for about a minute (they try to report the raylet's death to the dead GCS).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import subprocess
+import sys
+import time
 
 from farm import store
 
@@ -28,9 +41,110 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     )
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], **kwargs)
-    else:
-        hide_auth_notice()
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **kwargs)
+        return
+    hide_auth_notice()
+    start_local_ray(num_cpus or os.cpu_count() or 1, kwargs)
+
+
+LOOPBACK = "127.0.0.1"
+
+
+def start_local_ray(num_cpus: int, kwargs: dict) -> None:
+    """A fresh local Ray instance on 127.0.0.1 only, with a reaper should this process die.
+
+    Ray turns a loopback node address into the machine's external one unless it runs without
+    cluster support (its ENABLE_RAY_CLUSTER constant, read when the node address is resolved);
+    farm clears it for the one call, so every Ray process of the instance binds 127.0.0.1.
+    """
+    import ray
+    from ray._private import ray_constants
+
+    cluster = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address="local", num_cpus=num_cpus, _node_ip_address=LOOPBACK, **kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = cluster
+    if ray.is_initialized():
+        start_reaper()
+
+
+def start_reaper() -> None:
+    """Start `python -m farm.ray_utils PID`: it stops this process's Ray processes once it dies."""
+    subprocess.Popen(
+        [sys.executable, "-m", "farm.ray_utils", str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
+
+
+RAY_MARKS = ("ray::", "gcs_server", "raylet", "/ray/")
+
+
+def is_ray_process(cmdline: list[str], name: str) -> bool:
+    """Whether a process is one of Ray's (GCS, raylet, workers, agents, helpers)."""
+    text = " ".join([name, *cmdline])
+    return any(mark in text for mark in RAY_MARKS)
+
+
+def _ray_descendants(driver, reaper_pid: int) -> dict[tuple[int, float], object]:
+    """The driver's Ray descendants, keyed by (pid, start time) so a reused pid never matches."""
+    import psutil
+
+    found = {}
+    for child in driver.children(recursive=True):
+        try:
+            if child.pid != reaper_pid and is_ray_process(child.cmdline(), child.name()):
+                found[(child.pid, child.create_time())] = child
+        except psutil.Error:
+            continue
+    return found
+
+
+def reap(driver_pid: int, interval: float = 1.0, grace: float = 3.0) -> int:
+    """Watch a farm process; when it is gone, stop the Ray processes it had started; how many.
+
+    Ray's processes are remembered while the driver lives (once it dies they are re-parented
+    and can no longer be found as its children), then sent SIGTERM, and SIGKILL after `grace`.
+    """
+    import psutil
+
+    try:
+        driver = psutil.Process(driver_pid)
+    except psutil.NoSuchProcess:
+        return 0
+    tracked: dict[tuple[int, float], object] = {}
+    while _alive(driver):
+        tracked.update(_ray_descendants(driver, os.getpid()))
+        time.sleep(interval)
+    alive = [p for p in tracked.values() if _alive(p)]
+    for proc in alive:
+        _signal(proc, signal.SIGTERM)
+    _, still = psutil.wait_procs(alive, timeout=grace)
+    for proc in still:
+        _signal(proc, signal.SIGKILL)
+    return len(alive)
+
+
+def _alive(proc) -> bool:
+    """Whether a psutil process still runs (a zombie does not; neither does a reused pid)."""
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _signal(proc, signum: int) -> None:
+    """Send a signal to a process that may already be gone."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        proc.send_signal(signum)
 
 
 class _DropAuthNotice(logging.Filter):
@@ -62,3 +176,7 @@ def storage_for_ray(url: str):
 
     fs, path = store.filesystem(url)
     return path, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
+
+
+if __name__ == "__main__":
+    reap(int(sys.argv[1]))
