@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 from torch import Tensor, nn
 
 from models.quantile import ConditionalQuantiles
@@ -218,12 +218,28 @@ class PointCloudPreprocessing(nn.Module):
 
     With `count_cond`, the last condition column is the number of valid points n (valid points
     first); it passes through unchanged (networks build their mask from it) and padded points
-    are set to 0 in both directions. Other condition columns are standardised.
+    are set to 0 in both directions. Other condition columns are standardised. Features listed in
+    `log_features` (e.g. jet constituents' pT fractions, index 2) are standardised as log(f):
+    heavy-tailed positive values become unit-scale and generated ones are positive by construction.
     """
 
-    def __init__(self, dim: int, cond_dim: int, n_features: int, count_cond: bool = True):
+    LOG_FLOOR = 1e-8
+    """Valid values of a log feature are floored here before the log."""
+
+    def __init__(
+        self,
+        dim: int,
+        cond_dim: int,
+        n_features: int,
+        count_cond: bool = True,
+        log_features: tuple[int, ...] = (),
+    ):
+        """Points of `n_features` in `dim` coordinates; `log_features` are modelled as logs."""
         super().__init__()
         self.n_features, self.count_cond = n_features, count_cond
+        is_log = torch.zeros(n_features, dtype=torch.bool)
+        is_log[list(log_features)] = True
+        self.register_buffer("is_log", is_log, persistent=False)
         self.n_points = dim // n_features
         self.out_dim = dim
         n_std = cond_dim - int(count_cond)
@@ -238,10 +254,16 @@ class PointCloudPreprocessing(nn.Module):
         count = cond[:, -1:].round().to(cond.device)
         return (torch.arange(self.n_points, device=cond.device) < count).unsqueeze(-1)
 
+    def _points(self, x: Tensor) -> Tensor:
+        """[B, N, F] features, log features as log(max(f, LOG_FLOOR))."""
+        pts = x.reshape(x.shape[0], self.n_points, self.n_features)
+        logs = torch.log(pts.clamp_min(self.LOG_FLOOR))
+        return torch.where(self.is_log.to(x.device), logs, pts)
+
     @torch.no_grad()
     def fit(self, x: Tensor, cond: Tensor, generator: torch.Generator | None = None) -> None:
         """Set the per-feature statistics from the valid points of training data."""
-        pts = x.double().reshape(x.shape[0], self.n_points, self.n_features)
+        pts = self._points(x.double())
         valid = pts[self._mask(cond).expand_as(pts)].reshape(-1, self.n_features)
         self.x_mean.copy_(valid.mean(0).float())
         self.x_std.copy_(valid.std(0).clamp_min(1e-6).float())
@@ -258,9 +280,7 @@ class PointCloudPreprocessing(nn.Module):
 
     def transform(self, x: Tensor, cond: Tensor, generator=None) -> tuple[Tensor, Tensor]:
         """Standardised points (padded points 0) and conditions."""
-        pts = (
-            x.float().reshape(x.shape[0], self.n_points, self.n_features) - self.x_mean
-        ) / self.x_std
+        pts = (self._points(x.float()) - self.x_mean) / self.x_std
         pts = torch.where(self._mask(cond), pts, torch.zeros_like(pts))
         return pts.reshape(x.shape[0], -1), self.transform_cond(cond)
 
@@ -269,6 +289,7 @@ class PointCloudPreprocessing(nn.Module):
         pts = (
             x.float().reshape(x.shape[0], self.n_points, self.n_features) * self.x_std + self.x_mean
         )
+        pts = torch.where(self.is_log.to(x.device), torch.exp(pts), pts)
         pts = torch.where(self._mask(cond), pts, torch.zeros_like(pts))
         return pts.reshape(x.shape[0], -1)
 
@@ -343,7 +364,26 @@ class PointCloudPreprocessingConfig(BaseModel):
     kind: Literal["pointcloud"] = "pointcloud"
     n_features: int = Field(..., ge=1)
     count_cond: bool = True
+    log_features: list[int] = Field(
+        default_factory=list, description="features modelled as their log (e.g. [2]: pT_rel)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        data = handler(self)
+        if not self.log_features:
+            data.pop("log_features", None)
+        return data
+
+    @model_validator(mode="after")
+    def _features_exist(self) -> PointCloudPreprocessingConfig:
+        bad = [i for i in self.log_features if not 0 <= i < self.n_features]
+        if bad:
+            raise ValueError(f"log_features {bad}: features are 0..{self.n_features - 1}")
+        return self
 
     def build(self, dim: int, cond_dim: int) -> nn.Module:
         """The preprocessing module."""
-        return PointCloudPreprocessing(dim, cond_dim, self.n_features, self.count_cond)
+        return PointCloudPreprocessing(
+            dim, cond_dim, self.n_features, self.count_cond, tuple(self.log_features)
+        )
