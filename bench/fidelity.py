@@ -68,7 +68,15 @@ LADDER: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
     "ds1-photons": {
         "flow": {
             "small": {"data.events": 24_000, "optim.epochs": 12},
-            "full": {},
+            "full": {"data.events": 100_000, "optim.epochs": 100},
+        },
+        "flow-quantile": {
+            "small": {"data.events": 24_000, "optim.epochs": 60},
+            "full": {"data.events": 100_000, "optim.epochs": 200},
+        },
+        "two-stage": {
+            "small": {"data.events": 24_000, "optim.epochs": 60},
+            "full": {"data.events": 100_000, "optim.epochs": 200},
         },
     },
     "ds2": {
