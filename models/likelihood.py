@@ -1,5 +1,6 @@
-"""log p(x) through the probability-flow ODE and the instantaneous change of variables
-(Chen et al. 2018; Song et al. 2021, Sec. 4.3 / App. D.2; Grathwohl et al. 2019 for Hutchinson).
+"""log p(x) through the probability-flow ODE and the instantaneous change of variables.
+
+Chen et al. 2018; Song et al. 2021, Sec. 4.3 / App. D.2; Grathwohl et al. 2019 for Hutchinson.
 
 d log p_t(x_t) / dt = -div drift(x_t, t), so log p_data(x) = log p_prior(x_prior)
 + integral_{t_data}^{t_prior} div drift dt, integrated jointly with x by adaptive DOPRI5.

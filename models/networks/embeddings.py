@@ -16,5 +16,6 @@ class GaussianFourierProjection(nn.Module):
         self.register_buffer("W", torch.randn(dim // 2) * scale)
 
     def forward(self, s: Tensor) -> Tensor:
+        """Fourier features [sin, cos](2 pi s W) of s [B] -> [B, dim]."""
         proj = 2 * math.pi * s.reshape(-1, 1).to(self.W.dtype) * self.W
         return torch.cat([proj.sin(), proj.cos()], dim=-1)

@@ -1,5 +1,7 @@
-"""EPiC layers (Buhmann, Kasieczka & Thaler 2023, "EPiC-GAN", arXiv:2301.08128): per-point MLPs
-exchanging information only through a pooled global vector; linear in the number of points.
+"""EPiC layers (Buhmann, Kasieczka & Thaler 2023, "EPiC-GAN", arXiv:2301.08128).
+
+Per-point MLPs exchange information only through a pooled global vector; linear in the number of
+points.
 
 Same data and mask convention as `models.networks.pointcloud` (flattened [B, N * F]; optional
 point count in the last condition column; output 0 on padded points).
@@ -39,6 +41,7 @@ class EPiCLayer(nn.Module):
         )
 
     def forward(self, h: Tensor, g: Tensor, emb: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """One EPiC update of points h [B, N, W] and the global vector g [B, G]."""
         m = mask.unsqueeze(-1).to(h.dtype)
         total = (h * m).sum(dim=1)
         mean = total / m.sum(dim=1).clamp_min(1.0)
@@ -75,6 +78,7 @@ class EPiCNetwork(nn.Module):
         self.out = nn.Linear(width, n_features)
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Network output [B, N * F] for points x [B, N * F], t [B], cond [B, C]."""
         pts = unflatten_points(x, self.n_features)
         emb = self.embed(t, cond)
         mask = points_mask(cond, self.n_points, self.count_cond)
@@ -101,6 +105,7 @@ class EPiCConfig(BaseModel):
     fourier_scale: float = Field(16.0, gt=0.0)
 
     def build(self, dim: int, cond_dim: int) -> nn.Module:
+        """The network for `dim` = points x features and `cond_dim` condition columns."""
         if dim % self.n_features:
             raise ValueError(f"dim {dim} is not a multiple of n_features {self.n_features}")
         return EPiCNetwork(

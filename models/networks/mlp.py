@@ -52,6 +52,7 @@ class ResidualMLP(nn.Module):
         self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, dim))
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Network output [B, D] for x [B, D], t [B], cond [B, C]."""
         e = self.t_embed(t)
         if self.c_embed is not None and cond is not None:
             e = e + self.c_embed(cond.to(e.dtype))
@@ -74,6 +75,7 @@ class MLPConfig(BaseModel):
     fourier_scale: float = Field(16.0, gt=0.0)
 
     def build(self, dim: int, cond_dim: int) -> nn.Module:
+        """The network for `dim` features and `cond_dim` condition columns."""
         return ResidualMLP(
             dim, cond_dim, self.width, self.depth, self.embed_dim, self.dropout, self.fourier_scale
         )

@@ -56,6 +56,7 @@ class ConditionEmbedding(nn.Module):
         )
 
     def forward(self, t: Tensor, cond: Tensor | None) -> Tensor:
+        """Embedding [B, E] of t [B] and the condition [B, C]."""
         e = self.t_embed(t)
         if cond is not None:
             cond = cond.to(e.dtype)
@@ -141,6 +142,7 @@ class PointCloudTransformer(nn.Module):
         self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, n_features))
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Network output [B, N * F] for points x [B, N * F], t [B], cond [B, C]."""
         pts = unflatten_points(x, self.n_features)
         emb = self.embed(t, cond)
         mask = points_mask(cond, self.n_points, self.count_cond)
@@ -173,6 +175,7 @@ class PointCloudTransformerConfig(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
     def build(self, dim: int, cond_dim: int) -> nn.Module:
+        """The network for `dim` = points x features and `cond_dim` condition columns."""
         if dim % self.n_features:
             raise ValueError(f"dim {dim} is not a multiple of n_features {self.n_features}")
         return PointCloudTransformer(

@@ -1,0 +1,1 @@
+"""Generative processes: each wraps a network and owns its loss and samplers."""

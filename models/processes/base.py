@@ -18,8 +18,10 @@ Net = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 
 @dataclass(frozen=True)
 class ProbabilityFlow:
-    """A process's probability-flow ODE dx/dt = drift(x, t) (t a 0-dim float64 tensor) from
-    t_data (the data end) to t_prior, where x ~ N(0, prior_std^2 I); used for likelihoods.
+    """A process's probability-flow ODE dx/dt = drift(x, t), used for likelihoods.
+
+    t is a 0-dim float64 tensor, from t_data (the data end) to t_prior, where
+    x ~ N(0, prior_std^2 I).
     """
 
     drift: Callable[[Tensor, Tensor], Tensor]

@@ -1,5 +1,6 @@
-"""Consistency models (Song et al. 2023, arXiv:2303.01469): f(x, sigma) maps any point of a PF-ODE
-trajectory to its origin in one network evaluation.
+"""Consistency models (Song et al. 2023, arXiv:2303.01469).
+
+f(x, sigma) maps any point of a PF-ODE trajectory to its origin in one network evaluation.
 
 f(x, sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x, c_noise(sigma)) with
 c_skip(sigma_min) = 1, c_out(sigma_min) = 0 (the boundary condition, their Appendix C), and
@@ -87,6 +88,7 @@ class ConsistencyModel(Process):
         )[:-1].flip(0)
 
     def loss(self, net, x: Tensor, cond: Tensor | None, generator=None) -> Tensor:
+        """Consistency-training loss per sample (Song et al. 2023, Alg. 3; pseudo-Huber distance)."""
         sigmas = self.sigmas_ascending(device=x.device)
         u = rand((x.shape[0],), generator, like=x).double()
         n = (u * (len(sigmas) - 1)).long().clamp_max(len(sigmas) - 2)
@@ -138,6 +140,7 @@ class ConsistencyConfig(BaseModel):
     sigma_mid_min: float = Field(0.02, gt=0.0)
 
     def build(self) -> ConsistencyModel:
+        """The process object."""
         return ConsistencyModel(
             self.sigma_data,
             self.sigma_min,

@@ -72,6 +72,7 @@ class EDM(Process):
         return fn
 
     def loss(self, net, x: Tensor, cond: Tensor | None, generator=None) -> Tensor:
+        """EDM loss per sample: lambda(sigma) ||D(x + sigma n) - x||^2, ln sigma ~ N(P_mean, P_std^2)."""
         z = randn((x.shape[0],), generator, like=x).to(x.device).double()
         sigma = (self.p_mean + self.p_std * z).exp()
         n = randn(tuple(x.shape), generator, like=x).to(x.device) * _view(sigma, x)
@@ -79,7 +80,7 @@ class EDM(Process):
         return self.loss_weight(sigma).to(x.dtype) * (d - x).pow(2).flatten(1).mean(dim=1)
 
     def probability_flow(self, net, cond: Tensor | None = None) -> ProbabilityFlow:
-        """PF ODE dx/dsigma = (x - D) / sigma, prior N(0, sigma_max^2 + sigma_data^2)"""
+        """PF ODE dx/dsigma = (x - D) / sigma, prior N(0, sigma_max^2 + sigma_data^2)."""
         denoiser = self.denoiser(net, cond)
         return ProbabilityFlow(
             drift=lambda x, sigma: (x - denoiser(x, sigma)) / sigma.to(x.dtype),
@@ -91,6 +92,7 @@ class EDM(Process):
     def sample(
         self, net, shape, cond, *, sampler: str, nfe: int, generator, **options: Any
     ) -> Tensor:
+        """Samples [shape] from the prior N(0, sigma_max^2) with an EDM sampler of `nfe` evaluations."""
         self.check_sampler(sampler, nfe)
         device = cond.device if cond is not None else (generator.device if generator else "cpu")
         x_init = randn(tuple(shape), generator, device=device).to(device) * self.sigma_max
@@ -121,6 +123,7 @@ class EDMConfig(BaseModel):
     rho: float = Field(7.0, gt=0.0)
 
     def build(self) -> EDM:
+        """The process object."""
         return EDM(
             self.sigma_data, self.p_mean, self.p_std, self.sigma_min, self.sigma_max, self.rho
         )

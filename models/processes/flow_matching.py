@@ -37,6 +37,7 @@ class RectifiedFlow(Process):
         self.ot = ot
 
     def loss(self, net, x: Tensor, cond: Tensor | None, generator=None) -> Tensor:
+        """Flow-matching loss per sample: ||v(x_t, t) - (x_1 - x_0)||^2 averaged over coordinates."""
         x_1 = x
         x_0 = randn(tuple(x.shape), generator, like=x).to(x.device)
         if self.ot:
@@ -50,6 +51,7 @@ class RectifiedFlow(Process):
     def sample(
         self, net, shape, cond, *, sampler: str, nfe: int, generator, **options: Any
     ) -> Tensor:
+        """Samples [shape]: the flow ODE from N(0, I) at t = 0 to t = 1 with a fixed-step solver."""
         self.check_sampler(sampler, nfe)
         solver, evals_per_step = FLOW_SOLVERS[sampler]
         steps = max(nfe // evals_per_step, 1)
@@ -58,8 +60,10 @@ class RectifiedFlow(Process):
         return solver(net, x_init, get_flow_times(steps, device), cond, **options)
 
     def denoiser(self, net, cond: Tensor | None = None):
-        """D(x, sigma, cond) in the EDM space x = x_t / t, sigma = (1 - t) / t (Karras et al. 2022
-        Sec. 4): t = 1 / (1 + sigma), D = x_t + (1 - t) v(x_t, t), the data prediction x1_hat.
+        """The EDM-space denoiser D(x, sigma, cond) of the flow (Karras et al. 2022, Sec. 4).
+
+        x = x_t / t, sigma = (1 - t) / t, so t = 1 / (1 + sigma) and D = x_t + (1 - t) v(x_t, t),
+        the data prediction x1_hat.
         """
 
         def fn(x: Tensor, sigma, c: Tensor | None = cond) -> Tensor:

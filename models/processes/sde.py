@@ -67,12 +67,15 @@ class ScoreSDE(Process):
         raise NotImplementedError
 
     def f(self, t: Tensor) -> Tensor:
+        """The drift coefficient (dx = drift x dt + g dW)."""
         raise NotImplementedError
 
     def g2(self, t: Tensor) -> Tensor:
+        """Squared diffusion coefficient g(t)^2."""
         raise NotImplementedError
 
     def sigma_to_t(self, sigma: Tensor) -> Tensor:
+        """The time t at which the marginal noise-to-signal ratio is sigma."""
         raise NotImplementedError
 
     def std(self, t: Tensor) -> Tensor:
@@ -82,7 +85,7 @@ class ScoreSDE(Process):
 
     # --- what samplers need ----------------------------------------------------------------
     def score(self, net, cond: Tensor | None = None) -> Callable[..., Tensor]:
-        """score(x, t, cond) = -net(x, t, cond) / (s sigma)."""
+        """The score function, -net(x, t, cond) / (s sigma)."""
 
         def fn(x: Tensor, t: Tensor, c: Tensor | None = cond) -> Tensor:
             return -net(x, t, c) / _bcast(self.std(t.double()), x)
@@ -102,6 +105,7 @@ class ScoreSDE(Process):
         return fn
 
     def loss(self, net, x: Tensor, cond: Tensor | None, generator=None) -> Tensor:
+        """Denoising score-matching loss per sample, weighted by lambda(t) = sigma(t)^2 (noise prediction)."""
         t = self.train_eps + (1 - self.train_eps) * rand((x.shape[0],), generator, like=x).double()
         s, sigma = self.marginal(t)
         n = randn(tuple(x.shape), generator, like=x).to(x.device)
@@ -121,6 +125,7 @@ class ScoreSDE(Process):
     def sample(
         self, net, shape, cond, *, sampler: str, nfe: int, generator, **options: Any
     ) -> Tensor:
+        """Samples [shape] from the prior with a reverse-SDE or probability-flow sampler of `nfe` evaluations."""
         self.check_sampler(sampler, nfe)
         device = cond.device if cond is not None else (generator.device if generator else "cpu")
         x_init = randn(tuple(shape), generator, device=device).to(device)
@@ -163,16 +168,20 @@ class VESDE(ScoreSDE):
         self._log_ratio = math.log(sigma_max / sigma_min)
 
     def marginal(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(s(t), sigma(t)) of the perturbation kernel x_t = s x_0 + s sigma n."""
         t = _f64(t)
         return torch.ones_like(t), self.sigma_min * torch.exp(t * self._log_ratio)
 
     def f(self, t: Tensor) -> Tensor:
+        """The drift coefficient, 0 (variance exploding)."""
         return torch.zeros_like(_f64(t))
 
     def g2(self, t: Tensor) -> Tensor:
+        """The squared diffusion g(t)^2 = d sigma(t)^2 / dt."""
         return self.marginal(t)[1] ** 2 * (2 * self._log_ratio)
 
     def sigma_to_t(self, sigma: Tensor) -> Tensor:
+        """The time log(sigma / sigma_min) / log(sigma_max / sigma_min)."""
         return torch.log(_f64(sigma) / self.sigma_min) / self._log_ratio
 
 
@@ -193,6 +202,7 @@ class VPSDE(ScoreSDE):
         self.beta_min, self.beta_max = beta_min, beta_max
 
     def beta(self, t: Tensor) -> Tensor:
+        """The noise rate, linear in t from beta_min to beta_max."""
         return self.beta_min + _f64(t) * (self.beta_max - self.beta_min)
 
     def big_b(self, t: Tensor) -> Tensor:
@@ -201,13 +211,16 @@ class VPSDE(ScoreSDE):
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
 
     def marginal(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(s(t), sigma(t)) with s = exp(-B(t) / 2), sigma = sqrt(exp(B(t)) - 1)."""
         b = self.big_b(t)
         return torch.exp(-b / 2), torch.expm1(b).sqrt()
 
     def f(self, t: Tensor) -> Tensor:
+        """The drift coefficient, -beta(t) / 2."""
         return -self.beta(t) / 2
 
     def g2(self, t: Tensor) -> Tensor:
+        """The squared diffusion g(t)^2 = beta(t)."""
         return self.beta(t)
 
     def _b_to_t(self, b: Tensor) -> Tensor:
@@ -215,6 +228,7 @@ class VPSDE(ScoreSDE):
         return (-self.beta_min + (self.beta_min**2 + 2 * d * b).sqrt()) / d
 
     def sigma_to_t(self, sigma: Tensor) -> Tensor:
+        """The time t with B(t) = log(1 + sigma^2)."""
         return self._b_to_t(torch.log1p(_f64(sigma) ** 2))
 
 
@@ -224,14 +238,17 @@ class SubVPSDE(VPSDE):
     name = "subvp_sde"
 
     def marginal(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(s(t), sigma(t)) of the sub-VP SDE (Song et al. 2021, Eq. 29)."""
         b = self.big_b(t)
         s = torch.exp(-b / 2)
         return s, -torch.expm1(-b) / s
 
     def g2(self, t: Tensor) -> Tensor:
+        """The squared diffusion g(t)^2 = beta(t) (1 - exp(-2 B(t)))."""
         return -self.beta(t) * torch.expm1(-2 * self.big_b(t))
 
     def sigma_to_t(self, sigma: Tensor) -> Tensor:
+        """The time t whose noise-to-signal ratio is sigma."""
         sigma = _f64(sigma)
         s = 2 / ((sigma**2 + 4).sqrt() + sigma)  # root of s^2 + sigma s - 1 = 0
         return self._b_to_t(-2 * torch.log(s))
@@ -252,6 +269,7 @@ class VESDEConfig(_SDEConfig):
     train_eps: float = Field(1e-5, gt=0.0, lt=1.0)
 
     def build(self) -> VESDE:
+        """The process object."""
         return VESDE(self.sigma_min, self.sigma_max, self.eps, self.train_eps, self.rho)
 
 
@@ -265,6 +283,7 @@ class VPSDEConfig(_SDEConfig):
     train_eps: float = Field(1e-5, gt=0.0, lt=1.0)
 
     def build(self) -> VPSDE:
+        """The process object."""
         return VPSDE(self.beta_min, self.beta_max, self.eps, self.train_eps, self.rho)
 
 
@@ -274,6 +293,7 @@ class SubVPSDEConfig(VPSDEConfig):
     kind: Literal["subvp_sde"] = "subvp_sde"  # type: ignore[assignment]
 
     def build(self) -> SubVPSDE:
+        """The process object."""
         return SubVPSDE(self.beta_min, self.beta_max, self.eps, self.train_eps, self.rho)
 
 

@@ -1,0 +1,1 @@
+"""Samplers: pure functions (model, x_init, schedule, cond, generator) -> x."""

@@ -150,8 +150,10 @@ def sample_restart(
     restart_steps: int = 3,
     rho: float = 7.0,
 ) -> Tensor:
-    """Restart sampler (Xu et al. 2023, Alg. 1): Heun ODE; at sigma ~ restart_sigma_min, K times add
-    noise back to restart_sigma_max and re-solve down with `restart_steps` Heun steps.
+    """Restart sampler (Xu et al. 2023, Alg. 1).
+
+    Heun ODE; at sigma ~ restart_sigma_min, K times add noise back to restart_sigma_max and
+    re-solve down with `restart_steps` Heun steps.
     NFE = (2 n - 1) + K * 2 * restart_steps for a main grid of n steps.
     """
     n = len(sigmas) - 1

@@ -24,9 +24,13 @@ Score = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 class LinearSDE(Protocol):
     """dx = f(t) x dt + g(t) dW."""
 
-    def f(self, t: Tensor) -> Tensor: ...
+    def f(self, t: Tensor) -> Tensor:
+        """The drift coefficient."""
+        ...
 
-    def g2(self, t: Tensor) -> Tensor: ...
+    def g2(self, t: Tensor) -> Tensor:
+        """Squared diffusion coefficient g(t)^2."""
+        ...
 
 
 def get_sde_times(steps: int, eps: float, device: torch.device | str = "cpu") -> Tensor:
