@@ -17,6 +17,27 @@ from models.distill import DistillConfig
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 Scalar = bool | int | float | str
 
+# Bounds on what a job file may be, checked before anything is built from it; each error names
+# its bound. A job names its data by URL and never holds it, so these are far above real jobs.
+MAX_JOB_BYTES = 1_000_000
+"""A job file's size."""
+MAX_YAML_NODES = 100_000
+"""YAML nodes (mappings, sequences, scalars) once every alias is expanded (alias bombs)."""
+MAX_YAML_DEPTH = 64
+"""Nesting depth of YAML collections."""
+MAX_LIST = 10_000
+"""Items of any list or mapping a spec takes (condition values, energies, tags, options, ...)."""
+MAX_CAMPAIGN_EVENTS = 10**12
+"""Events of one campaign (the farm is built for 10^6 to 10^9)."""
+MAX_SHARDS = 1_000_000
+"""Shards of one campaign (events / shard_size): the driver's queue and the manifest listing."""
+MAX_DATA_EVENTS = 100_000_000
+"""Events a training job generates (simulated showers, jets) or reads (max_events)."""
+MAX_BATCH = 10_000_000
+"""A sampling batch, validation subset or fidelity sample."""
+MAX_WORKERS = 10_000
+"""Ray Train workers, campaign actors, tune trials and concurrency."""
+
 
 class Strict(BaseModel):
     """Base of every spec: unknown keys are rejected (extra="forbid")."""
@@ -45,9 +66,9 @@ class SimulatedShowersData(Strict):
 
     source: Literal["simulated_showers"] = "simulated_showers"
     geometry: str = "ds1-photons"
-    events: int = Field(20_000, gt=0)
+    events: int = Field(20_000, gt=0, le=MAX_DATA_EVENTS)
     seed: int = 0
-    energies: list[float] | None = None
+    energies: list[float] | None = Field(None, max_length=MAX_LIST)
     split: SplitSpec = Field(default_factory=SplitSpec)
 
 
@@ -57,7 +78,7 @@ class CaloChallengeData(Strict):
     source: Literal["calochallenge"] = "calochallenge"
     url: str
     geometry: str = "ds1-photons"
-    max_events: int | None = Field(None, gt=0)
+    max_events: int | None = Field(None, gt=0, le=MAX_DATA_EVENTS)
     split: SplitSpec = Field(default_factory=SplitSpec)
 
 
@@ -66,12 +87,14 @@ class SimulatedJetsData(Strict):
 
     source: Literal["simulated_jets"] = "simulated_jets"
     process: Literal["gluon", "quark", "top", "w", "z"] = "top"
-    events: int = Field(5_000, gt=0)
+    events: int = Field(5_000, gt=0, le=MAX_DATA_EVENTS)
     seed: int = Field(1, ge=0)
-    n_constituents: int = Field(30, ge=2)
+    n_constituents: int = Field(30, ge=2, le=MAX_LIST)
     pt_hat_min: float = Field(900.0, gt=0)
     pt_hat_max: float = Field(1100.0, gt=0)
-    shard_size: int = Field(500, gt=0, description="jets per cached shard (one Ray task each)")
+    shard_size: int = Field(
+        500, gt=0, le=MAX_DATA_EVENTS, description="jets per cached shard (one Ray task each)"
+    )
     split: SplitSpec = Field(default_factory=SplitSpec)
 
     @model_validator(mode="after")
@@ -86,7 +109,7 @@ class JetFileData(Strict):
 
     source: Literal["jets"] = "jets"
     url: str
-    max_events: int | None = Field(None, gt=0)
+    max_events: int | None = Field(None, gt=0, le=MAX_DATA_EVENTS)
     split: SplitSpec = Field(default_factory=SplitSpec)
 
 
@@ -102,7 +125,7 @@ DataSpec = Annotated[
 class TrainResources(Strict):
     """Ray Train scaling: workers (DDP ranks), GPUs if present ('auto'), CPUs per worker."""
 
-    workers: int = Field(2, ge=1)
+    workers: int = Field(2, ge=1, le=MAX_WORKERS)
     use_gpu: bool | Literal["auto"] = "auto"
     cpus_per_worker: float = Field(1, gt=0)
     max_failures: int = Field(0, ge=-1)
@@ -120,10 +143,10 @@ class RegisteredJob(Strict):
 
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
-    aliases: list[str] = Field(default_factory=lambda: ["candidate"])
-    tags: dict[str, str] = Field(default_factory=dict)
-    gates: dict[str, Gate] = Field(default_factory=dict)
-    validation_events: int = Field(2000, ge=0)
+    aliases: list[str] = Field(default_factory=lambda: ["candidate"], max_length=MAX_LIST)
+    tags: dict[str, str] = Field(default_factory=dict, max_length=MAX_LIST)
+    gates: dict[str, Gate] = Field(default_factory=dict, max_length=MAX_LIST)
+    validation_events: int = Field(2000, ge=0, le=MAX_BATCH)
 
     @field_validator("aliases")
     @classmethod
@@ -180,7 +203,7 @@ def check_model_for_data(model: ModelConfig | TwoStageConfig, source: str) -> No
 class DistillResources(TrainResources):
     """Ray Train resources of a distillation: one worker (it is not data-parallel), GPU if present."""
 
-    workers: int = Field(1, ge=1)
+    workers: int = Field(1, ge=1, le=MAX_WORKERS)
 
     @field_validator("workers")
     @classmethod
@@ -221,7 +244,7 @@ class EnergyConditions(Strict):
     """
 
     distribution: Literal["discrete", "log-uniform", "uniform", "file", "jet-truth"] = "log-uniform"
-    values: list[float] | None = None
+    values: list[float] | None = Field(None, max_length=MAX_LIST)
     min: float | None = Field(None, gt=0)
     max: float | None = Field(None, gt=0)
     url: str | None = None
@@ -248,10 +271,10 @@ class EnergyConditions(Strict):
 class CampaignResources(Strict):
     """Generation actors, GPUs per actor (0 = CPU), CPUs per actor and sampling batch size."""
 
-    actors: int = Field(2, ge=1)
+    actors: int = Field(2, ge=1, le=MAX_WORKERS)
     gpus_per_actor: float = Field(0, ge=0)
     cpus_per_actor: float = Field(1, gt=0)
-    batch_size: int = Field(4096, ge=1)
+    batch_size: int = Field(4096, ge=1, le=MAX_BATCH)
     bf16: bool = True
     compile: bool = Field(
         False,
@@ -261,6 +284,7 @@ class CampaignResources(Strict):
     max_shard_retries: int = Field(3, ge=0)
     custom_resources: dict[str, float] = Field(
         default_factory=dict,
+        max_length=MAX_LIST,
         description="Ray custom resources each actor needs, e.g. {farm_gen: 1} to pin one actor "
         "per node that offers farm_gen: 1",
     )
@@ -279,11 +303,15 @@ class CampaignValidation(Strict):
         "models trained on simulated showers)"
     )
     events: int | None = Field(
-        None, ge=4, description="events validated (default: min(10000, the campaign's events))"
+        None,
+        ge=4,
+        le=MAX_BATCH,
+        description="events validated (default: min(10000, the campaign's events))",
     )
     reference_events: int | None = Field(
         None,
         ge=4,
+        le=MAX_BATCH,
         description="reference events read from a URL, a seeded random subset (default: twice "
         "`events`); the simulator always makes two showers per validated event",
     )
@@ -291,6 +319,7 @@ class CampaignValidation(Strict):
     classifier: bool = True
     gates: dict[str, Gate] = Field(
         default_factory=dict,
+        max_length=MAX_LIST,
         description="thresholds on metrics, merged over the model version's own gates",
     )
 
@@ -308,12 +337,13 @@ class CampaignJob(Strict):
     kind: Literal["campaign"] = "campaign"
     name: str = Field(pattern=NAME_PATTERN)
     model: str = Field(description="NAME@ALIAS or NAME/VERSION")
-    events: int = Field(gt=0)
+    events: int = Field(gt=0, le=MAX_CAMPAIGN_EVENTS)
     shard_size: int = Field(10_000, gt=0)
     sampler: str | None = None
-    nfe: int | None = Field(None, ge=1)
+    nfe: int | None = Field(None, ge=1, le=MAX_LIST)
     sampler_options: dict[str, Scalar] = Field(
         default_factory=dict,
+        max_length=MAX_LIST,
         description="sampler keyword arguments, e.g. {snr: 0.16} (PC) or {s_churn: 40} (EDM Heun)",
     )
     conditions: EnergyConditions
@@ -329,6 +359,12 @@ class CampaignJob(Strict):
         if self.shard_size > self.events:
             raise ValueError(
                 f"shard_size ({self.shard_size}) is larger than events ({self.events})"
+            )
+        shards = -(-self.events // self.shard_size)
+        if shards > MAX_SHARDS:
+            raise ValueError(
+                f"events / shard_size gives {shards:,} shards, more than the {MAX_SHARDS:,} a "
+                "campaign may have; raise shard_size"
             )
         if not self.formats:
             raise ValueError("formats must name at least one of: parquet, h5")
@@ -448,8 +484,26 @@ def _format_error(source: str, err: dict[str, Any], model: type[BaseModel]) -> s
         return f"{source}: {key}: {ctx.get('tag')!r} is not one of: {allowed}"
     if err["type"] == "missing":
         return f"{source}: missing required key '{loc}'"
+    bound = _bound_message(err)
+    if bound:
+        return f"{source}: {loc}: {bound}"
     msg = err["msg"].removeprefix("Value error, ")
     return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
+
+
+def _bound_message(err: dict[str, Any]) -> str | None:
+    """'at most N (the bound ...), got X' for errors of a value or list above its bound."""
+    ctx = err.get("ctx", {})
+    if err["type"] == "less_than_equal" and isinstance(err.get("input"), int | float):
+        return (
+            f"must be at most {ctx['le']:,} (a bound of farm's job files), got {err['input']:.4g}"
+        )
+    if err["type"] == "too_long":
+        return (
+            f"at most {ctx['max_length']:,} items (a bound of farm's job files), "
+            f"got {ctx.get('actual_length', 'more'):,}"
+        )
+    return None
 
 
 def parse_job(doc: Any, source: str, kind: str | tuple[str, ...] | None = None) -> BaseModel:
@@ -474,22 +528,104 @@ def parse_job(doc: Any, source: str, kind: str | tuple[str, ...] | None = None) 
         raise FarmError(_format_error(source, exc.errors()[0], model)) from None
 
 
-def load_job(path: str | Path, kind: str | tuple[str, ...] | None = None) -> BaseModel:
-    """Read and validate a YAML job file."""
-    path = Path(path)
+def read_job_text(path: Path) -> str:
+    """A job file's text, at most MAX_JOB_BYTES (FarmError naming the file and the bound)."""
     try:
-        text = path.read_text()
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_JOB_BYTES + 1)
     except FileNotFoundError:
         raise FarmError(f"{path}: job file not found") from None
     except OSError as exc:
         raise FarmError(f"{path}: cannot read job file ({exc.strerror})") from None
+    if len(data) > MAX_JOB_BYTES:
+        raise FarmError(
+            f"{path}: job file is larger than {MAX_JOB_BYTES:,} bytes (the bound on a job "
+            "file; a job names its data by URL instead of holding it)"
+        )
     try:
-        doc = yaml.safe_load(text)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FarmError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    """The nodes a YAML node holds (keys and values of a mapping, items of a sequence)."""
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _collection_length(node: yaml.Node) -> int:
+    return len(node.value) if isinstance(node, yaml.CollectionNode) else 0
+
+
+def check_yaml_bounds(root: yaml.Node, source: str) -> int:
+    """Nodes of a composed YAML document with every alias expanded, without expanding any.
+
+    Each distinct node is sized once (aliases share nodes), so an alias bomb costs its real
+    node count; FarmError names the bound it breaks (nodes, depth, items) or a recursive alias.
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in _children(node))
+            if sizes[key] > MAX_YAML_NODES:
+                raise FarmError(
+                    f"{source}: more than {MAX_YAML_NODES:,} YAML nodes once aliases are "
+                    f"expanded (line {node.start_mark.line + 1}); the bound on a job file"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise FarmError(f"{source}: recursive YAML alias at line {node.start_mark.line + 1}")
+        if depth > MAX_YAML_DEPTH:
+            raise FarmError(
+                f"{source}: YAML nested deeper than {MAX_YAML_DEPTH} levels at line "
+                f"{node.start_mark.line + 1}"
+            )
+        if _collection_length(node) > MAX_LIST:
+            raise FarmError(
+                f"{source}: a list or mapping of more than {MAX_LIST:,} items at line "
+                f"{node.start_mark.line + 1} (the bound on any list in a job)"
+            )
+        on_path.add(key)
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in _children(node) if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Safe-load one YAML document after checking its bounds (FarmError naming the problem)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        check_yaml_bounds(node, source)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise FarmError(f"{path}: malformed YAML{where}: {problem}") from None
+        raise FarmError(f"{source}: malformed YAML{where}: {problem}") from None
+    except RecursionError:
+        raise FarmError(f"{source}: YAML nested deeper than {MAX_YAML_DEPTH} levels") from None
+    finally:
+        loader.dispose()
+
+
+def load_job(path: str | Path, kind: str | tuple[str, ...] | None = None) -> BaseModel:
+    """Read and validate a YAML job file within the bounds above (size, nodes, depth, lists)."""
+    path = Path(path)
+    doc = parse_yaml(read_job_text(path), str(path))
     return parse_job(doc, str(path), kind)
 
 
@@ -522,7 +658,7 @@ class ParamSpace(Strict):
     type: Literal["uniform", "loguniform", "choice", "randint"]
     low: float | None = None
     high: float | None = None
-    values: list[Scalar] | None = None
+    values: list[Scalar] | None = Field(None, max_length=MAX_LIST)
 
     @model_validator(mode="after")
     def _complete(self) -> ParamSpace:
@@ -571,7 +707,9 @@ class ParamSpace(Strict):
 class FidelitySpec(Strict):
     """Score checkpoints by generating `events` showers for validation energies (farm.fidelity)."""
 
-    events: int = Field(1000, ge=10, description="at most the validation split's size is used")
+    events: int = Field(
+        1000, ge=10, le=MAX_BATCH, description="at most the validation split's size is used"
+    )
     every: int = Field(
         1, ge=1, description="score every N-th epoch with a checkpoint, and the last"
     )
@@ -585,7 +723,7 @@ class FidelitySpec(Strict):
 class TrialResources(Strict):
     """Ray Train workers per trial (DDP ranks), CPUs per worker, GPUs if present ('auto')."""
 
-    workers: int = Field(1, ge=1)
+    workers: int = Field(1, ge=1, le=MAX_WORKERS)
     cpus: float = Field(1, gt=0)
     use_gpu: bool | Literal["auto"] = "auto"
 
@@ -608,17 +746,19 @@ class TuneJob(Strict):
     base_job: str | None = Field(
         None, description="path to a train job YAML (instead of base; resolved into base)"
     )
-    space: dict[str, ParamSpace]
+    space: dict[str, ParamSpace] = Field(max_length=MAX_LIST)
     points_to_evaluate: list[dict[str, Scalar]] = Field(
-        default_factory=list, description="parameter sets tried first, in order; then TPE"
+        default_factory=list,
+        max_length=MAX_LIST,
+        description="parameter sets tried first, in order; then TPE",
     )
     metric: str = "val_loss"
     mode: Literal["min", "max"] = "min"
     fidelity: FidelitySpec | None = Field(
         None, description="score checkpoints on a generated sample (default on for fidelity.*)"
     )
-    trials: int = Field(10, ge=1)
-    concurrency: int = Field(2, ge=1)
+    trials: int = Field(10, ge=1, le=MAX_WORKERS)
+    concurrency: int = Field(2, ge=1, le=MAX_WORKERS)
     resources_per_trial: TrialResources = Field(default_factory=TrialResources)
     time_budget_s: float | None = Field(None, gt=0)
     asha: AshaSpec | None = Field(default_factory=AshaSpec)
