@@ -5,6 +5,21 @@ class FarmError(Exception):
     """A problem with the user's input or environment, printed as one line and exit code 2."""
 
 
+class Stopped(KeyboardInterrupt):
+    """farm was told to stop (SIGTERM): unwinds like Ctrl-C, so runs and campaigns record it."""
+
+
+EXCERPT_CHARS = 40
+
+
+def excerpt(text: str | bytes, limit: int = EXCERPT_CHARS) -> str:
+    """A short, escaped excerpt of untrusted text for an error line (never the whole content)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    short = text[:limit]
+    return repr(short) + ("..." if len(text) > limit else "")
+
+
 ROOT_CAUSE_MARKERS = ("Error", "Exception", "Fault", "Output")
 
 

@@ -1,7 +1,8 @@
 """Typed campaign records and where they live in the store (JSON only at this boundary).
 
 FARM_HOME/campaigns/<id>/ holds campaign.json (`CampaignRecord`), status.json (`CampaignStatus`),
-`cancel` (a request) and driver.log; the campaign's output (by default
+lease.json (`DriverLease`, the driver that holds the campaign), `cancel` (a request) and
+driver.log; the campaign's output (by default
 campaigns/<id>/output/) holds `_manifest/shard-*.json` (`ShardRecord`, the commit points),
 manifest.parquet, summary.json (`CampaignSummary`) and validation.json (`ValidationRecord`).
 Paths inside records are relative to the campaign output (or, for the output itself, to the
@@ -11,7 +12,9 @@ resolves; `CampaignRecord.output_url` and `CampaignRecord.path` resolve them.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
 import time
 from typing import Any, Literal
@@ -25,6 +28,7 @@ from farm.specs import CampaignJob
 
 SCHEMA_VERSION = 1
 CAMPAIGN_JSON, STATUS_JSON, CANCEL = "campaign.json", "status.json", "cancel"
+LEASE_JSON = "lease.json"
 DEFAULT_OUTPUT = "output"
 DataKind = Literal["showers", "jets"]
 
@@ -194,12 +198,21 @@ class CampaignSummary(Record):
     validation: ValidationSummary | None = None
 
 
-CampaignState = Literal["submitted", "running", "finished", "cancelled", "failed"]
+CampaignState = Literal["submitted", "running", "finished", "cancelled", "failed", "orphaned"]
+"""A campaign's state. The driver writes submitted, running, finished, cancelled and failed (a
+shard failing too often, actors that keep dying, a failed finalize or any other driver error,
+named in `CampaignStatus.error`); `orphaned` is never written: `observed_status` reports it for a
+submitted or running campaign whose driver's lease has expired (its heartbeat stopped)."""
+ACTIVE_STATES = ("submitted", "running")
+STATUS_SCHEMA_VERSION = 2
+"""status.json schema 2 (issue 17) adds `error` and the derived state `orphaned`; schema 1 files
+read unchanged (every new field has a default)."""
 
 
 class CampaignStatus(Record):
     """status.json: the driver's progress, rewritten every few seconds."""
 
+    schema_version: int = STATUS_SCHEMA_VERSION
     state: CampaignState = "submitted"
     shards_done: int = 0
     shards_total: int = 0
@@ -218,6 +231,53 @@ class CampaignStatus(Record):
     summary: CampaignSummary | None = None
     validated: Validated | None = None
     validation: ValidationSummary | None = None
+    error: str | None = None
+
+
+class DriverLease(Record):
+    """lease.json: the one driver that may drive a campaign, until `expires` unless renewed.
+
+    The holder's heartbeat rewrites it every few seconds with a later `expires`; a driver that
+    dies stops renewing, so its lease lapses and another driver may take over.
+    """
+
+    token: str
+    host: str
+    pid: int
+    since: float
+    heartbeat: float
+    expires: float
+    process_space: str = ""
+
+    @property
+    def holder(self) -> str:
+        """'host pid N', the words an operator looks for."""
+        return f"{self.host} pid {self.pid}"
+
+    def expired(self, now: float | None = None) -> bool:
+        """Whether the lease has lapsed (its holder stopped renewing it)."""
+        return (time.time() if now is None else now) >= self.expires
+
+    def holder_gone(self) -> bool:
+        """Whether the holder ran in this machine's process space and its process is gone."""
+        import psutil
+
+        space = process_space()
+        return bool(space) and self.process_space == space and not psutil.pid_exists(self.pid)
+
+    def lapsed(self, now: float | None = None) -> bool:
+        """Expired, or held by a process of this machine that no longer exists."""
+        return self.expired(now) or self.holder_gone()
+
+
+def process_space() -> str:
+    """This machine's boot id and pid namespace ('' where unknown): where a pid means a process."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
 
 
 # --------------------------------------------------------------------------- paths
@@ -296,6 +356,45 @@ def read_status(campaign_id: str) -> CampaignStatus:
 def update_status(campaign_id: str, **fields: Any) -> None:
     """Change some fields of status.json."""
     write_status(campaign_id, read_status(campaign_id).model_copy(update=fields))
+
+
+def read_lease(campaign_id: str) -> DriverLease | None:
+    """lease.json of a campaign, or None when no driver holds (or ever held) it."""
+    url = campaign_url(campaign_id, LEASE_JSON)
+    try:
+        return DriverLease.model_validate_json(store.read_text(url))
+    except FarmError:  # no such file
+        return None
+
+
+def write_lease(campaign_id: str, lease: DriverLease) -> None:
+    """Write lease.json atomically (tmp + rename locally, one PUT on S3)."""
+    store.write_text(campaign_url(campaign_id, LEASE_JSON), lease.to_json())
+
+
+def remove_lease(campaign_id: str) -> None:
+    """Delete lease.json (a driver lets go of its campaign)."""
+    fs, path = store.filesystem(campaign_url(campaign_id, LEASE_JSON))
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm_file(path)
+
+
+def observed_state(status: CampaignStatus, lease: DriverLease | None, now: float) -> str:
+    """The state to report: `orphaned` for an active campaign whose driver's lease lapsed."""
+    if status.state not in ACTIVE_STATES:
+        return status.state
+    if lease is not None and lease.lapsed(now):
+        return "orphaned"
+    if lease is None and status.state == "running":
+        return "orphaned"  # a running driver always holds the lease
+    return status.state
+
+
+def observed_status(campaign_id: str) -> tuple[CampaignStatus, DriverLease | None]:
+    """status.json with the observed state (orphaned when the heartbeat stopped), and the lease."""
+    status, lease = read_status(campaign_id), read_lease(campaign_id)
+    state = observed_state(status, lease, time.time())
+    return status.model_copy(update={"state": state}), lease
 
 
 def request_cancel(campaign_id: str) -> None:

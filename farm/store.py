@@ -14,6 +14,7 @@ from typing import TypeVar
 import fsspec
 from fsspec.core import url_to_fs
 
+from farm import faults
 from farm.errors import FarmError
 
 DEFAULT_HOME = "farm-home"
@@ -57,8 +58,23 @@ def normalize(url: str) -> str:
 
 
 def home() -> str:
-    """The farm store: FARM_HOME, default ./farm-home."""
-    return normalize(os.environ.get("FARM_HOME", DEFAULT_HOME))
+    """The farm store: FARM_HOME, default ./farm-home (FarmError if a file stands in its way)."""
+    url = normalize(os.environ.get("FARM_HOME", DEFAULT_HOME))
+    if is_local(url):
+        check_folder_path(url, "FARM_HOME")
+    return url
+
+
+def check_folder_path(path: str, what: str) -> None:
+    """FarmError unless `path` is a folder or can become one (no file at it or above it)."""
+    for candidate in (Path(path), *Path(path).parents):
+        if candidate.is_dir():
+            return
+        if candidate.exists():
+            raise FarmError(
+                f"{what}={path}: store is not writable ({candidate} is a file, not a folder); "
+                f"point {what} at a folder (it is created if missing)"
+            )
 
 
 def join(url: str, *parts: str) -> str:
@@ -73,9 +89,7 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """(filesystem, path) for a URL."""
     url = normalize(url)
     if url.startswith("flaky://"):
-        import farm.faults
-
-        fsspec.register_implementation("flaky", farm.faults.FlakyFileSystem, clobber=True)
+        fsspec.register_implementation("flaky", faults.FlakyFileSystem, clobber=True)
     return url_to_fs(url, **storage_options(url))
 
 
@@ -127,9 +141,62 @@ def listdir(url: str) -> list[str]:
         return []
 
 
+TMP_MARK = ".tmp-"
+UPLOAD_PREFIX = "farm-upload-"
+
+
 def _tmp_sibling(path: str) -> str:
     head, _, tail = path.rpartition("/")
-    return f"{head}/.{tail}.tmp-{uuid.uuid4().hex[:12]}"
+    return f"{head}/.{tail}{TMP_MARK}{uuid.uuid4().hex[:12]}"
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a base name is one of atomic_local_file's hidden temporaries (.x.tmp-1a2b...)."""
+    return name.startswith(".") and TMP_MARK in name
+
+
+def remove_temporaries(url: str) -> int:
+    """Delete the hidden temporaries a killed writer left in a local folder; how many.
+
+    Only safe while nobody writes into the folder (a campaign's driver holds its lease and has
+    no actors, or every shard is committed). Remote stores never hold temporaries (one PUT).
+    """
+    if not is_local(url):
+        return 0
+    folder = Path(normalize(url))
+    removed = 0
+    for path in folder.glob(".*"):
+        if is_temporary(path.name) and path.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def _upload_owner(name: str) -> int | None:
+    """The pid in an upload folder's name (farm-upload-<pid>-...), None for other names."""
+    head, _, _ = name.removeprefix(UPLOAD_PREFIX).partition("-")
+    return int(head) if name.startswith(UPLOAD_PREFIX) and head.isdigit() else None
+
+
+def clean_stale_uploads(tmpdir: str | None = None) -> int:
+    """Delete upload folders (S3 staging) of processes that died mid-upload; how many.
+
+    Folders are named farm-upload-<pid>-...; only those whose process no longer exists go.
+    """
+    import shutil
+
+    import psutil
+
+    removed = 0
+    root = Path(tmpdir or tempfile.gettempdir())
+    for path in root.glob(f"{UPLOAD_PREFIX}*"):
+        owner = _upload_owner(path.name)
+        if owner is None or psutil.pid_exists(owner) or not path.is_dir():
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed
 
 
 def write_bytes(url: str, data: bytes) -> None:
@@ -157,14 +224,16 @@ def atomic_local_file(url: str) -> Iterator[str]:
         tmp = _tmp_sibling(path)
         try:
             yield tmp
+            faults.kill_once("writing")
             os.replace(tmp, path)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(tmp)
         return
-    with tempfile.TemporaryDirectory(prefix="farm-upload-") as tmpdir:
+    with tempfile.TemporaryDirectory(prefix=f"{UPLOAD_PREFIX}{os.getpid()}-") as tmpdir:
         tmp = os.path.join(tmpdir, path.rsplit("/", 1)[-1])
         yield tmp
+        faults.kill_once("writing")
         fs.put_file(tmp, path)
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 
+from pydantic import ValidationError
+
 from farm import store
+from farm.errors import FarmError, excerpt
 from farm.records import ShardRecord
 
 MANIFEST_DIR = "_manifest"
@@ -41,8 +44,23 @@ def read_records(output: str) -> list[ShardRecord]:
     names = [n for n in store.listdir(store.join(output, MANIFEST_DIR)) if n.endswith(".json")]
     paths = [f"{path}/{n}" for n in names]
     blobs = fs.cat(paths) if paths else {}
-    records = [ShardRecord.model_validate_json(blobs[p]) for p in paths]
+    records = [
+        _parse_record(store.join(output, MANIFEST_DIR, n), blobs[p])
+        for n, p in zip(names, paths, strict=True)
+    ]
     return sorted(records, key=lambda r: r.shard)
+
+
+def _parse_record(url: str, blob: bytes) -> ShardRecord:
+    """One shard record; FarmError naming the record (and a short excerpt) if it is unreadable."""
+    try:
+        return ShardRecord.model_validate_json(blob)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the record"
+        raise FarmError(
+            f"{url}: unreadable shard record ({where}: {first['msg']}; starts {excerpt(blob)})"
+        ) from None
 
 
 def write_parquet(output: str, records: list[ShardRecord]) -> str:

@@ -21,6 +21,9 @@ ENV_TO_ACTORS = (
     "MLFLOW_TRACKING_URI",
     "MLFLOW_S3_ENDPOINT_URL",
     "FARM_ARTIFACT_ROOT",
+    "FARM_ALLOWED_LOCATIONS",
+    "FARM_GEOMETRY_DIR",
+    "FARM_FAULT_KILL_ACTOR",
 )
 
 
@@ -40,7 +43,10 @@ class ActorPool:
     """Actors with at most `depth` shards in flight each; dead actors are replaced.
 
     A replacement gets work only once it has loaded its model, so a lost node whose actor cannot
-    be placed again (no free resources) never stalls the campaign: the other actors carry on.
+    be placed again (no free resources) never stalls the campaign: the other actors carry on. An
+    actor killed while it loads its model (OOM, SIGKILL, a lost node) is replaced like one killed
+    mid-shard; an error raised while loading (a bad model, a missing file) fails the campaign,
+    since every replacement would raise it again.
     """
 
     def __init__(self, campaign: CampaignRecord, depth: int = 2):
@@ -67,40 +73,47 @@ class ActorPool:
         self.actors: dict[int, Any] = {}
         self.starting: dict[int, Any] = {}  # slot -> ready() ref of a replacement actor
         self.serial = 0
+        self.restarts = 0
         self.restarts_left = max(3, 2 * res.actors)
-        slots = [self.spawn(wait=False) for _ in range(res.actors)]
+        slots = [self.spawn() for _ in range(res.actors)]
         for slot in slots:
             self.wait_ready(slot)
 
-    def spawn(self, wait: bool = True) -> int:
-        """Start one actor in a new slot (waiting for its model unless `wait` is False)."""
+    def spawn(self) -> int:
+        """Start one actor in a new slot (it loads its model in the background)."""
         slot = self.serial
         self.serial += 1
         name = f"farm-{self.campaign.id}-{slot}"
         self.actors[slot] = self.remote_cls.options(name=name, **self.options).remote(
             self.campaign, self.device, self.threads
         )
-        if wait:
-            self.wait_ready(slot)
         return slot
 
     def wait_ready(self, slot: int) -> None:
-        """Block until an actor has loaded its model; a start-up error fails the campaign."""
+        """Block until an actor has loaded its model, replacing it (and its replacements) if killed."""
         import ray
 
-        try:
-            ray.get(self.actors[slot].ready.remote())
-        except Exception as exc:
-            self.kill_all()
-            raise CampaignFailed(
-                f"campaign {self.campaign.id}: generation actor failed to start: {root_cause(exc)}"
-            ) from None
+        while True:
+            try:
+                ray.get(self.actors[slot].ready.remote())
+                return
+            except Exception as exc:
+                self._start_failed(exc)
+                slot = self._respawn(slot)
 
-    def replace(self, slot: int) -> None:
-        """Replace a dead actor, within the restart budget."""
-        if slot not in self.actors:
+    def _start_failed(self, exc: BaseException) -> None:
+        """Fail the campaign on an error raised while loading; return if the actor was killed."""
+        if killed(exc):
             return
+        self.kill_all()
+        raise CampaignFailed(
+            f"campaign {self.campaign.id}: generation actor failed to start: {root_cause(exc)}"
+        ) from None
+
+    def _respawn(self, slot: int) -> int:
+        """A new actor in place of a dead one, within the restart budget; its slot."""
         del self.actors[slot]
+        self.starting.pop(slot, None)
         if self.restarts_left == 0:
             self.kill_all()
             raise CampaignFailed(
@@ -109,7 +122,14 @@ class ActorPool:
                 "with `farm campaign resume`"
             )
         self.restarts_left -= 1
-        slot = self.spawn(wait=False)
+        self.restarts += 1
+        return self.spawn()
+
+    def replace(self, slot: int) -> None:
+        """Replace a dead actor, within the restart budget (it gets work once it has loaded)."""
+        if slot not in self.actors:
+            return
+        slot = self._respawn(slot)
         self.starting[slot] = self.actors[slot].ready.remote()
 
     def ready_slots(self) -> list[int]:
@@ -124,7 +144,8 @@ class ActorPool:
                     del self.starting[slot]
                     try:
                         ray.get(ref)
-                    except Exception:
+                    except Exception as exc:
+                        self._start_failed(exc)
                         self.replace(slot)
         return [slot for slot in self.actors if slot not in self.starting]
 
@@ -136,3 +157,12 @@ class ActorPool:
             ray.kill(actor)
         self.actors.clear()
         self.starting.clear()
+
+
+def killed(exc: BaseException) -> bool:
+    """Whether an actor error means the process died (killed, OOM, node lost), not an exception."""
+    from ray.exceptions import ActorUnavailableError, RayActorError
+
+    if isinstance(exc, ActorUnavailableError):
+        return True
+    return isinstance(exc, RayActorError) and not exc.actor_init_failed

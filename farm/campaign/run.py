@@ -6,6 +6,7 @@ Resumable after any failure (committed shards are skipped), then finalize and va
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import itertools
 import os
@@ -13,14 +14,15 @@ import time
 from collections.abc import Callable
 
 from farm import records, store
-from farm.campaign import manifest
+from farm.campaign import lease, manifest
+from farm.campaign.lease import LeaseHeld, LeaseLost
 from farm.campaign.pool import ActorPool, CampaignFailed
 from farm.campaign.submit import submit
 from farm.campaign.validate import validate
 from farm.errors import FarmError, root_cause
 from farm.records import CampaignRecord, CampaignStatus, CampaignSummary, ShardRecord
 
-__all__ = ["CampaignFailed", "execute", "finalize", "submit"]
+__all__ = ["CampaignFailed", "LeaseHeld", "LeaseLost", "execute", "finalize", "submit"]
 
 
 class _Progress:
@@ -61,13 +63,52 @@ def execute(
     on_progress: Callable[[CampaignStatus], None] | None = None,
     poll_seconds: float = 0.5,
 ) -> CampaignSummary | CampaignStatus:
-    """Run (or resume) a campaign until all shards are committed.
+    """Run (or resume) a campaign until all shards are committed, holding its driver lease.
 
-    Returns the summary, or the final status when it was cancelled.
+    Returns the summary, or the final status when it was cancelled. A second driver is refused
+    (LeaseHeld) while this one's heartbeat renews the lease.
     """
     campaign = records.load(campaign_id)
-    output = campaign.output_url
+    with lease.held(campaign_id) as held:
+        try:
+            return _execute(campaign, held, on_progress, poll_seconds)
+        except (LeaseLost, KeyboardInterrupt, SystemExit) as exc:
+            if not isinstance(exc, LeaseLost) and not held.lost:
+                _stopped(campaign_id, "cancelled", "interrupted (Ctrl-C or SIGTERM)")
+            raise
+        except BaseException as exc:
+            if not held.lost:
+                _stopped(campaign_id, "failed", root_cause(exc))
+            raise
+
+
+def _stopped(campaign_id: str, state: str, error: str) -> None:
+    """Record how a driver stopped (best effort: the store itself may be what failed)."""
+    with contextlib.suppress(Exception):
+        records.update_status(campaign_id, state=state, error=error, shards_running=0)
+
+
+def clean_leftovers(campaign: CampaignRecord) -> int:
+    """Delete temporaries killed writers left in the output, and dead uploads' staging folders.
+
+    Called while this driver holds the lease and runs no actors (before the pool starts, and
+    after every shard is committed), so nothing is writing them.
+    """
+    folders = ["", manifest.MANIFEST_DIR, *campaign.job.formats]
+    removed = sum(store.remove_temporaries(campaign.path(f)) for f in folders)
+    return removed + store.clean_stale_uploads()
+
+
+def _execute(
+    campaign: CampaignRecord,
+    held: lease.Lease,
+    on_progress: Callable[[CampaignStatus], None] | None,
+    poll_seconds: float,
+) -> CampaignSummary | CampaignStatus:
+    """Drive the shards that are not committed yet, finalize and validate (lease held)."""
+    campaign_id, output = campaign.id, campaign.output_url
     records.clear_cancel(campaign_id)
+    clean_leftovers(campaign)
     done = manifest.committed_ids(output)
     todo = collections.deque(i for i in range(campaign.plan.n_shards) if i not in done)
     progress = _Progress(campaign, done)
@@ -76,23 +117,19 @@ def execute(
         from farm.ray_utils import ensure_ray
 
         ensure_ray()
+        pool = ActorPool(campaign)
         try:
-            pool = ActorPool(campaign)
-        except CampaignFailed:
-            records.write_status(campaign_id, progress.status("failed"))
-            raise
-        records.write_status(campaign_id, progress.status(state))
-        try:
-            state = _drive(campaign, pool, todo, progress, on_progress, poll_seconds)
-        except CampaignFailed:
-            records.write_status(campaign_id, progress.status("failed"))
-            raise
+            records.write_status(campaign_id, progress.status(state))
+            state = _drive(campaign, pool, todo, progress, on_progress, poll_seconds, held)
         finally:
+            progress.actor_restarts = pool.restarts
             pool.kill_all()
     if state == "cancelled":
         final = progress.status("cancelled")
         records.write_status(campaign_id, final)
         return final
+    held.check()
+    clean_leftovers(campaign)
     summary = finalize(campaign)
     finished = progress.status("finished")
     records.write_status(campaign_id, finished.model_copy(update={"summary": summary}))
@@ -110,8 +147,9 @@ def _drive(
     progress: _Progress,
     on_progress: Callable[[CampaignStatus], None] | None,
     poll_seconds: float,
+    held: lease.Lease,
 ) -> str:
-    """Feed shards to actors until none is left; 'finished' or 'cancelled'."""
+    """Feed shards to actors until none is left; 'finished' or 'cancelled' (LeaseLost if taken)."""
     import ray
     from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
@@ -139,8 +177,6 @@ def _drive(
                 record: ShardRecord = ray.get(ref)
             except (ActorDiedError, ActorUnavailableError, RayActorError):
                 # The actor is gone: replace it once, requeue everything it held.
-                if slot in pool.actors:
-                    progress.actor_restarts += 1
                 todo.appendleft(shard_id)
                 pool.replace(slot)
                 continue
@@ -159,6 +195,8 @@ def _drive(
             progress.events += record.events
             progress.bytes += record.bytes
         progress.running = len(in_flight)
+        progress.actor_restarts = pool.restarts
+        held.check()
         if records.cancel_requested(campaign.id):
             return "cancelled"
         if time.time() - last_status > 2.0 or not (todo or in_flight):

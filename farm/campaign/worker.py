@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from farm import store
+from farm import faults, store
 from farm.campaign import manifest
 from farm.campaign.conditions import shard_energies, shard_jet_truth
 from farm.formats.files import EXTENSION
@@ -57,9 +57,12 @@ class ShardWorker:
 
         if threads:
             torch.set_num_threads(threads)
+        faults.arm_actor()
+        store.clean_stale_uploads()  # staging folders of actors killed mid-upload on this node
         self.campaign = campaign
         self.device = device
         job = campaign.job
+        faults.kill_once("loading")
         self.model = registry.load(campaign.model.key, device=device).model
         if job.resources.compile:
             self.model.net = torch.compile(self.model.net)

@@ -25,12 +25,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run in the background; follow with `farm campaign status ID`",
     )
     submit.set_defaults(handler=run_submit)
-    status = cs.add_parser("status", help="shards done/running, events/s, ETA, bytes written")
+    status = cs.add_parser(
+        "status",
+        help="state, shards done/running, events/s, ETA, bytes written, the driver",
+        description="Show a campaign's state: submitted, running, finished, cancelled, failed "
+        "(the cause is shown: a shard failing too often, actors that keep dying, a failed "
+        "finalize, a driver error) or orphaned (its driver's heartbeat stopped and its lease "
+        "expired: `farm campaign resume ID` continues it), with shards and events committed, "
+        "rate, ETA and the driver holding the lease (host, pid, last heartbeat).",
+    )
     status.add_argument("id", help="campaign id, as printed by `submit` and listed by `ls`")
     status.add_argument(
         "--json",
         action="store_true",
-        help="print the status as JSON (state, shards and events committed, rate, ETA, ...)",
+        help="print the status as JSON (state, shards and events committed, rate, ETA, driver)",
     )
     status.set_defaults(handler=run_status)
     ls = cs.add_parser("ls", help="list campaigns in the store")
@@ -38,7 +46,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     cancel = cs.add_parser("cancel", help="stop a running campaign, keeping committed shards")
     cancel.add_argument("id", help="campaign id to stop (see `farm campaign ls`)")
     cancel.set_defaults(handler=run_cancel)
-    resume = cs.add_parser("resume", help="continue a campaign, skipping committed shards")
+    resume = cs.add_parser(
+        "resume",
+        help="continue a campaign, skipping committed shards",
+        description="Continue a cancelled, failed or orphaned campaign: committed shards are "
+        "skipped, temporaries left by killed writers are removed, the rest is generated and the "
+        "campaign finalized (and validated). The driver takes the campaign's lease first: while "
+        "another driver's heartbeat renews it (every FARM_LEASE_SECONDS / 5 s, default lease "
+        "30 s) this is refused with one line naming that driver (host, pid, since); once its "
+        "heartbeat stops, the lease expires and resume takes over.",
+    )
     resume.add_argument("id", help="campaign id to continue (see `farm campaign ls`)")
     resume.set_defaults(handler=run_resume)
     validate = cs.add_parser(
@@ -174,12 +191,14 @@ def run_resume(args: argparse.Namespace) -> int:
 def run_validate(args: argparse.Namespace) -> int:
     """Re-run a finished campaign's validation and print it; exit code 1 on fail or error."""
     from farm import records
+    from farm.campaign import lease
     from farm.campaign.validate import validate
     from farm.cli.progress import out
 
     campaign = records.load(args.id)
     out.print(f"validating {args.id} ...")
-    doc = validate(campaign, force=True).summary()
+    with lease.held(args.id):
+        doc = validate(campaign, force=True).summary()
     _print_validation(campaign, doc)
     return _validation_exit_code(doc)
 
@@ -191,18 +210,20 @@ def run_status(args: argparse.Namespace) -> int:
     from farm.cli.progress import out
 
     campaign = records.load(args.id)
-    status = records.read_status(args.id)
+    status, held_by = records.observed_status(args.id)
     plan = campaign.plan
     committed = manifest.committed_ids(campaign.output_url)
     events_committed = sum(plan.shard(i).n for i in committed)
     if args.json:
         doc = status.model_dump(mode="json")
         doc.update(shards_committed=len(committed), events_committed=events_committed)
+        doc["driver"] = held_by.model_dump(mode="json", exclude={"token"}) if held_by else None
         out.print_json(json.dumps(doc, default=str))
         return 0
     rate = status.events_per_second or 0
     eta = status.eta_seconds
     out.print(f"[bold]{args.id}[/]: {status.state}  model {campaign.model.key}")
+    _print_driver(args.id, status, held_by)
     out.print(
         f"  shards: {len(committed)}/{plan.n_shards} committed, "
         f"{status.shards_running} running, retries {status.shard_retries},"
@@ -223,6 +244,28 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_driver(campaign_id: str, status, held_by) -> None:
+    """Who drives the campaign (or drove it, for an orphan), and why it failed."""
+    import time
+
+    from farm.cli.progress import out
+    from farm.records import ACTIVE_STATES
+
+    if status.state == "orphaned":
+        last = "no driver holds its lease"
+        if held_by is not None:
+            last = f"{held_by.holder}, last heartbeat {time.time() - held_by.heartbeat:,.0f} s ago"
+        out.print(
+            f"  [red]orphaned[/]: its driver stopped ({last}); "
+            f"`farm campaign resume {campaign_id}` continues it"
+        )
+    elif held_by is not None and status.state in ACTIVE_STATES:
+        beat = max(time.time() - held_by.heartbeat, 0)
+        out.print(f"  driver: {held_by.holder}, heartbeat {beat:.0f} s ago")
+    if status.state == "failed" and status.error:
+        out.print(f"  [red]failed[/]: {status.error}")
+
+
 def run_ls(args: argparse.Namespace) -> int:
     """Print the store's campaigns: id, model, events, state, validation, creation time."""
     from rich.table import Table
@@ -239,7 +282,7 @@ def run_ls(args: argparse.Namespace) -> int:
         except Exception:
             table.add_row(cid, "?", "?", "unreadable", "?", "?")
             continue
-        status = records.read_status(cid)
+        status, _ = records.observed_status(cid)
         when = datetime.datetime.fromtimestamp(c.created, datetime.UTC).strftime("%Y-%m-%d %H:%M")
         table.add_row(
             cid,

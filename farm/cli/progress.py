@@ -67,18 +67,21 @@ def training_progress(description: str) -> Iterator:
     state: dict = {}
 
     def follow() -> None:
+        """Follow the run's val_loss; the display is cosmetic, so its errors never surface."""
         from farm import registry
 
-        client = registry.client()
+        client = None
         while not stop.wait(1.0):
             if "run_id" not in state:
-                continue
-            history = client.get_metric_history(state["run_id"], "val_loss")
-            if history:
-                last = max(history, key=lambda m: m.step)
-                progress.update(
-                    state["task"], completed=last.step, info=f"val_loss {last.value:.4f}"
-                )
+                continue  # the run (and a store that works) exists once on_start was called
+            with contextlib.suppress(Exception):
+                client = client or registry.client()
+                history = client.get_metric_history(state["run_id"], "val_loss")
+                if history:
+                    last = max(history, key=lambda m: m.step)
+                    progress.update(
+                        state["task"], completed=last.step, info=f"val_loss {last.value:.4f}"
+                    )
 
     def on_start(run_id: str, epochs: int) -> None:
         state["task"] = progress.add_task(description, total=epochs, info="starting Ray Train")
@@ -90,6 +93,9 @@ def training_progress(description: str) -> Iterator:
         yield on_start
         if "task" in state:
             progress.update(state["task"], completed=progress.tasks[0].total)
+    except BaseException:
+        progress.live.transient = True  # a failed run leaves its one error line
+        raise
     finally:
         stop.set()
         thread.join(timeout=5)
@@ -113,5 +119,8 @@ def campaign_progress(description: str, total_events: int) -> Iterator:
 
     try:
         yield on_progress
+    except BaseException:
+        progress.live.transient = True  # a refused or failed campaign leaves its one error line
+        raise
     finally:
         progress.stop()
