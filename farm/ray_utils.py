@@ -16,9 +16,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from farm import store
+from farm.errors import Stopped
 
 # Ray logs this notice each time it starts a local instance with token authentication on by
 # default (Ray >= 2.60 with RAY_AUTH_MODE unset); the README explains it once instead.
@@ -39,11 +41,29 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         log_to_driver=False,
         configure_logging=False,
     )
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], **kwargs)
-        return
-    hide_auth_notice()
-    start_local_ray(num_cpus or os.cpu_count() or 1, kwargs)
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(address=os.environ["RAY_ADDRESS"], **kwargs)
+        else:
+            hide_auth_notice()
+            start_local_ray(num_cpus or os.cpu_count() or 1, kwargs)
+    except SystemExit as exc:  # Ray's own SIGTERM handler, active while ray.init runs
+        if exc.code == signal.SIGTERM and callable(handler):
+            raise Stopped("SIGTERM while Ray started") from None
+        raise
+    finally:
+        keep_sigterm_handler(handler)
+
+
+def keep_sigterm_handler(handler: object) -> None:
+    """Put a Python SIGTERM handler back after ray.init (Ray's failure handler replaces it).
+
+    farm's CLI turns SIGTERM into an exception so that runs end KILLED and campaigns record the
+    stop; Ray's C++ failure-signal handler would otherwise end the process on the spot.
+    """
+    if callable(handler) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 LOOPBACK = "127.0.0.1"

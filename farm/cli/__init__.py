@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 from farm import __version__
-from farm.errors import FarmError
+from farm.errors import FarmError, Stopped
 
 # Command-group modules under farm.cli, in the order `farm --help` lists them. Each must exist:
 # a missing one is an ImportError, never a silently absent command.
@@ -94,12 +97,32 @@ def _storage_errors() -> tuple[type[BaseException], ...]:
     return (BotoCoreError,)
 
 
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM handler: unwind like Ctrl-C, so runs end KILLED and campaigns say why."""
+    raise Stopped(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While inside, SIGTERM raises `Stopped` in the main thread (unless someone handles it)."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    if not main_thread or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one farm command; bad input and storage failures are one `farm: error:` line, exit 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        with sigterm_unwinds():
+            return int(args.handler(args) or 0)
     except FarmError as exc:
         print(f"farm: error: {exc}", file=sys.stderr)
         return 2
@@ -107,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"farm: error: storage: {message} ({type(exc).__name__})", file=sys.stderr)
         return 2
+    except Stopped:
+        print("farm: stopped (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("farm: interrupted", file=sys.stderr)
         return 130

@@ -41,6 +41,7 @@ def load_showers(spec: SimulatedShowersData | CaloChallengeData) -> ShowerSample
         }
     elif isinstance(spec, CaloChallengeData):
         showers, e_inc = read_calochallenge(spec.url, geometry=geometry, stop=spec.max_events)
+        check_finite_showers(spec.url, showers, e_inc)
         provenance = {
             "source": spec.source,
             "url": spec.url,
@@ -55,6 +56,34 @@ def load_showers(spec: SimulatedShowersData | CaloChallengeData) -> ShowerSample
         np.asarray(e_inc, np.float64).reshape(-1),
         geometry,
         provenance,
+    )
+
+
+def check_finite_showers(url: str, showers: np.ndarray, e_inc: np.ndarray) -> None:
+    """FarmError naming the file and counting the bad values, unless every value is usable.
+
+    Training needs finite voxel energies and finite, positive incident energies (the
+    preprocessing takes their logarithm).
+    """
+    bad_e = int(np.count_nonzero(~np.isfinite(e_inc)))
+    bad_showers = int(np.count_nonzero(~np.isfinite(showers)))
+    non_positive = int(np.count_nonzero(np.isfinite(e_inc) & (e_inc <= 0)))
+    if not (bad_e or bad_showers or non_positive):
+        return
+    bad_rows = ~np.isfinite(e_inc).reshape(-1) | (e_inc.reshape(-1) <= 0)
+    bad_rows |= ~np.isfinite(showers).all(axis=1)
+    problems = [
+        f"{n:,} {what}"
+        for n, what in (
+            (bad_e, "NaN/Inf values in 'incident_energies'"),
+            (non_positive, "non-positive values in 'incident_energies'"),
+            (bad_showers, "NaN/Inf values in 'showers'"),
+        )
+        if n
+    ]
+    raise FarmError(
+        f"{url}: {', '.join(problems)} ({int(bad_rows.sum()):,} of {len(e_inc):,} events); "
+        "training needs finite energies and positive incident energies"
     )
 
 
@@ -129,12 +158,9 @@ def reference_sample(
     and split) or a file's events.
     """
     if source == "test":
-        try:
-            data_spec = card.data_spec(ref)
-        except FarmError:
-            raise FarmError(
-                "the model card records no training data; give --conditions URL"
-            ) from None
+        if (card.job or {}).get("data") is None:
+            raise FarmError("the model card records no training data; give --conditions URL")
+        data_spec = card.data_spec(ref)  # refuses files outside the store and allowed locations
         sample = split(load_dataset(data_spec), data_spec)["test"]
     elif card.kind == "jets":
         sample = read_jets(source)

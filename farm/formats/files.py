@@ -52,20 +52,62 @@ def data_files(url: str) -> list[str]:
     return [store.join(url, n) for n in names]
 
 
+SIGNATURES = {b"\x89HDF\r\n\x1a\n": "h5", b"PAR1": "parquet"}
+"""The first bytes of an HDF5 and of a Parquet file."""
+
+
+def sniff(url: str) -> str | None:
+    """'h5' or 'parquet' from a file's first bytes (None: neither, or empty)."""
+    with store.open_input(url) as handle:
+        head = handle.read(8)
+    for signature, fmt in SIGNATURES.items():
+        if head.startswith(signature):
+            return fmt
+    return None
+
+
+def unreadable(url: str, exc: BaseException) -> FarmError:
+    """The one line for a data file that cannot be opened: empty, truncated, renamed, corrupt."""
+    names = {"h5": "HDF5", "parquet": "Parquet"}
+    expected = file_format(url)
+    fs, path = store.filesystem(url)
+    size = fs.size(path)
+    found = sniff(url) if size else None
+    if size == 0:
+        why = "the file is empty"
+    elif found is not None and found != expected:
+        why = f"it holds {names[found]} data under a .{url.rsplit('.', 1)[-1]} name; rename it"
+    elif found is None:
+        article = "an" if expected == "h5" else "a"
+        why = f"it does not start like {article} {names[expected]} file (another kind, or corrupt)"
+    else:
+        why = f"truncated or corrupt ({' '.join(str(exc).split())[:160]})"
+    return FarmError(f"{url}: not a readable {names[expected]} file: {why}")
+
+
 def detect_kind(url: str) -> str:
     """'showers' or 'jets' from a file's contents (HDF5 datasets or Parquet columns)."""
-    if file_format(url) == "parquet":
-        import pyarrow.parquet as pq
-
-        with store.open_input(url) as handle:
-            names = set(pq.ParquetFile(handle).schema_arrow.names)
-    else:
-        import h5py
-
-        with store.open_input(url) as handle, h5py.File(handle, "r") as f:
-            names = set(f.keys())
+    try:
+        names = _names(url)
+    except FarmError:
+        raise
+    except Exception as exc:  # h5py's OSError, pyarrow's ArrowInvalid: the file, not the store
+        raise unreadable(url, exc) from None
     if "showers" in names:
         return "showers"
     if {"particle_features", "eta_rel"} & names:
         return "jets"
-    raise FarmError(f"{url}: neither a showers nor a jets file (found {sorted(names)})")
+    raise FarmError(f"{url}: neither a showers nor a jets file (found {sorted(names)[:20]})")
+
+
+def _names(url: str) -> set[str]:
+    """The HDF5 datasets or Parquet columns of a file."""
+    if file_format(url) == "parquet":
+        import pyarrow.parquet as pq
+
+        with store.open_input(url) as handle:
+            return set(pq.ParquetFile(handle).schema_arrow.names)
+    import h5py
+
+    with store.open_input(url) as handle, h5py.File(handle, "r") as f:
+        return set(f.keys())

@@ -6,6 +6,7 @@ Re-running the same job resumes its unfinished run: Ray Train restores the run's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -68,11 +69,12 @@ def plan_job(job: TrainJob | DistillJob) -> JobPlan:
 
 
 def _start_or_resume(job: TrainJob | DistillJob, new: bool) -> RunIndex:
-    """The run's index: an unfinished one to resume, or a new MLflow run."""
+    """The run's index: an unfinished one to resume (its MLflow run running again), or a new run."""
     index = None if new else read_index(job)
-    if index is not None and index.status != "finished":
-        return index
     c = registry.client()
+    if index is not None and index.status != "finished":
+        c.update_run(index.mlflow_run_id, status="RUNNING")
+        return index
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     run_name = f"{job.name}-{stamp}-{spec_hash(job)[:6]}"
     run = c.create_run(
@@ -86,25 +88,49 @@ def _start_or_resume(job: TrainJob | DistillJob, new: bool) -> RunIndex:
     return index
 
 
+def _end_run(job: TrainJob | DistillJob, index: RunIndex, status: str) -> None:
+    """Mark a run that stopped early: MLflow FAILED or KILLED, index `failed` (resumable)."""
+    c = registry.client()
+    write_index(job, index.model_copy(update={"status": "failed"}))
+    c.set_tag(index.mlflow_run_id, "farm.status", status.lower())
+    c.set_terminated(index.mlflow_run_id, status=status)
+
+
 def run_training(
     job: TrainJob | DistillJob,
     *,
     new: bool = False,
     on_start: Callable[[str, int], None] | None = None,
 ) -> TrainResult:
-    """Train or distil (or resume) a job with Ray Train, then register the result in MLflow."""
-    import ray
+    """Train or distil (or resume) a job with Ray Train, then register the result in MLflow.
 
+    The data is loaded and checked before any MLflow run or index exists, so a job that fails on
+    its data leaves nothing behind; a run that fails later ends FAILED, one stopped by Ctrl-C or
+    SIGTERM ends KILLED, and running the job again resumes either.
+    """
     t0 = time.perf_counter()
-    home = store.home()
-    store.check_writable(home)
-    c = registry.client()
-    index = _start_or_resume(job, new)
-    run_name, run_id = index.run_name, index.mlflow_run_id
-    if on_start:
-        on_start(run_id, job.optim.epochs)
+    store.check_writable(store.home())
     plan = plan_job(job)
     data = prepare_data(plan.data_spec, plan.model_config)
+    index = _start_or_resume(job, new)
+    if on_start:
+        on_start(index.mlflow_run_id, job.optim.epochs)
+    try:
+        return _train(job, index, plan, data, t0)
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt | SystemExit) else "FAILED"
+        with contextlib.suppress(Exception):  # the store may be what failed: keep the cause
+            _end_run(job, index, status)
+        raise
+
+
+def _train(job: TrainJob | DistillJob, index: RunIndex, plan: JobPlan, data, t0: float):
+    """Ray Train on prepared data, then the validation plots and the registered version."""
+    import ray
+
+    home = store.home()
+    c = registry.client()
+    run_name, run_id = index.run_name, index.mlflow_run_id
     card = {
         "name": job.name,
         "data": data.provenance,
@@ -132,8 +158,6 @@ def run_training(
     try:
         result = trainer.fit()
     except Exception as exc:
-        write_index(job, index.model_copy(update={"status": "failed"}))
-        c.set_tag(run_id, "farm.status", "failed")
         raise FarmError(
             f"training {run_name} failed ({root_cause(exc, 300)}); run `farm train` with the "
             "same job to resume from its last checkpoint"
