@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from farm.errors import FarmError
+from farm.errors import FarmError, excerpt
 
 # Known geometries: name -> (binning XML file name of the challenge, particle name in the XML).
 KNOWN_GEOMETRIES = {
@@ -225,8 +225,8 @@ def parse_geometry(path: Path, name: str, particle: str | None = None) -> CaloGe
             n_alpha = int(element.get("n_bin_alpha"))
         except (TypeError, ValueError):
             raise FarmError(
-                f"{path}: layer element {ET.tostring(element).decode().strip()!r} needs integer "
-                "'id', comma-separated 'r_edges' and integer 'n_bin_alpha'"
+                f"{path}: layer element {excerpt(ET.tostring(element).decode().strip())} needs "
+                "integer 'id', comma-separated 'r_edges' and integer 'n_bin_alpha'"
             ) from None
         if any(b <= a for a, b in pairwise(edges)) or n_alpha < 1:
             raise FarmError(f"{path}: layer {index} has non-increasing r_edges or n_bin_alpha < 1")

@@ -6,6 +6,7 @@ loading downloads that folder and rebuilds the model from JSON and safetensors (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from farm import store
-from farm.cards import ModelCard
+from farm.cards import ModelCard, parse_card
 from farm.errors import FarmError
 
 MODEL_ARTIFACT_PATH = "model"
@@ -186,19 +187,44 @@ class LoadedModel:
         return f"{self.version.name}/{self.version.version}"
 
 
-def read_model_card(path: str) -> ModelCard:
-    """The typed card of a downloaded checkpoint folder."""
+def read_model_card(path: str, ref: str = "?") -> ModelCard:
+    """The checked card of a downloaded checkpoint folder (one-line FarmError naming `ref`)."""
     from models.checkpoint import read_card
 
-    return ModelCard.model_validate(read_card(path))
+    try:
+        doc = read_card(path)
+    except (OSError, ValueError) as exc:
+        raise FarmError(f"model {ref}: unreadable model card ({type(exc).__name__})") from None
+    return parse_card(doc, ref)
 
 
 def load(ref: str | ModelRef, device: str = "cpu") -> LoadedModel:
-    """Download and rebuild a registered version (JSON + safetensors; never unpickles)."""
+    """Download and rebuild a registered version (JSON + safetensors; never unpickles).
+
+    The card is checked first; a model the card's config cannot build is one FarmError line.
+    """
     from models.loading import load_model
 
     path, mv = download(ref)
-    return LoadedModel(load_model(path, device=device), read_model_card(path), mv)
+    key = f"{mv.name}/{mv.version}"
+    card = read_model_card(path, key)
+    try:
+        model = load_model(path, device=device)
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+        raise FarmError(
+            f"model {key}: the model card does not build a model ({_why(exc)})"
+        ) from None
+    return LoadedModel(model, card, mv)
+
+
+def _why(exc: BaseException) -> str:
+    """A short reason for a failed load: the first field of a validation error, or the type."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        with contextlib.suppress(Exception):
+            first = errors()[0]
+            return f"field '{'.'.join(str(p) for p in first['loc'])}': {first['msg']}"
+    return type(exc).__name__
 
 
 def list_models() -> list[dict[str, Any]]:

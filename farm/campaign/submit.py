@@ -9,7 +9,7 @@ import torch
 from farm import records, registry, store
 from farm.campaign import validate
 from farm.campaign.conditions import energy_bounds
-from farm.cards import ModelCard
+from farm.cards import ModelCard, parse_card
 from farm.errors import FarmError
 from farm.formats.reader import read_truth_energies, read_truth_jets
 from farm.generation import SamplerSettings, jet_sample, shower_sample
@@ -26,7 +26,7 @@ def submit(job: CampaignJob) -> CampaignRecord:
 
     mv = registry.resolve(job.model)
     ref = f"{mv.name}/{mv.version}"
-    card = ModelCard.model_validate(registry.show(ref)["card"])
+    card = parse_card(registry.show(ref)["card"], ref)
     config = parse_model_config(card.config)
     process = config.process.build()
     sampler = job.sampler or config.sampler.name or process.default_sampler

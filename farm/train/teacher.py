@@ -33,7 +33,7 @@ def resolve_teacher(job: DistillJob) -> Teacher:
 
     path, mv = registry.download(job.teacher)
     ref = f"{mv.name}/{mv.version}"
-    card = registry.read_model_card(path)
+    card = registry.read_model_card(path, ref)
     config = parse_model_config(card.config)
     if isinstance(config, TwoStageConfig):
         stages = {name: getattr(config, name).process.kind for name in job.distill.stages}
