@@ -34,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ray-based generation farm for ML fast simulation in high-energy physics: "
         "train score-based and flow-matching models, register them in MLflow, and run "
         "sharded generation campaigns to object storage.",
-        epilog="Store: FARM_HOME (default ./farm-home; local path or s3://). "
+        epilog="Store: FARM_HOME (default ./farm-home; local path or s3://). Model cards may "
+        "name files only inside FARM_HOME, FARM_GEOMETRY_DIR or FARM_ALLOWED_LOCATIONS "
+        "(comma-separated folders or URLs). Campaign driver leases last FARM_LEASE_SECONDS "
+        "(default 30). Job files are bounded (1 MB, 100,000 YAML nodes after aliases, 10,000 "
+        "items per list). Without RAY_ADDRESS, farm starts a local Ray on 127.0.0.1 only. "
         "Run `farm COMMAND --help` for details.",
     )
     parser.add_argument("--version", action="version", version=f"farm {__version__}")

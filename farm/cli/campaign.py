@@ -17,7 +17,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "an interrupted campaign resumes where it stopped.",
     )
     cs = p.add_subparsers(dest="campaign_command", metavar="ACTION", required=True)
-    submit = cs.add_parser("submit", help="validate a campaign job, record it and run it")
+    submit = cs.add_parser(
+        "submit",
+        help="validate a campaign job, record it and run it",
+        description="Validate a campaign job (within farm's bounds on job files: 1 MB, 100,000 "
+        "YAML nodes after aliases, 10,000 items per list, events at most 10^12 in at most "
+        "1,000,000 shards), record it and drive it, holding the campaign's lease (see "
+        "`farm campaign resume --help`).",
+    )
     submit.add_argument("job", help="campaign job YAML (see jobs/campaign-*.yaml)")
     submit.add_argument(
         "--detach",

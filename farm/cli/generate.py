@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the model's own held-out test split, rebuilt from its model card. Writes the sample "
         "(.parquet or .h5) and, with --reference-out, the matching reference events, so that "
         "`farm evaluate OUT REFERENCE_OUT` compares like with like. For production volumes use "
-        "`farm campaign submit`.",
+        "`farm campaign submit`. A model card may name only the shipped geometries and files "
+        "inside FARM_HOME, FARM_GEOMETRY_DIR or FARM_ALLOWED_LOCATIONS (comma-separated folders "
+        "or URLs); a card naming any other file is refused, nothing is read or copied.",
     )
     p.add_argument("model", help="NAME@ALIAS, NAME/VERSION or NAME (latest)")
     p.add_argument("--out", required=True, help="output file URL (.parquet, .h5)")

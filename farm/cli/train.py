@@ -14,7 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "resources.workers workers; GPUs where present), log params, per-epoch metrics, the "
         "resolved spec and a validation plot to MLflow, and register the final checkpoint as a "
         "new model version. Running the same job again resumes its unfinished run from the last "
-        "checkpoint.",
+        "checkpoint. The data is loaded and checked (finite energies) before any MLflow run "
+        "exists; a run that fails ends FAILED, one stopped by Ctrl-C or SIGTERM ends KILLED. Job "
+        "files are bounded (1 MB, 100,000 YAML nodes after aliases, 10,000 items per list, "
+        "data.events at most 10^8); each refusal names its bound.",
     )
     p.add_argument("job", help="train job YAML (see jobs/train-*.yaml)")
     p.add_argument(

@@ -26,6 +26,7 @@ def load_showers(spec: SimulatedShowersData | CaloChallengeData) -> ShowerSample
     """Load (or simulate) the showers a data spec names."""
     geometry = load_geometry(spec.geometry)
     if isinstance(spec, SimulatedShowersData):
+        check_memory(spec.events, geometry.n_voxels, f"data.events ({spec.events:,} showers)")
         showers, e_inc = simulate_in_memory(geometry, spec.events, spec.seed, spec.energies)
         provenance = {
             "source": spec.source,
@@ -57,6 +58,24 @@ def load_showers(spec: SimulatedShowersData | CaloChallengeData) -> ShowerSample
         geometry,
         provenance,
     )
+
+
+TRAINING_COPIES = 3
+"""Copies of the showers training holds at once: the sample, its split, the workers' arrays."""
+
+
+def check_memory(events: int, n_voxels: int, what: str) -> None:
+    """FarmError before simulating showers that cannot fit in this machine's memory."""
+    import psutil
+
+    need = events * n_voxels * 4 * TRAINING_COPIES
+    have = psutil.virtual_memory().total
+    if need > have:
+        raise FarmError(
+            f"{what}: {events:,} showers of {n_voxels:,} voxels need about {need / 2**30:,.1f} "
+            f"GiB of memory to train on, this machine has {have / 2**30:,.1f} GiB; use fewer "
+            "events or train on a file (data.source: calochallenge)"
+        )
 
 
 def check_finite_showers(url: str, showers: np.ndarray, e_inc: np.ndarray) -> None:

@@ -109,3 +109,23 @@ def test_hostile_job_file_gets_one_line_within_bounded_memory(name, tmp_path):
     # nothing was built from the file: no campaign recorded, no MLflow run, no resume index
     assert not (home / "campaigns").exists() and not (home / "train").exists()
     assert not (home / "mlflow.db").exists()
+
+
+def test_simulated_training_data_beyond_memory_is_refused_before_simulating(tmp_path):
+    path = tmp_path / "ds3.yaml"
+    path.write_text(
+        "kind: train\nname: t\ndata: {source: simulated_showers, geometry: ds3, events: 90000000}\n"
+    )
+    home = tmp_path / "home"
+    result = subprocess.run(
+        [sys.executable, "-m", "farm.cli", "train", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        preexec_fn=_limit_memory,
+        env={"FARM_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert "90,000,000 showers of 40,500 voxels need about" in lines[0]
+    assert not (home / "train").exists() and not (home / "mlflow.db").exists()
