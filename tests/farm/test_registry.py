@@ -17,7 +17,7 @@ def registered(farm_home, tmp_path):
     torch.manual_seed(3)
     model = GenerativeModel(ModelConfig(), 12, 1)
     ckpt = tmp_path / "ckpt"
-    save_model(model, ckpt, card={"data": {"geometry": "test"}})
+    save_model(model, ckpt, card={"data": {"geometry": "ds1-photons"}})
     client = registry.client()
     run = client.create_run(registry.experiment_id("reg-test"))
     gates = json.dumps({"sep/e_ratio": {"max": 0.05}})
@@ -37,7 +37,7 @@ def test_load_by_alias_and_version_is_bit_identical(registered):
         result = registry.load(ref)
         loaded, card, version = result.model, result.card, result.version
         assert version.version == mv.version and result.key == f"reg-test/{mv.version}"
-        assert card.data.geometry == "test"
+        assert card.data.geometry == "ds1-photons"
         original, again = model.state_dict(), loaded.state_dict()
         assert original.keys() == again.keys()
         assert all(torch.equal(original[k], again[k]) for k in original)
