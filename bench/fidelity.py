@@ -13,7 +13,7 @@ row: auc_low, auc_high, sep_mean, sep_max (with its feature), FPD, KPD (jets: w1
 tau21 / tau32 separations), training seconds and generation events/s. Never asserts anything.
 
     python bench/fidelity.py --dataset ds1-photons --budget small --out /tmp/fid
-    python bench/fidelity.py --dataset ds2 --budget small --recipes two-stage --out /tmp/fid
+    python bench/fidelity.py --dataset ds2 --budget small --recipes electrons-two-stage --out /tmp/fid
     python bench/fidelity.py --dataset jets-top --budget small --out /tmp/fid
     python bench/fidelity.py --dataset ds1-photons --recipes flow --set optim.epochs=5 --out /tmp/x
 
@@ -78,11 +78,23 @@ LADDER: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
             "small": {"data.events": 24_000, "optim.epochs": 60},
             "full": {"data.events": 100_000, "optim.epochs": 200},
         },
+        "transformer-quantile": {
+            "small": {"data.events": 24_000, "optim.epochs": 10},
+            "full": {"data.events": 100_000, "optim.epochs": 100},
+        },
     },
     "ds2": {
         "electrons-flow": {
             "small": {"optim.epochs": 30},
             "full": {},
+        },
+        "electrons-flow-quantile": {
+            "small": {"optim.epochs": 30},
+            "full": {"data.events": 100_000, "optim.epochs": 200},
+        },
+        "electrons-two-stage": {
+            "small": {"data.events": 30_000, "optim.epochs": 20},
+            "full": {"data.events": 100_000, "optim.epochs": 200},
         },
     },
     "jets-top": {

@@ -309,12 +309,12 @@ def omit_defaults(config: BaseModel, data: dict, names: tuple[str, ...]) -> dict
     return data
 
 
-class ShowerPreprocessingConfig(BaseModel):
-    """Log of voxel energy fractions with a sub-threshold noise floor, standardised per voxel."""
+class VoxelCodingConfig(BaseModel):
+    """Settings of the voxel coding shared by the one-stage and the two-stage showers."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["shower"] = "shower"
-    threshold_mev: float = Field(1.0, gt=0.0)
+    kind: str
+    threshold_mev: float = Field(1.0, gt=0.0, description="voxels below it read 0")
     layer_sizes: list[int] | None = Field(
         None, description="voxels per active layer (filled from the geometry by farm)"
     )
@@ -333,6 +333,12 @@ class ShowerPreprocessingConfig(BaseModel):
     @model_serializer(mode="wrap")
     def _dump(self, handler):
         return omit_defaults(self, handler(self), VOXEL_OPTIONS)
+
+
+class ShowerPreprocessingConfig(VoxelCodingConfig):
+    """Log of voxel energy fractions with a sub-threshold noise floor, standardised per voxel."""
+
+    kind: Literal["shower"] = "shower"
 
     def build(self, dim: int, cond_dim: int) -> nn.Module:
         """The preprocessing module for `dim` voxels and `cond_dim` condition columns."""

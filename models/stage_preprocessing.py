@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from models.preprocessing import VOXEL_OPTIONS, omit_defaults
+from models.preprocessing import VOXEL_OPTIONS, VoxelCodingConfig
 from models.quantile import ConditionalQuantiles
 
 CHUNK_ELEMENTS = 2**22
@@ -299,22 +299,10 @@ class LayerEnergyPreprocessingConfig(BaseModel):
         return LayerEnergyPreprocessing(dim, cond_dim, self.threshold_mev, self.noise_fraction)
 
 
-class VoxelShapePreprocessingConfig(BaseModel):
+class VoxelShapePreprocessingConfig(VoxelCodingConfig):
     """Shape-stage coordinates (built by a two-stage model; rarely written by hand)."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["voxel_shapes"] = "voxel_shapes"
-    threshold_mev: float = Field(1.0, gt=0.0)
-    layer_sizes: list[int] | None = None
-    noise_fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    voxel_sigma_floor: float = Field(0.5, gt=0.0)
-    voxel_sigma_cap: float = Field(1.0, gt=0.0)
-    voxel_quantiles: int | None = Field(None, ge=2)
-    quantile_knots: int = Field(16, ge=2)
-
-    @model_serializer(mode="wrap")
-    def _dump(self, handler):
-        return omit_defaults(self, handler(self), VOXEL_OPTIONS)
 
     def build(self, dim: int, cond_dim: int) -> VoxelShapePreprocessing:
         """The module for `dim` voxels and a `cond_dim`-column condition."""
@@ -328,30 +316,10 @@ class VoxelShapePreprocessingConfig(BaseModel):
         )
 
 
-class ShowerStagesConfig(BaseModel):
-    """The shower settings both stages share: readout threshold, layer sizes, noise floor."""
+class ShowerStagesConfig(VoxelCodingConfig):
+    """The shower settings both stages share (the voxel options apply to the shape stage)."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["shower_stages"] = "shower_stages"
-    threshold_mev: float = Field(1.0, gt=0.0, description="voxels below it read 0")
-    layer_sizes: list[int] | None = Field(
-        None, description="voxels per active layer (filled from the geometry by farm)"
-    )
-    noise_fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    voxel_sigma_floor: float = Field(
-        0.5, gt=0.0, description="shape stage: floor of a share coordinate's sigma (log units)"
-    )
-    voxel_sigma_cap: float = Field(
-        1.0, gt=0.0, description="shape stage: cap of a share coordinate's sigma (log units)"
-    )
-    voxel_quantiles: int | None = Field(
-        None, ge=2, description="shape stage: Gaussianise the shares by this many quantile levels"
-    )
-    quantile_knots: int = Field(16, ge=2, description="E_inc knots of the quantile tables")
-
-    @model_serializer(mode="wrap")
-    def _dump(self, handler):
-        return omit_defaults(self, handler(self), VOXEL_OPTIONS)
 
     def energy(self) -> LayerEnergyPreprocessingConfig:
         """The energy stage's preprocessing."""

@@ -11,9 +11,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "quickstart",
         help="run the whole path on this machine with embedded defaults",
         description="Simulate DS1-photon reference showers, train a conditional flow-matching "
-        "model with Ray Train on 2 workers, register it in MLflow, generate 50,000 showers over 2 "
-        "Ray actors (Parquet + CaloChallenge HDF5), evaluate them against held-out reference "
-        "showers and print a summary. Outputs go to FARM_HOME (default ./farm-home). With CI=true "
+        "patch transformer with Ray Train on 2 workers, register it in MLflow, generate 50,000 showers over 2 "
+        "Ray actors (Parquet + CaloChallenge HDF5), evaluate 10,000 of them against 10,000 held-out "
+        "reference showers, check the promotion gates (auc_low, sep_mean, sep_max) and print a "
+        "summary with the verdict. Outputs go to FARM_HOME (default ./farm-home). With CI=true "
         "the reference set and training are smaller (same code path).",
     )
     p.add_argument("--reference-events", type=int, help="reference showers to simulate")
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from farm import store
     from farm.cli.progress import console, out, training_progress
     from farm.errors import FarmError
-    from farm.quickstart import QuickstartSizes, run_quickstart
+    from farm.quickstart import GATES, QuickstartSizes, run_quickstart
 
     sizes = QuickstartSizes.for_environment()
     overrides = {
@@ -95,8 +96,17 @@ def run(args: argparse.Namespace) -> int:
         f"[bold]registry[/]: {result.model}/{result.version} @candidate "
         f"(`farm registry show {result.model}@candidate`)"
     )
-    out.print(
-        f"promote it: farm registry promote {result.model} {result.version} --alias production"
+    evaluation = result.evaluation
+    gated = ", ".join(
+        f"{k} {evaluation.metrics.get(k, {}).get('value', float('nan')):.3g}" for k in GATES
     )
+    if evaluation.verdict == "pass":
+        out.print(f"[bold green]verdict: PASS[/] against the gates ({gated})")
+        out.print(
+            f"promote it: farm registry promote {result.model} {result.version} --alias production"
+        )
+    else:
+        out.print(f"[bold red]verdict: FAIL[/] {'; '.join(evaluation.failures)}")
+        out.print("not promoted: `farm registry promote` refuses a version that fails its gates")
     out.print("browse runs and models: farm registry ui   (MLflow UI on http://127.0.0.1:5000)")
     return 0

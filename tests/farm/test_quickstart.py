@@ -13,7 +13,7 @@ def ci_env(monkeypatch):
 
 
 def test_quickstart_end_to_end(ray_session, farm_home, ci_env, capsys, tmp_path):
-    assert main(["quickstart"]) == 0
+    assert main(["quickstart", "--campaign-events", "20000"]) == 0
     out = capsys.readouterr().out
     for text in (
         "stages",
@@ -21,6 +21,7 @@ def test_quickstart_end_to_end(ray_session, farm_home, ci_env, capsys, tmp_path)
         "campaign (Ray actors)",
         "sep_mean",
         "quickstart-ds1-photons/1 @candidate",
+        "2,400 generated vs 2,400 reference showers",
         "farm registry ui",
     ):
         assert text in out
@@ -31,21 +32,26 @@ def test_quickstart_end_to_end(ray_session, farm_home, ci_env, capsys, tmp_path)
     assert "eval.sep/e_ratio" in info["metrics"] and "eval_floor.sep/e_ratio" in info["metrics"]
     assert not any(k.startswith("eval.") for k in info["tags"])
 
+    # fidelity at CI size (issue 12's line): a classifier on voxels barely tells the model from the
+    # reference, and no feature separates; the summary says so and only then suggests promotion
+    assert info["metrics"]["eval.auc_low"] <= 0.85 and info["metrics"]["eval.sep_mean"] <= 0.05
+    assert "verdict: PASS" in out and "farm registry promote quickstart-ds1-photons 1" in out
+
     from farm.quickstart import QuickstartSizes
 
     n_ref = QuickstartSizes.for_environment().reference_events
 
-    # campaign: 50,000 showers in Parquet and CaloChallenge HDF5, manifest complete
+    # campaign: 20,000 showers in Parquet and CaloChallenge HDF5, manifest complete
     from farm import records
     from farm.formats.calochallenge import read_calochallenge
     from farm.formats.reader import read_showers
 
     (cid,) = records.list_ids()
     status = records.read_status(cid)
-    assert status.state == "finished" and status.events_done == 50_000
+    assert status.state == "finished" and status.events_done == 20_000
     sample = read_showers(cid)  # the campaign's HDF5 shards, geometry from their attributes
     generated, gen_e = sample.showers, sample.e_inc
-    assert generated.shape == (50_000, 368) and sample.geometry.name == "ds1-photons"
+    assert generated.shape == (20_000, 368) and sample.geometry.name == "ds1-photons"
 
     # physics: the generated response and longitudinal profile follow the held-out reference
     reference, ref_e = read_calochallenge(
@@ -94,5 +100,5 @@ def test_quickstart_end_to_end(ray_session, farm_home, ci_env, capsys, tmp_path)
     assert "logged to quickstart-ds1-photons/1" in capsys.readouterr().out
     run_metrics = registry.client().get_run(info["run_id"]).data.metrics
     assert "eval.sep/e_ratio" in run_metrics and "eval_floor.sep/e_ratio" in run_metrics
-    assert run_metrics["eval.sep/e_ratio"] < 0.2  # the job's promotion gate
+    assert run_metrics["eval.sep_mean"] < 0.05  # one of the job's promotion gates
     assert "production" in registry.promote("quickstart-ds1-photons", "1", "production").aliases
