@@ -139,7 +139,7 @@ def compared_sizes(details: dict[str, Any]) -> str:
     n = details["n_compared"]
     return (
         f"{n:,} generated vs {n:,} reference showers "
-        f"(of {details['n_generated']:,} generated, {details['n_reference']:,} held out)"
+        f"(drawn from {details['n_generated']:,} generated and {details['n_reference']:,} held-out)"
     )
 
 
