@@ -205,15 +205,16 @@ def load(ref: str | ModelRef, device: str = "cpu") -> LoadedModel:
     """
     from models.loading import load_model
 
-    path, mv = download(ref)
-    key = f"{mv.name}/{mv.version}"
-    card = read_model_card(path, key)
-    try:
-        model = load_model(path, device=device)
-    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
-        raise FarmError(
-            f"model {key}: the model card does not build a model ({_why(exc)})"
-        ) from None
+    with tempfile.TemporaryDirectory(prefix="farm-model-") as dest:  # weights end in memory
+        path, mv = download(ref, dest)
+        key = f"{mv.name}/{mv.version}"
+        card = read_model_card(path, key)
+        try:
+            model = load_model(path, device=device)
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+            raise FarmError(
+                f"model {key}: the model card does not build a model ({_why(exc)})"
+            ) from None
     return LoadedModel(model, card, mv)
 
 
