@@ -88,21 +88,26 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
-@pytest.mark.parametrize("name", list(HOSTILE))
-def test_hostile_job_file_gets_one_line_within_bounded_memory(name, tmp_path):
-    command, text, message = HOSTILE[name]
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(text)
-    home = tmp_path / "home"
+def _run_limited(argv: list[str], home, tmp_path) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """`farm ARGV` in a subprocess under the memory limit; (result, non-empty stderr lines)."""
     result = subprocess.run(
-        [sys.executable, "-m", "farm.cli", *command, str(path)],
+        [sys.executable, "-m", "farm.cli", *argv],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
         preexec_fn=_limit_memory,
         env={"FARM_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    return result, [ln for ln in result.stderr.splitlines() if ln.strip()]
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_job_file_gets_one_line_within_bounded_memory(name, tmp_path):
+    command, text, message = HOSTILE[name]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    home = tmp_path / "home"
+    result, lines = _run_limited([*command, str(path)], home, tmp_path)
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
     assert lines[0].startswith(f"farm: error: {path}: ") and message in lines[0], lines[0]
     assert len(lines[0]) < 400  # the error names the bound; it does not echo the file
@@ -117,15 +122,7 @@ def test_simulated_training_data_beyond_memory_is_refused_before_simulating(tmp_
         "kind: train\nname: t\ndata: {source: simulated_showers, geometry: ds3, events: 90000000}\n"
     )
     home = tmp_path / "home"
-    result = subprocess.run(
-        [sys.executable, "-m", "farm.cli", "train", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        preexec_fn=_limit_memory,
-        env={"FARM_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-    )
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    result, lines = _run_limited(["train", str(path)], home, tmp_path)
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
     assert "90,000,000 showers of 40,500 voxels need about" in lines[0]
     assert not (home / "train").exists() and not (home / "mlflow.db").exists()
