@@ -240,3 +240,99 @@ def parse_geometry(path: Path, name: str, particle: str | None = None) -> CaloGe
         layers=tuple(layers),
         source=str(path),
     )
+
+
+CELL_GEOMETRY_FORMAT = "farm-cell-geometry/1"
+CELL_GEOMETRIES = ("ild-ecal-like",)
+"""High-granularity geometries farm ships for point-cloud showers (farm/geometries/<name>.json)."""
+
+
+@dataclass(frozen=True)
+class CellGeometry:
+    """A high-granularity Cartesian calorimeter: square cells of a pad grid in sampling layers.
+
+    Layer k spans depths [depth_edges[k], depth_edges[k + 1]) in X0 and its sensor sits at z_mm[k];
+    cells are `cell_size` mm squares of an n_cells x n_cells grid centred on the shower axis.
+    `voxel_binning` is the CaloChallenge-style cylinder binning the hits project onto.
+    """
+
+    name: str
+    particle: str
+    pid: int
+    cell_size: float
+    n_cells: int
+    depth_edges: tuple[float, ...]
+    z_mm: tuple[float, ...]
+    energy_range: tuple[float, float]
+    binning_r_edges: tuple[float, ...]
+    binning_n_alpha: int
+    source: str = field(default="", compare=False)
+
+    kind = "cells"
+
+    @property
+    def n_layers(self) -> int:
+        """Number of sampling layers."""
+        return len(self.z_mm)
+
+    @property
+    def half_width(self) -> float:
+        """Half the transverse extent of the pad grid, mm."""
+        return 0.5 * self.cell_size * self.n_cells
+
+    def contains(self, x: np.ndarray, y: np.ndarray, layer: np.ndarray) -> np.ndarray:
+        """Whether each hit (x, y mm, layer) lies inside the pad grid and the layer stack."""
+        h = self.half_width
+        return (np.abs(x) <= h) & (np.abs(y) <= h) & (layer >= 0) & (layer < self.n_layers)
+
+    @cached_property
+    def voxel_binning(self) -> CaloGeometry:
+        """The CaloChallenge-style binning (same ring edges and angular bins in every layer)."""
+        layers = tuple(
+            Layer(k, self.binning_r_edges, self.binning_n_alpha) for k in range(self.n_layers)
+        )
+        return CaloGeometry(f"{self.name}-voxels", self.particle, self.pid, layers, self.source)
+
+
+def cell_geometry_from_doc(doc: dict, source: str) -> CellGeometry:
+    """Build a CellGeometry from its JSON form; FarmError naming `source` if malformed."""
+    if doc.get("format") != CELL_GEOMETRY_FORMAT:
+        raise FarmError(f"{source}: format {doc.get('format')!r} is not {CELL_GEOMETRY_FORMAT!r}")
+    try:
+        thick, pitch = [], []
+        for run in doc["layers"]:
+            n = int(run["ids"][1]) - int(run["ids"][0]) + 1
+            thick += [float(run["thickness_x0"])] * n
+            pitch += [float(run["pitch_mm"])] * n
+        binning = doc["voxel_binning"]
+        lo, hi = (float(v) for v in doc["energy_range_mev"])
+        return CellGeometry(
+            name=doc["name"],
+            particle=doc["particle"],
+            pid=int(doc["pid"]),
+            cell_size=float(doc["cell_size_mm"]),
+            n_cells=int(doc["n_cells"]),
+            depth_edges=tuple(np.concatenate([[0.0], np.cumsum(thick)]).tolist()),
+            z_mm=tuple(np.cumsum(pitch).tolist()),
+            energy_range=(lo, hi),
+            binning_r_edges=tuple(float(r) for r in binning["r_edges"]),
+            binning_n_alpha=int(binning["n_alpha"]),
+            source=source,
+        )
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise FarmError(f"{source}: malformed cell geometry ({type(exc).__name__}: {exc})") from None
+
+
+def load_cell_geometry(name: str) -> CellGeometry:
+    """A shipped high-granularity geometry by name (CELL_GEOMETRIES)."""
+    if name not in CELL_GEOMETRIES:
+        raise FarmError(
+            f"unknown point-cloud geometry {name!r}: allowed {', '.join(CELL_GEOMETRIES)}"
+        )
+    resource = resources.files("farm") / "geometries" / f"{name}.json"
+    return cell_geometry_from_doc(json.loads(resource.read_text()), f"farm/geometries/{name}.json")
+
+
+def is_cell_geometry(name: object) -> bool:
+    """Whether a geometry name (or object) is a high-granularity cell geometry."""
+    return isinstance(name, CellGeometry) or name in CELL_GEOMETRIES

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from farm.geometry import CaloGeometry
+from farm.geometry import CaloGeometry, CellGeometry
 
 JET_POINT_FEATURES = 3
 """Jet models see (eta_rel, phi_rel, pt_rel) per constituent; the mask comes from the count."""
@@ -117,4 +117,110 @@ class JetSample:
         return out
 
 
-Sample = ShowerSample | JetSample
+POINT_FEATURES = ("x", "y", "z", "e")
+"""Columns of PointSample.hits: position (mm) and energy (MeV) of each hit."""
+
+
+def project_points(
+    counts: np.ndarray, hits: np.ndarray, layer: np.ndarray, binning: CaloGeometry
+) -> np.ndarray:
+    """(N, n_voxels) float64 MeV: each hit's energy summed into its CaloChallenge voxel.
+
+    Voxel of a hit: its layer, the ring of r = sqrt(x^2 + y^2) in the layer's r_edges and the
+    angular bin of atan2(y, x) in [-pi, pi) (CaloChallenge order: layer, angle, radius fastest).
+    Hits beyond the last ring or in a layer the binning lacks are dropped; the rest is conserved
+    exactly (one float64 bincount).
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    owner = np.repeat(np.arange(counts.shape[0]), counts)
+    x, y = hits[:, 0].astype(np.float64), hits[:, 1].astype(np.float64)
+    r, alpha = np.hypot(x, y), np.arctan2(y, x)
+    flat = np.full(hits.shape[0], -1, dtype=np.int64)
+    for lay in binning.active_layers:
+        here = np.asarray(layer) == lay.index
+        edges = np.asarray(lay.r_edges)
+        i_r = np.searchsorted(edges, r[here], side="right") - 1
+        i_a = np.floor((alpha[here] + np.pi) * lay.n_alpha / (2 * np.pi)).astype(np.int64)
+        i_a = np.clip(i_a, 0, lay.n_alpha - 1)
+        ok = (i_r >= 0) & (i_r < lay.n_radial)
+        idx = binning.layer_slices[lay.index].start + i_a * lay.n_radial + i_r
+        flat[here] = np.where(ok, idx, -1)
+    keep = flat >= 0
+    V = binning.n_voxels
+    out = np.bincount(
+        owner[keep] * V + flat[keep],
+        weights=hits[keep, 3].astype(np.float64),
+        minlength=counts.shape[0] * V,
+    )
+    return out.reshape(counts.shape[0], V)
+
+
+@dataclass
+class PointSample:
+    """Showers as point clouds: per shower a variable number of hits (x, y, z mm, E MeV).
+
+    counts (N,) int64 hits per shower; hits (M, 4) float32 [x, y, z, e] and layer (M,) int16,
+    shower by shower in order (M = counts.sum()); e_inc (N,) MeV; the CellGeometry they live in.
+    """
+
+    counts: np.ndarray
+    hits: np.ndarray
+    layer: np.ndarray
+    e_inc: np.ndarray
+    geometry: CellGeometry
+    provenance: dict[str, Any] = field(default_factory=dict)
+    event_id: np.ndarray | None = None
+
+    kind = "points"
+
+    def __len__(self) -> int:
+        """Number of showers."""
+        return len(self.e_inc)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(N + 1,) start of each shower's hits, then M."""
+        return np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+
+    def subset(self, idx: np.ndarray) -> PointSample:
+        """The showers at the given indices (provenance shared)."""
+        idx = np.arange(len(self))[idx]
+        off = self.offsets
+        rows = np.concatenate([np.arange(off[i], off[i + 1]) for i in idx] or [[]]).astype(int)
+        ids = None if self.event_id is None else self.event_id[idx]
+        return PointSample(
+            self.counts[idx],
+            self.hits[rows],
+            self.layer[rows],
+            self.e_inc[idx],
+            self.geometry,
+            self.provenance,
+            ids,
+        )
+
+    def energy_sums(self) -> np.ndarray:
+        """(N,) float64 sum of hit energies per shower, MeV."""
+        sums = np.zeros(len(self))
+        np.add.at(sums, np.repeat(np.arange(len(self)), self.counts), self.hits[:, 3])
+        return sums
+
+    def padded(self, n_max: int | None = None) -> np.ndarray:
+        """(N, n_max, 4) float32 hits, valid hits first and zeros after (truncated at n_max)."""
+        n_max = int(self.counts.max(initial=0)) if n_max is None else n_max
+        out = np.zeros((len(self), n_max, 4), dtype=np.float32)
+        slot = np.arange(self.hits.shape[0]) - np.repeat(self.offsets[:-1], self.counts)
+        owner = np.repeat(np.arange(len(self)), self.counts)
+        keep = slot < n_max
+        out[owner[keep], slot[keep]] = self.hits[keep]
+        return out
+
+    def to_voxels(self, binning: CaloGeometry | None = None) -> ShowerSample:
+        """The CaloChallenge-style voxel projection (default: the geometry's own binning)."""
+        binning = binning or self.geometry.voxel_binning
+        showers = project_points(self.counts, self.hits, self.layer, binning)
+        return ShowerSample(
+            showers.astype(np.float32), self.e_inc, binning, self.provenance, self.event_id
+        )
+
+
+Sample = ShowerSample | JetSample | PointSample

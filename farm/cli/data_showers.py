@@ -10,7 +10,7 @@ from farm.errors import FarmError
 
 def register(data_subparsers) -> argparse.ArgumentParser:
     """Add the `showers` subcommand to the `farm data` group."""
-    from farm.geometry import KNOWN_GEOMETRIES
+    from farm.geometry import CELL_GEOMETRIES, KNOWN_GEOMETRIES
 
     p = data_subparsers.add_parser(
         "showers",
@@ -24,7 +24,9 @@ def register(data_subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--geometry",
         default="ds1-photons",
-        help=f"{', '.join(KNOWN_GEOMETRIES)} or a binning .xml path (default ds1-photons)",
+        help=f"{', '.join(KNOWN_GEOMETRIES)}, a binning .xml path (default ds1-photons), or a "
+        f"high-granularity geometry whose showers are point clouds of hits "
+        f"({', '.join(CELL_GEOMETRIES)}; Parquet only, docs/showers.md)",
     )
     p.add_argument("--n", type=int, default=100_000, help="number of showers (default 100000)")
     p.add_argument(
@@ -64,9 +66,16 @@ def run(args: argparse.Namespace) -> int:
     """Handler: validate, start Ray if useful, generate, print the files written."""
     if args.workers is not None and args.workers < 0:
         raise FarmError(f"--workers must be >= 0, got {args.workers}")
-    formats = tuple(args.formats or ("h5",))
-    check_folder_out(args.out, "farm data showers", f"showers-<geometry>-00000.{formats[0]}")
-    from farm.data.showers import generate_showers
+    from farm.geometry import is_cell_geometry
+
+    points = is_cell_geometry(args.geometry)
+    formats = tuple(args.formats or (("parquet",) if points else ("h5",)))
+    stem = "points" if points else "showers"
+    check_folder_out(args.out, "farm data showers", f"{stem}-<geometry>-00000.{formats[0]}")
+    if points:
+        from farm.data.points import generate_points as generate_showers
+    else:
+        from farm.data.showers import generate_showers
 
     if shard_count(args.n, args.shard_size) > 1 and args.workers != 0:
         from farm.ray_utils import ensure_ray

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 import numpy as np
 
 from farm.errors import FarmError
-from farm.geometry import CaloGeometry
+from farm.geometry import CaloGeometry, CellGeometry
 
 # Bumped when the same seed gives different showers: 2 = continuous deposits (Dirichlet spot
 # energies, per-voxel sampling fluctuations); 1 = equal-energy spots (a lattice of deposits).
@@ -125,6 +126,8 @@ DS1_PION_DEPTHS = (
 
 def default_params(geometry: CaloGeometry) -> ShowerSimParams:
     """Documented defaults per geometry (DS1 photons/pions, DS2/DS3, others as Si-W layers)."""
+    if isinstance(geometry, CellGeometry):
+        return cell_params(geometry)
     n = len(geometry.active_layers)
     if geometry.name == "ds1-photons":
         # Pb-dominated LAr sampling calorimeter, stored energy = total deposited (f_S = 1)
@@ -142,6 +145,27 @@ def default_params(geometry: CaloGeometry) -> ShowerSimParams:
     if geometry.name in ("ds2", "ds3") or n == 45:
         return ShowerSimParams(layer_depths=_equal_layers(n, SIW_LAYER_X0))
     return ShowerSimParams(layer_depths=_equal_layers(n, SIW_LAYER_X0))
+
+
+def cell_params(geometry: CellGeometry) -> ShowerSimParams:
+    """ILD-ECAL-like Si-W: raw silicon signal (f_S = 1.35%), 16.6%/sqrt(E) (+) 1.1%, 0.5 MIP cut.
+
+    R_M = 17 mm is tungsten's 9.3 mm diluted by the layer pitch (sensor, PCB, air gaps); the
+    threshold 0.075 MeV is half the most probable MIP signal in 0.5 mm of silicon (ILD IDR,
+    arXiv:2003.01116); more spots (n_max = 6000) because 5 x 5 mm cells resolve them.
+    """
+    edges = geometry.depth_edges
+    return ShowerSimParams(
+        Z=74.0,
+        E_c=8.0,
+        R_M=17.0,
+        sampling_fraction=0.0135,
+        res_a=0.166,
+        res_b=0.011,
+        threshold=0.075,
+        spot_max=6000,
+        layer_depths=tuple(pairwise(edges)),
+    )
 
 
 def pion_params(n_layers: int) -> ShowerSimParams:
@@ -175,14 +199,18 @@ def pion_params(n_layers: int) -> ShowerSimParams:
 
 
 def energy_range(geometry: CaloGeometry) -> tuple[float, float]:
-    """Allowed incident energies in MeV: DS1 256 MeV..4.19 TeV, others 1 GeV..1 TeV."""
+    """Allowed incident energies in MeV: DS1 256 MeV..4.19 TeV, cells their own, others 1 GeV..1 TeV."""
+    if isinstance(geometry, CellGeometry):
+        return geometry.energy_range
     if geometry.name.startswith("ds1"):
         return DS1_ENERGIES[0], DS1_ENERGIES[-1]
     return 1.0 * GeV, 1000.0 * GeV
 
 
 def incident_energies(geometry: CaloGeometry, n: int, rng: np.random.Generator) -> np.ndarray:
-    """(n,) incident energies, MeV, as in the challenge: DS1 15 powers of 2, else log-uniform."""
+    """(n,) incident energies, MeV: DS1 15 powers of 2, cells uniform (CaloClouds), else log-uniform."""
+    if isinstance(geometry, CellGeometry):
+        return rng.uniform(*geometry.energy_range, size=n)
     if geometry.name.startswith("ds1"):
         return np.asarray(DS1_ENERGIES)[rng.integers(0, len(DS1_ENERGIES), size=n)]
     lo, hi = energy_range(geometry)

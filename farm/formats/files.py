@@ -86,7 +86,7 @@ def unreadable(url: str, exc: BaseException) -> FarmError:
 
 
 def detect_kind(url: str) -> str:
-    """'showers' or 'jets' from a file's contents (HDF5 datasets or Parquet columns)."""
+    """'showers', 'points' or 'jets' from a file's contents (HDF5 datasets or Parquet columns)."""
     try:
         names = _names(url)
     except FarmError:
@@ -95,6 +95,8 @@ def detect_kind(url: str) -> str:
         raise unreadable(url, exc) from None
     if "showers" in names:
         return "showers"
+    if {"n_hits", "e"} <= names:
+        return "points"
     if {"particle_features", "eta_rel"} & names:
         return "jets"
     raise FarmError(f"{url}: neither a showers nor a jets file (found {sorted(names)[:20]})")

@@ -16,7 +16,7 @@ from farm import records, store
 from farm.errors import FarmError
 from farm.formats.files import data_files, detect_kind, file_format
 from farm.geometry import CaloGeometry, load_geometry
-from farm.samples import JetSample, JetTruth, Sample, ShowerSample
+from farm.samples import JetSample, JetTruth, PointSample, Sample, ShowerSample
 
 
 def campaign_of(location: str) -> records.CampaignRecord | None:
@@ -111,10 +111,28 @@ def read_jets(location: str) -> JetSample:
     )
 
 
+def read_points(location: str) -> PointSample:
+    """Point-cloud showers from a farm points Parquet file, a folder of shards or a campaign."""
+    from farm.formats.points_parquet import concat_points, read_points_parquet
+
+    urls = data_files(resolve(location))
+    for url in urls:
+        if file_format(url) != "parquet":
+            raise FarmError(f"{url}: point-cloud showers are stored as Parquet, not HDF5")
+    parts = [read_points_parquet(u) for u in urls]
+    names = sorted({p.geometry.name for p in parts})
+    if len(names) > 1:
+        raise FarmError(f"{location}: point-cloud files of several geometries {names}")
+    return concat_points(parts, {"url": location})
+
+
 def read_sample(location: str, geometry: CaloGeometry | str | None = None) -> Sample:
-    """Showers or jets, whichever the location holds."""
-    if kind_of(location) == "jets":
+    """Showers, point-cloud showers or jets, whichever the location holds."""
+    kind = kind_of(location)
+    if kind == "jets":
         return read_jets(location)
+    if kind == "points":
+        return read_points(location)
     return read_showers(location, geometry)
 
 
@@ -123,9 +141,12 @@ def read_truth_energies(location: str) -> np.ndarray:
     from farm.formats.calochallenge import read_incident_energies
     from farm.formats.showers_parquet import read_incident_energies as read_parquet_energies
 
+    urls = data_files(resolve(location))
+    if detect_kind(urls[0]) == "points":
+        return read_points(location).e_inc
     parts = [
         read_parquet_energies(u) if file_format(u) == "parquet" else read_incident_energies(u)
-        for u in data_files(resolve(location))
+        for u in urls
     ]
     return np.concatenate(parts)
 
@@ -139,12 +160,18 @@ def read_truth_jets(location: str) -> JetTruth:
 
 
 def write_sample(url: str, sample: Sample, meta: dict[str, Any] | None = None) -> str:
-    """Write showers (CaloChallenge .h5 or farm .parquet) or jets (.h5 or .parquet) atomically."""
+    """Write showers (.h5 or .parquet), point-cloud showers (.parquet) or jets atomically."""
     file_format(url)
     if sample.kind == "jets":
         from farm.formats.jets import write_jets
 
         return write_jets(url, sample.as_dict(), meta)
+    if sample.kind == "points":
+        from farm.formats.points_parquet import write_points_parquet
+
+        if file_format(url) != "parquet":
+            raise FarmError(f"{url}: point-cloud showers are written as Parquet, not HDF5")
+        return write_points_parquet(url, sample, meta)
     if file_format(url) == "parquet":
         from farm.formats.showers_parquet import write_showers_parquet
 
