@@ -44,6 +44,45 @@ def artifact_root() -> str:
     return os.environ.get("FARM_ARTIFACT_ROOT") or store.join(store.home(), "mlartifacts")
 
 
+SERVER_SCHEMES = ("http://", "https://")
+HEALTH_TIMEOUT_S = 5.0
+_reachable: set[str] = set()
+
+
+def is_server(uri: str) -> bool:
+    """Whether a tracking URI names an MLflow server (HTTP) rather than a database or folder."""
+    return uri.lower().startswith(SERVER_SCHEMES)
+
+
+def check_reachable(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
+    """One FarmError line naming the address unless the MLflow server at `uri` answers /health.
+
+    Checked once per process and URI, before any call, so an unreachable server fails fast
+    (MLflow's own client retries for minutes) and nothing is half-registered.
+    """
+    import urllib.error
+    import urllib.request
+
+    if uri in _reachable:
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+            ok = response.status == 200
+    except urllib.error.HTTPError as exc:
+        ok, why = False, f"HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        why = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
+        ok = False
+    else:
+        why = "no healthy answer"
+    if not ok:
+        raise FarmError(
+            f"MLflow server {uri} is unreachable ({why}): start it or fix MLFLOW_TRACKING_URI"
+        )
+    _reachable.add(uri)
+
+
 def _configure_s3_env() -> None:
     endpoint = store.s3_endpoint()
     if endpoint:
@@ -62,21 +101,40 @@ def client():
     logging.getLogger("alembic").setLevel(logging.WARNING)
     _configure_s3_env()
     uri = tracking_uri()
+    if is_server(uri):
+        check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def experiment_id(name: str) -> str:
-    """The MLflow experiment for a job name, created with artifacts in the farm store."""
+    """The MLflow experiment for a job name, created with artifacts in the farm store.
+
+    On an MLflow server without FARM_ARTIFACT_ROOT, the server's artifact store holds them.
+    """
+    from mlflow.exceptions import MlflowException
+
     c = client()
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    location = store.join(artifact_root(), name)
-    if store.is_local(location):
-        location = "file://" + store.normalize(location)
-    return c.create_experiment(name, artifact_location=location)
+    location = None  # the server's artifact store
+    if not is_server(tracking_uri()) or os.environ.get("FARM_ARTIFACT_ROOT"):
+        location = store.join(artifact_root(), name)
+        if store.is_local(location):
+            location = "file://" + store.normalize(location)
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except MlflowException as exc:  # created meanwhile by a concurrent job
+        if not _already_exists(exc):
+            raise
+        return c.get_experiment_by_name(name).experiment_id
+
+
+def _already_exists(exc: Exception) -> bool:
+    """Whether an MLflow error says the object exists (a concurrent create won the race)."""
+    return "already exists" in str(exc).lower() or "RESOURCE_ALREADY_EXISTS" in str(exc)
 
 
 @dataclass(frozen=True)
@@ -151,7 +209,7 @@ def register(
     try:
         c.create_registered_model(name, description=description or None)
     except MlflowException as exc:
-        if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
+        if not _already_exists(exc):
             raise
     source = f"{c.get_run(run_id).info.artifact_uri}/{MODEL_ARTIFACT_PATH}"
     mv = c.create_model_version(

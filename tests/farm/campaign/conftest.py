@@ -84,3 +84,28 @@ def in_store(campaign_store, monkeypatch):
     monkeypatch.setenv("FARM_HOME", str(campaign_store[0]))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return campaign_store
+
+
+@pytest.fixture(scope="session")
+def server_store(tmp_path_factory, ray_session, mlflow_server):
+    """FARM_HOME with model 'tiny' registered on the real MLflow server (artifacts on moto S3);
+    returns (home, geometry path, tracking URI, artifacts destination)."""
+    home = tmp_path_factory.mktemp("server-home")
+    geometry = home / "tiny_geometry.xml"
+    geometry.write_text(TINY_GEOMETRY)
+    uri, destination = mlflow_server
+    with pytest.MonkeyPatch.context() as mp:  # the environment ends with the registration
+        mp.setenv("FARM_HOME", str(home))
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.delenv("FARM_ARTIFACT_ROOT", raising=False)
+        _train_and_register("tiny", str(geometry))
+    return home, str(geometry), uri, destination
+
+
+@pytest.fixture
+def on_server(server_store, monkeypatch):
+    """The environment of a farm user pointed at the MLflow server: FARM_HOME and the URI."""
+    monkeypatch.setenv("FARM_HOME", str(server_store[0]))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server_store[2])
+    monkeypatch.delenv("FARM_ARTIFACT_ROOT", raising=False)
+    return server_store
