@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from models.config import ModelConfig
+from models.noise import randn
 
 
 class GenerativeModel(nn.Module):
@@ -54,29 +55,56 @@ class GenerativeModel(nn.Module):
         `options` (sampler keyword arguments) default to the config's when the sampler is the
         configured one.
         """
-        if sampler is None or sampler == self.default_sampler:
-            options = {**self.config.sampler.options, **(options or {})}
-        sampler = sampler or self.default_sampler
-        nfe = nfe or self.config.sampler.nfe
-        extra = options or {}  # only passed when non-empty: any Process.sample works
+        sampler, nfe, options = self.sampler_settings(sampler, nfe, options)
         device = next(self.net.parameters()).device
         outs = []
         for start in range(0, cond.shape[0], batch_size):
             c_phys = cond[start : start + batch_size].to(device)
-            c = self.preprocessing.transform_cond(c_phys)
-            with torch.autocast(
-                device.type,
-                dtype=autocast_dtype or torch.bfloat16,
-                enabled=autocast_dtype is not None,
-            ):
-                x = self.process.sample(
-                    self.net,
-                    (c.shape[0], self.preprocessing.out_dim),
-                    c,
-                    sampler=sampler,
-                    nfe=nfe,
-                    generator=generator,
-                    **extra,
-                )
-            outs.append(self.preprocessing.inverse(x.float(), c_phys))
+            self.process.check_sampler(sampler, nfe)
+            z = randn((c_phys.shape[0], self.preprocessing.out_dim), generator, device=device)
+            x = self.from_noise(
+                z.to(device),
+                c_phys,
+                sampler=sampler,
+                nfe=nfe,
+                options=options,
+                generator=generator,
+                autocast_dtype=autocast_dtype,
+            )
+            outs.append(x)
         return torch.cat(outs) if outs else torch.empty(0, self.dim)
+
+    def sampler_settings(
+        self, sampler: str | None, nfe: int | None, options: dict[str, Any] | None
+    ) -> tuple[str, int, dict[str, Any]]:
+        """(sampler, nfe, options) with the config's defaults filled in.
+
+        `options` (sampler keyword arguments) default to the config's when the sampler is the
+        configured one.
+        """
+        if sampler is None or sampler == self.default_sampler:
+            options = {**self.config.sampler.options, **(options or {})}
+        return sampler or self.default_sampler, nfe or self.config.sampler.nfe, options or {}
+
+    def from_noise(
+        self,
+        z: Tensor,
+        c_phys: Tensor,
+        *,
+        sampler: str,
+        nfe: int,
+        options: dict[str, Any],
+        generator: torch.Generator | None = None,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> Tensor:
+        """Physical samples from prior noise z [B, out_dim] for physical conditions [B, cond_dim]."""
+        c = self.preprocessing.transform_cond(c_phys)
+        with torch.autocast(
+            z.device.type,
+            dtype=autocast_dtype or torch.bfloat16,
+            enabled=autocast_dtype is not None,
+        ):
+            x = self.process.sample_from(
+                self.net, z, c, sampler=sampler, nfe=nfe, generator=generator, **options
+            )
+        return self.preprocessing.inverse(x.float(), c_phys)

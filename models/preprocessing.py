@@ -77,7 +77,8 @@ class ShowerPreprocessing(nn.Module):
 
     def _layer_sum(self, e: Tensor) -> Tensor:
         out = torch.zeros(e.shape[0], self.n_layers, dtype=e.dtype, device=e.device)
-        return out.index_add_(1, self.layer_of_voxel.to(e.device), e)
+        idx = self.layer_of_voxel.to(e.device).expand(e.shape[0], -1)
+        return out.scatter_add_(1, idx, e)  # = index_add_, which ONNX export gets wrong
 
     def _dequantise(self, e: Tensor, generator: torch.Generator | None) -> Tensor:
         """Values below threshold -> floor x 10^(-0.05 u), u ~ U(0, 1): a narrow band below it."""

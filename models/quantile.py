@@ -95,7 +95,8 @@ class ConditionalQuantiles(nn.Module):
         """(k, w): l lies between knots k and k + 1 with weight w on k + 1 (clamped to the range)."""
         l = l.double().reshape(-1).contiguous()
         knots = self.knots.to(l.device)
-        k = (torch.searchsorted(knots, l) - 1).clamp(0, self.n_knots - 2)
+        # searchsorted (left) on the sorted knots, as a count so ONNX can express it
+        k = ((knots.unsqueeze(0) < l.unsqueeze(1)).sum(1) - 1).clamp(0, self.n_knots - 2)
         w = ((l - knots[k]) / (knots[k + 1] - knots[k])).clamp(0.0, 1.0)
         return k, w
 

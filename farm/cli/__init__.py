@@ -24,6 +24,7 @@ GROUPS = (
     "campaign",
     "generate",
     "evaluate",
+    "export",
 )
 
 

@@ -40,6 +40,8 @@ class Process(ABC):
     name: str = ""
     samplers: tuple[str, ...] = ()
     default_sampler: str = ""
+    unrollable: tuple[str, ...] = ()
+    """Samplers that are a fixed function of the prior noise for a fixed NFE (`sample_from`)."""
 
     @abstractmethod
     def loss(
@@ -63,6 +65,30 @@ class Process(ABC):
         generator: torch.Generator | None,
     ) -> Tensor:
         """Generate samples of `shape` in the network's (preprocessed) space."""
+
+    def sample_from(
+        self,
+        net: nn.Module | Net,
+        z: Tensor,
+        cond: Tensor | None,
+        *,
+        sampler: str,
+        nfe: int,
+        generator: torch.Generator | None = None,
+        **options,
+    ) -> Tensor:
+        """Samples from standard-normal prior noise z in the network space (`sample` draws z)."""
+        raise NotImplementedError(f"process {self.name!r} does not sample from given noise")
+
+    def unroll_refusal(self, sampler: str, nfe: int) -> str | None:
+        """Why `sampler` at `nfe` is not a fixed function of the prior noise; None when it is."""
+        if sampler in self.unrollable:
+            return None
+        allowed = ", ".join(self.unrollable) or "none"
+        return (
+            f"sampler {sampler!r} of process {self.name!r} cannot be unrolled for a fixed NFE "
+            f"(adaptive, or draws noise while sampling); unrollable: {allowed}"
+        )
 
     def check_sampler(self, sampler: str, nfe: int) -> None:
         """Raise ValueError for a sampler this process does not offer or a non-positive NFE."""

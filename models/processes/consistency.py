@@ -40,6 +40,8 @@ class ConsistencyModel(Process):
     name = "consistency"
     samplers = ("consistency",)
     default_sampler = "consistency"
+    unrollable = ("consistency",)
+    """One step only: a multistep sample draws fresh noise at each re-noising level."""
 
     def __init__(
         self,
@@ -107,19 +109,35 @@ class ConsistencyModel(Process):
         grid = get_sigmas_karras(nfe - 1, self.sigma_mid_min, self.sigma_mid, self.rho)[:-1]
         return grid.tolist()
 
+    def unroll_refusal(self, sampler: str, nfe: int) -> str | None:
+        """Only the 1-step sample is a fixed function of the prior noise."""
+        if nfe > 1:
+            return (
+                f"consistency sampling with nfe={nfe} draws fresh noise at each re-noising level "
+                "and cannot be unrolled; export the 1-step student (nfe 1)"
+            )
+        return super().unroll_refusal(sampler, nfe)
+
     def sample(
         self, net, shape, cond, *, sampler: str, nfe: int, generator, **options: Any
     ) -> Tensor:
         """Song et al. 2023 Alg. 1: x = f(sigma_max z); then re-noise to each tau and apply f."""
         self.check_sampler(sampler, nfe)
         device = cond.device if cond is not None else (generator.device if generator else "cpu")
-        f = self.consistency_fn(net, cond)
-        x = f(
-            randn(tuple(shape), generator, device=device).to(device) * self.sigma_max,
-            self.sigma_max,
+        z = randn(tuple(shape), generator, device=device).to(device)
+        return self.sample_from(
+            net, z, cond, sampler=sampler, nfe=nfe, generator=generator, **options
         )
+
+    def sample_from(
+        self, net, z: Tensor, cond, *, sampler: str, nfe: int, generator=None, **options: Any
+    ) -> Tensor:
+        """Alg. 1 from the prior sample sigma_max z; steps after the first draw fresh noise."""
+        shape, device = tuple(z.shape), z.device
+        f = self.consistency_fn(net, cond)
+        x = f(z * self.sigma_max, self.sigma_max)
         for tau in options.get("sigmas", self.multistep_sigmas(nfe)):
-            z = randn(tuple(shape), generator, device=device).to(device)
+            z = randn(shape, generator, device=device).to(device)
             x = f(x + math.sqrt(max(tau**2 - self.sigma_min**2, 0.0)) * z, tau)
         return x
 

@@ -34,6 +34,7 @@ class EDM(Process):
     name = "edm"
     samplers = tuple(SIGMA_SAMPLERS)
     default_sampler = "heun"
+    unrollable = ("euler", "heun", "dpmpp_2m")
 
     def __init__(
         self,
@@ -95,11 +96,19 @@ class EDM(Process):
         """Samples [shape] from the prior N(0, sigma_max^2) with an EDM sampler of `nfe` evaluations."""
         self.check_sampler(sampler, nfe)
         device = cond.device if cond is not None else (generator.device if generator else "cpu")
-        x_init = randn(tuple(shape), generator, device=device).to(device) * self.sigma_max
+        z = randn(tuple(shape), generator, device=device).to(device)
+        return self.sample_from(
+            net, z, cond, sampler=sampler, nfe=nfe, generator=generator, **options
+        )
+
+    def sample_from(
+        self, net, z: Tensor, cond, *, sampler: str, nfe: int, generator=None, **options: Any
+    ) -> Tensor:
+        """An EDM sampler from the prior sample sigma_max z down to sigma = 0."""
         return run_sigma_sampler(
             sampler,
             self.denoiser(net, cond),
-            x_init,
+            z * self.sigma_max,
             cond,
             nfe=nfe,
             sigma_min=self.sigma_min,

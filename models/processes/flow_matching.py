@@ -32,6 +32,7 @@ class RectifiedFlow(Process):
     name = "flow_matching"
     samplers = tuple(FLOW_SOLVERS)
     default_sampler = "midpoint"
+    unrollable = ("euler", "midpoint", "heun", "dpmpp_2m")
 
     def __init__(self, ot: bool = False):
         self.ot = ot
@@ -53,11 +54,17 @@ class RectifiedFlow(Process):
     ) -> Tensor:
         """Samples [shape]: the flow ODE from N(0, I) at t = 0 to t = 1 with a fixed-step solver."""
         self.check_sampler(sampler, nfe)
-        solver, evals_per_step = FLOW_SOLVERS[sampler]
-        steps = max(nfe // evals_per_step, 1)
         device = cond.device if cond is not None else (generator.device if generator else "cpu")
         x_init = randn(tuple(shape), generator, device=device).to(device)
-        return solver(net, x_init, get_flow_times(steps, device), cond, **options)
+        return self.sample_from(net, x_init, cond, sampler=sampler, nfe=nfe, **options)
+
+    def sample_from(
+        self, net, z: Tensor, cond, *, sampler: str, nfe: int, generator=None, **options: Any
+    ) -> Tensor:
+        """The flow ODE from the noise z at t = 0 to t = 1 with a fixed-step solver."""
+        solver, evals_per_step = FLOW_SOLVERS[sampler]
+        steps = max(nfe // evals_per_step, 1)
+        return solver(net, z, get_flow_times(steps, z.device), cond, **options)
 
     def denoiser(self, net, cond: Tensor | None = None):
         """The EDM-space denoiser D(x, sigma, cond) of the flow (Karras et al. 2022, Sec. 4).

@@ -57,6 +57,7 @@ class ScoreSDE(Process):
 
     samplers = (*_T_SAMPLERS, *SIGMA_SAMPLERS)
     default_sampler = "heun"
+    unrollable = ("ode_euler", "ode_heun", "euler", "heun", "dpmpp_2m")
 
     def __init__(self, eps: float = 1e-3, train_eps: float = 1e-5, rho: float = 7.0):
         self.eps, self.train_eps, self.rho = eps, train_eps, rho
@@ -128,11 +129,19 @@ class ScoreSDE(Process):
         """Samples [shape] from the prior with a reverse-SDE or probability-flow sampler of `nfe` evaluations."""
         self.check_sampler(sampler, nfe)
         device = cond.device if cond is not None else (generator.device if generator else "cpu")
-        x_init = randn(tuple(shape), generator, device=device).to(device)
-        x_init = x_init * self.std(_f64(1.0)).item()
+        z = randn(tuple(shape), generator, device=device).to(device)
+        return self.sample_from(
+            net, z, cond, sampler=sampler, nfe=nfe, generator=generator, **options
+        )
+
+    def sample_from(
+        self, net, z: Tensor, cond, *, sampler: str, nfe: int, generator=None, **options: Any
+    ) -> Tensor:
+        """A reverse-SDE or probability-flow sampler from the prior sample std(1) z."""
+        x_init = z * self.std(_f64(1.0)).item()
         if sampler in _T_SAMPLERS:
             fn, steps = _T_SAMPLERS[sampler]
-            times = get_sde_times(steps(nfe, options), self.eps, device)
+            times = get_sde_times(steps(nfe, options), self.eps, z.device)
             return fn(self, self.score(net, cond), x_init, times, cond, generator, **options)
         s_1, sigma_1 = self.marginal(_f64(1.0))
         _, sigma_eps = self.marginal(_f64(self.eps))
