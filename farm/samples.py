@@ -214,6 +214,23 @@ class PointSample:
         out[owner[keep], slot[keep]] = self.hits[keep]
         return out
 
+    def model_inputs(self, n_max: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(x, cond) for a point-cloud model: hits padded, cond [E_inc MeV, number of hits].
+
+        x is (x, y, layer, E) per hit, valid hits first, flattened to (N, n_max * 4); the count
+        is the last condition column, as point-cloud masks expect.
+        """
+        pts = self.padded(n_max)
+        layers = np.zeros(pts.shape[:2], dtype=np.float32)
+        slot = np.arange(self.hits.shape[0]) - np.repeat(self.offsets[:-1], self.counts)
+        owner = np.repeat(np.arange(len(self)), self.counts)
+        keep = slot < pts.shape[1]
+        layers[owner[keep], slot[keep]] = self.layer[keep]
+        pts[..., 2] = layers
+        counts = np.minimum(self.counts, pts.shape[1])
+        cond = np.stack([self.e_inc, counts], axis=1).astype(np.float32)
+        return pts.reshape(len(self), -1), cond
+
     def to_voxels(self, binning: CaloGeometry | None = None) -> ShowerSample:
         """The CaloChallenge-style voxel projection (default: the geometry's own binning)."""
         binning = binning or self.geometry.voxel_binning
@@ -223,4 +240,51 @@ class PointSample:
         )
 
 
-Sample = ShowerSample | JetSample | PointSample
+@dataclass
+class EventSample:
+    """Whole events: a truth set and a reconstructed set per event (flat arrays with counts).
+
+    truth: flat pt (GeV), eta, phi (rad), pdg (int32), charge (int8), truth_counts (N,);
+    reco: flat pt, eta, phi, class (int8, farm.data.detector.CLASSES), charge (int8), reco_counts
+    (N,); event: per-event columns (met_x, met_y, ht GeV, ...); event_id (N,) int64.
+    """
+
+    truth: dict[str, np.ndarray]
+    truth_counts: np.ndarray
+    reco: dict[str, np.ndarray]
+    reco_counts: np.ndarray
+    event: dict[str, np.ndarray]
+    event_id: np.ndarray
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    kind = "events"
+
+    def __len__(self) -> int:
+        """Number of events."""
+        return len(self.event_id)
+
+    @staticmethod
+    def offsets(counts: np.ndarray) -> np.ndarray:
+        """(N + 1,) start of each event's particles, then the total."""
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    @staticmethod
+    def concat(parts: list[EventSample], provenance: dict[str, Any]) -> EventSample:
+        """Events of several samples, in order."""
+
+        def cat(name: str) -> dict[str, np.ndarray]:
+            keys = getattr(parts[0], name).keys()
+            return {k: np.concatenate([getattr(p, name)[k] for p in parts]) for k in keys}
+
+        return EventSample(
+            cat("truth"),
+            np.concatenate([p.truth_counts for p in parts]),
+            cat("reco"),
+            np.concatenate([p.reco_counts for p in parts]),
+            cat("event"),
+            np.concatenate([p.event_id for p in parts]),
+            provenance,
+        )
+
+
+Sample = ShowerSample | JetSample | PointSample | EventSample

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
+from models.cardinality import CardinalityConfig
 from models.networks.epic import EPiCConfig
 from models.networks.mlp import MLPConfig
 from models.networks.pointcloud import PointCloudTransformerConfig
@@ -142,6 +143,55 @@ class TwoStageConfig(BaseModel):
         )
 
 
+POINT_FEATURES = 4
+"""Features of a shower hit as point-cloud models see it: x, y (mm), layer (index), E (MeV)."""
+
+
+def _default_hits() -> ModelConfig:
+    return ModelConfig(
+        network=EPiCConfig(n_features=POINT_FEATURES),
+        process=EDMConfig(),
+        preprocessing=PointCloudPreprocessingConfig(
+            n_features=POINT_FEATURES, log_features=[POINT_FEATURES - 1]
+        ),
+    )
+
+
+class PointShowerConfig(BaseModel):
+    """A point-cloud shower model (CaloClouds, arXiv:2305.04847): the count, then the hits.
+
+    `cardinality` draws the number of hits given E_inc; `hits` is a permutation-equivariant
+    model of (x, y, layer, E) per hit conditioned on [E_inc, count] (EPiC or the point-cloud
+    transformer, masks from the count). `network`, `process` and `sampler` name the hits model's,
+    so campaigns and distillation read them as for a single-stage model.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["point_showers"] = "point_showers"
+    hits: ModelConfig = Field(default_factory=_default_hits)
+    cardinality: CardinalityConfig = Field(default_factory=CardinalityConfig)
+
+    @property
+    def network(self) -> NetworkConfig:
+        """The hits model's network."""
+        return self.hits.network
+
+    @property
+    def process(self) -> ProcessConfig:
+        """The hits model's process."""
+        return self.hits.process
+
+    @property
+    def sampler(self) -> SamplerConfig:
+        """The hits model's default sampler."""
+        return self.hits.sampler
+
+    @property
+    def preprocessing(self) -> PreprocessingConfig:
+        """The hits model's preprocessing."""
+        return self.hits.preprocessing
+
+
 def _model_kind(value: Any) -> str:
     if isinstance(value, dict):
         return value.get("kind", "single_stage")
@@ -149,10 +199,12 @@ def _model_kind(value: Any) -> str:
 
 
 AnyModelConfig = Annotated[
-    Annotated[ModelConfig, Tag("single_stage")] | Annotated[TwoStageConfig, Tag("two_stage")],
+    Annotated[ModelConfig, Tag("single_stage")]
+    | Annotated[TwoStageConfig, Tag("two_stage")]
+    | Annotated[PointShowerConfig, Tag("point_showers")],
     Discriminator(_model_kind),
 ]
-"""A model of either kind: `kind: two_stage`, or a single-stage ModelConfig (kind omitted)."""
+"""A model of any kind: `kind: two_stage`, `kind: point_showers`, or single-stage (kind omitted)."""
 
 _ANY_MODEL = TypeAdapter(AnyModelConfig)
 

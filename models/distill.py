@@ -27,6 +27,7 @@ from models.data import TrainData
 from models.generative import GenerativeModel
 from models.loop import Objective, Report, ema_update, joint_objective, seeded_generator, train_loop
 from models.noise import rand, randn
+from models.points import PointShowerModel
 from models.processes.consistency import ConsistencyConfig, ConsistencyModel, pseudo_huber
 from models.two_stage.model import TwoStageModel
 from models.two_stage.training import prepared_stage_data
@@ -139,7 +140,7 @@ def consistency_objective(
 
 
 def distill(
-    teacher: GenerativeModel | TwoStageModel,
+    teacher: GenerativeModel | TwoStageModel | PointShowerModel,
     config: DistillConfig,
     optim: OptimConfig,
     train: TrainData,
@@ -149,7 +150,7 @@ def distill(
     device: str | torch.device = "cpu",
     card: dict[str, Any] | None = None,
     resume_from: str | None = None,
-) -> GenerativeModel | TwoStageModel:
+) -> GenerativeModel | TwoStageModel | PointShowerModel:
     """Distil `teacher` into a consistency student; report(metrics, checkpoint_dir) per epoch.
 
     Args:
@@ -174,16 +175,25 @@ def distill(
         return _distill_two_stage(
             teacher, config, optim, train, report, val, device, card, resume_from
         )
-    model = GenerativeModel(student_config(teacher, config), teacher.dim, teacher.cond_dim)
-    _init_student(model, teacher, config)
-    x_tr, c_tr = model.preprocessing.transform(train.x, train.cond, seeded_generator(optim.seed, 2))
+    if isinstance(teacher, PointShowerModel):
+        # the hits model is distilled; the count model is copied
+        hits = student_config(teacher.hits, config)
+        model = PointShowerModel(
+            teacher.config.model_copy(update={"hits": hits}), teacher.dim, teacher.cond_dim
+        )
+        model.cardinality.load_state_dict(teacher.cardinality.state_dict())
+        student, teacher = model.hits, teacher.hits
+    else:
+        model = GenerativeModel(student_config(teacher, config), teacher.dim, teacher.cond_dim)
+        student = model
+    _init_student(student, teacher, config)
+    pre = student.preprocessing
+    x_tr, c_tr = pre.transform(train.x, train.cond, seeded_generator(optim.seed, 2))
     val_batch = (
-        model.preprocessing.transform(val.x, val.cond, seeded_generator(optim.seed, 3))
-        if val is not None
-        else None
+        pre.transform(val.x, val.cond, seeded_generator(optim.seed, 3)) if val is not None else None
     )
     model.to(device)
-    objective = consistency_objective(teacher, model, config, device)
+    objective = consistency_objective(teacher, student, config, device)
     train_loop(
         model,
         objective,

@@ -11,11 +11,18 @@ from typing import Any
 
 import torch
 
-from models.config import AnyModelConfig, ModelConfig, OptimConfig, TwoStageConfig
+from models.config import (
+    AnyModelConfig,
+    ModelConfig,
+    OptimConfig,
+    PointShowerConfig,
+    TwoStageConfig,
+)
 from models.data import TrainData
 from models.generative import GenerativeModel
 from models.loop import Report, seeded_generator, train_loop
 from models.objectives import process_objective
+from models.points import PointShowerModel, fit_points
 from models.two_stage.model import TwoStageModel
 from models.two_stage.training import fit_two_stage
 
@@ -30,7 +37,7 @@ def fit(
     device: str | torch.device = "cpu",
     resume_from: str | None = None,
     card: dict[str, Any] | None = None,
-) -> GenerativeModel | TwoStageModel:
+) -> GenerativeModel | TwoStageModel | PointShowerModel:
     """Train a model; returns it with EMA weights (what the checkpoints hold).
 
     Args:
@@ -48,6 +55,10 @@ def fit(
     """
     if isinstance(config, TwoStageConfig):
         return fit_two_stage(
+            config, optim, train, val, report, device=device, resume_from=resume_from, card=card
+        )
+    if isinstance(config, PointShowerConfig):
+        return fit_points(
             config, optim, train, val, report, device=device, resume_from=resume_from, card=card
         )
     return _fit_single_stage(config, optim, train, val, report, device, resume_from, card)

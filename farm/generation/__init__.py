@@ -1,7 +1,7 @@
 """Samples from a loaded model in the data's own layout, one function per data kind.
 
 Every caller (campaign actors, `farm generate`, training validation, tune's fidelity scoring, the
-quickstart through its campaign) generates through `shower_sample` or `jet_sample` and so shares
+quickstart through its campaign) generates through `shower_sample`, `point_sample` or `jet_sample` and so shares
 one NaN/Inf policy: a sample with any non-finite value is refused with `NonFiniteOutput`, never
 returned, written or scored.
 """
@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from farm.generation.jets import jet_sample
 from farm.generation.like import sample_like
+from farm.generation.points import point_sample
 from farm.generation.settings import NonFiniteOutput, SamplerSettings
 from farm.generation.showers import shower_sample
 
-__all__ = ["NonFiniteOutput", "SamplerSettings", "jet_sample", "sample_like", "shower_sample"]
+__all__ = [
+    "NonFiniteOutput",
+    "SamplerSettings",
+    "jet_sample",
+    "point_sample",
+    "sample_like",
+    "shower_sample",
+]

@@ -1,0 +1,140 @@
+"""A point-cloud shower model (CaloClouds, arXiv:2305.04847): the hit count, then the hits.
+
+`Cardinality` draws n given E_inc; the hits model is a complete `GenerativeModel` (EPiC or the
+point-cloud transformer over [B, n_max * 4] padded clouds, masks from the count in its last
+condition column, any process and sampler, consistency distillation) generating (x, y, layer, E)
+per hit given [E_inc, n]. With the count model's `energy`, it also draws the visible energy
+E_sum with the count and the hit energies are scaled to sum to it (CaloClouds' calibration).
+`generate` returns padded clouds in physical units with E = 0 on padding and on hits whose
+energy comes back non-positive (removed: callers keep E > 0 only).
+One state dict (`cardinality.*`, `hits.*`), one checkpoint folder, one `load_model`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from models.config import POINT_FEATURES, OptimConfig, PointShowerConfig
+from models.data import TrainData
+from models.generative import GenerativeModel
+from models.loop import Report, seeded_generator, train_loop
+from models.objectives import process_objective
+
+
+class PointShowerModel(nn.Module):
+    """Cardinality + hits; `net` is the hits model's network (what campaigns compile)."""
+
+    def __init__(self, config: PointShowerConfig, dim: int, cond_dim: int = 1):
+        """A model for clouds of dim / 4 hit slots conditioned on E_inc (`cond_dim` must be 1)."""
+        super().__init__()
+        if dim % POINT_FEATURES:
+            raise ValueError(f"dim {dim} is not a multiple of {POINT_FEATURES} hit features")
+        if cond_dim != 1:
+            raise ValueError(
+                f"a point-cloud shower model is conditioned on E_inc alone, got {cond_dim}"
+            )
+        self.config = config
+        self.dim, self.cond_dim = dim, cond_dim
+        self.n_max = dim // POINT_FEATURES
+        self.cardinality = config.cardinality.build(self.n_max)
+        self.hits = GenerativeModel(config.hits, dim, 2)
+
+    @property
+    def net(self) -> nn.Module:
+        """The hits model's network."""
+        return self.hits.net
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """`model.net = torch.compile(model.net)` replaces the hits model's network."""
+        if name == "net":
+            self.hits.net = value
+        else:
+            super().__setattr__(name, value)
+
+    @property
+    def default_sampler(self) -> str:
+        """The hits model's default sampler."""
+        return self.hits.default_sampler
+
+    @torch.no_grad()
+    def generate(
+        self,
+        cond: Tensor,
+        *,
+        counts: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> Tensor:
+        """Padded clouds [B, n_max * 4] (x, y, layer, E) for E_inc `cond` [B, 1] in MeV.
+
+        Counts come from the cardinality model unless given; `kwargs` (sampler, nfe, batch_size,
+        autocast_dtype, options) go to the hits model. Hits with E <= 0 come back as all zeros.
+        """
+        e_inc = cond[:, :1].float()
+        drawn, e_sum = self.cardinality.sample_totals(e_inc, generator)
+        counts = drawn if counts is None else counts
+        c = torch.cat([e_inc, counts.reshape(-1, 1).to(e_inc)], dim=1)
+        x = self.hits.generate(c, generator=generator, **kwargs)
+        pts = x.reshape(x.shape[0], self.n_max, POINT_FEATURES)
+        keep = pts[..., -1:] > 0
+        pts = torch.where(keep, pts, torch.zeros_like(pts))
+        if e_sum is not None:
+            pts[..., -1] = calibrated(pts[..., -1], e_sum.to(pts.device))
+        return pts.reshape(x.shape[0], -1)
+
+
+def calibrated(e: Tensor, e_sum: Tensor) -> Tensor:
+    """Hit energies [B, N] scaled so each shower's sum is e_sum [B] (CaloClouds' calibration)."""
+    total = e.double().sum(1, keepdim=True)
+    scale = torch.where(total > 0, e_sum.double().reshape(-1, 1) / total.clamp_min(1e-300), 1.0)
+    return (e.double() * scale).to(e.dtype)
+
+
+def point_stage_data(data: TrainData) -> tuple[Tensor, Tensor, Tensor]:
+    """(counts (N,), E_inc (N,), E_sum (N,)) of training data whose cond is [E_inc, n]."""
+    e = data.x.reshape(data.x.shape[0], -1, POINT_FEATURES)[..., -1].double()
+    return data.cond[:, 1].round(), data.cond[:, 0], e.sum(1)
+
+
+def fit_points(
+    config: PointShowerConfig,
+    optim: OptimConfig,
+    train: TrainData,
+    val: TrainData,
+    report: Report,
+    *,
+    device: str | torch.device = "cpu",
+    resume_from: str | None = None,
+    card: dict[str, Any] | None = None,
+) -> PointShowerModel:
+    """Fit the count model (closed form), then train the hits model; same contract as `fit`.
+
+    `train.x` holds padded clouds [N, n_max * 4] (valid hits first), `train.cond` [E_inc, n].
+    """
+    device = torch.device(device)
+    torch.manual_seed(optim.seed)
+    model = PointShowerModel(config, train.x.shape[1], 1)
+    model.cardinality.fit(*point_stage_data(train))
+    hits = model.hits
+    hits.preprocessing.fit(train.x, train.cond, generator=seeded_generator(optim.seed, 1))
+    x_tr, c_tr = hits.preprocessing.transform(train.x, train.cond, seeded_generator(optim.seed, 2))
+    x_va, c_va = hits.preprocessing.transform(val.x, val.cond, seeded_generator(optim.seed, 3))
+    model.to(device)
+    train_loop(
+        model,
+        process_objective(hits),
+        (x_tr, c_tr),
+        (x_va, c_va),
+        optim,
+        report,
+        device=device,
+        resume_from=resume_from,
+        card=card,
+    )
+    return model.eval()
+
+
+__all__ = ["PointShowerModel", "fit_points", "point_stage_data"]
