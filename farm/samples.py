@@ -240,6 +240,21 @@ class PointSample:
         )
 
 
+EVENT_CLASSES = ("charged_hadron", "electron", "muon", "neutral_hadron", "photon")
+"""Reconstructed particle-flow classes, by index (EventSample.reco["class"])."""
+STABLE_PDG = {
+    11: 1, 13: 1, 22: 0, 211: 1, 321: 1, 2212: 1, 2112: 0, 130: 0, 310: 0,
+    3122: 0, 3112: 1, 3222: 1, 3312: 1, 3322: 0, 3334: 1,
+}  # fmt: skip
+"""|pdg id| -> |charge| of the stable particles a truth set may hold."""
+
+
+def unknown_pdg(pdg: np.ndarray) -> int | None:
+    """The first pdg id that is not a known stable particle (None if all are known)."""
+    known = np.isin(np.abs(pdg), np.fromiter(STABLE_PDG, dtype=np.int64))
+    return None if known.all() else int(np.asarray(pdg)[~known][0])
+
+
 @dataclass
 class EventSample:
     """Whole events: a truth set and a reconstructed set per event (flat arrays with counts).

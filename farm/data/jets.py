@@ -151,17 +151,22 @@ def generator_metadata(config: JetGenConfig, seed: int) -> dict:
     }
 
 
-def _make_pythia(config: JetGenConfig, seed: int):
-    """An initialised, silent Pythia instance."""
+def make_pythia(settings: list[str], process: str):
+    """An initialised, silent Pythia instance from its readString lines."""
     import pythia8mc
 
     pythia = pythia8mc.Pythia("", False)  # no banner
-    for line in pythia_settings(config, seed):
+    for line in settings:
         if not pythia.readString(line):
             raise FarmError(f"Pythia rejected setting {line!r}")
     if not pythia.init():
-        raise FarmError(f"Pythia failed to initialise for process {config.process!r}")
+        raise FarmError(f"Pythia failed to initialise for process {process!r}")
     return pythia
+
+
+def _make_pythia(config: JetGenConfig, seed: int):
+    """An initialised, silent Pythia instance for a jet config."""
+    return make_pythia(pythia_settings(config, seed), config.process)
 
 
 def _fastjet():

@@ -86,7 +86,7 @@ def unreadable(url: str, exc: BaseException) -> FarmError:
 
 
 def detect_kind(url: str) -> str:
-    """'showers', 'points' or 'jets' from a file's contents (HDF5 datasets or Parquet columns)."""
+    """'showers', 'points', 'jets' or 'events' from a file's HDF5 datasets or Parquet columns."""
     try:
         names = _names(url)
     except FarmError:
@@ -99,7 +99,9 @@ def detect_kind(url: str) -> str:
         return "points"
     if {"particle_features", "eta_rel"} & names:
         return "jets"
-    raise FarmError(f"{url}: neither a showers nor a jets file (found {sorted(names)[:20]})")
+    if {"truth_pt", "reco_pt"} <= names:
+        return "events"
+    raise FarmError(f"{url}: not a showers, jets or events file (found {sorted(names)[:20]})")
 
 
 def _names(url: str) -> set[str]:

@@ -1,4 +1,4 @@
-"""farm's one I/O face: open showers or jets from a file, a folder of shards or a campaign id.
+"""farm's one I/O face: showers, jets or events from a file, a folder of shards or a campaign id.
 
 Locations are fsspec URLs (local paths, file://, s3://) of a .h5/.hdf5/.parquet file or of a
 folder of such shards, or the id of a campaign in the store (its output is read: HDF5 where it
@@ -16,7 +16,7 @@ from farm import records, store
 from farm.errors import FarmError
 from farm.formats.files import data_files, detect_kind, file_format
 from farm.geometry import CaloGeometry, load_geometry
-from farm.samples import JetSample, JetTruth, PointSample, Sample, ShowerSample
+from farm.samples import EventSample, JetSample, JetTruth, PointSample, Sample, ShowerSample
 
 
 def campaign_of(location: str) -> records.CampaignRecord | None:
@@ -35,7 +35,7 @@ def resolve(location: str) -> str:
 
 
 def kind_of(location: str) -> str:
-    """'showers' or 'jets': what a location holds (from its first file's contents)."""
+    """'showers', 'points', 'jets' or 'events': what a location holds (by its first file)."""
     return detect_kind(data_files(resolve(location))[0])
 
 
@@ -126,9 +126,26 @@ def read_points(location: str) -> PointSample:
     return concat_points(parts, {"url": location})
 
 
+def read_events(location: str) -> EventSample:
+    """Whole events (truth and reco sets) from a farm events Parquet file, folder or campaign."""
+    from farm.formats.events import read_events_parquet
+
+    urls = data_files(resolve(location))
+    for url in urls:
+        if file_format(url) != "parquet":
+            raise FarmError(f"{url}: events are stored as Parquet, not HDF5")
+    parts = [read_events_parquet(u) for u in urls]
+    columns = {frozenset(p.event) for p in parts}
+    if len(columns) > 1:
+        raise FarmError(f"{location}: event files with different event-level columns")
+    return EventSample.concat(parts, {"url": location})
+
+
 def read_sample(location: str, geometry: CaloGeometry | str | None = None) -> Sample:
-    """Showers, point-cloud showers or jets, whichever the location holds."""
+    """Showers, point-cloud showers, jets or events, whichever the location holds."""
     kind = kind_of(location)
+    if kind == "events":
+        return read_events(location)
     if kind == "jets":
         return read_jets(location)
     if kind == "points":
@@ -160,8 +177,14 @@ def read_truth_jets(location: str) -> JetTruth:
 
 
 def write_sample(url: str, sample: Sample, meta: dict[str, Any] | None = None) -> str:
-    """Write showers (.h5 or .parquet), point-cloud showers (.parquet) or jets atomically."""
+    """Write showers (.h5 or .parquet), point-cloud showers or events (.parquet), jets atomically."""
     file_format(url)
+    if sample.kind == "events":
+        from farm.formats.events import write_events_parquet
+
+        if file_format(url) != "parquet":
+            raise FarmError(f"{url}: events are written as Parquet, not HDF5")
+        return write_events_parquet(url, sample, meta)
     if sample.kind == "jets":
         from farm.formats.jets import write_jets
 
