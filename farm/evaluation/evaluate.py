@@ -10,14 +10,15 @@ from __future__ import annotations
 from farm.errors import FarmError
 from farm.evaluation.jets import evaluate_jets
 from farm.evaluation.options import EvaluationOptions
+from farm.evaluation.points import evaluate_points
 from farm.evaluation.report import EvaluationResult
 from farm.evaluation.showers import evaluate_showers
 from farm.evaluation.streaming import evaluate_showers_stream, stream_threshold_bytes
-from farm.formats.reader import kind_of, read_jets, read_showers
+from farm.formats.reader import kind_of, read_jets, read_points, read_showers
 from farm.formats.shower_rows import ShowerSource
 from farm.geometry import CaloGeometry, load_geometry
 
-__all__ = ["evaluate_files", "evaluate_jets", "evaluate_showers"]
+__all__ = ["evaluate_files", "evaluate_jets", "evaluate_points", "evaluate_showers"]
 
 
 def evaluate_files(
@@ -37,7 +38,15 @@ def evaluate_files(
     kinds = {kind_of(generated), kind_of(reference)}
     if len(kinds) != 1:
         raise FarmError(f"{generated} and {reference} hold different kinds of data")
-    if kinds.pop() == "jets":
+    kind = kinds.pop()
+    if kind == "points":
+        if options.stream:
+            raise FarmError(
+                "streaming evaluation supports voxel showers only; point clouds are "
+                "evaluated in memory (limit them with --max-events)"
+            )
+        return evaluate_points(read_points(reference), read_points(generated), out_url, options)
+    if kind == "jets":
         if options.stream:
             raise FarmError(
                 "streaming evaluation supports shower files only; jets are "
