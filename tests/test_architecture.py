@@ -44,6 +44,7 @@ MODELS_RANKS = {
     "networks": 2,
     "preprocessing": 2,
     "stage_preprocessing": 3,
+    "sets": 3,
     "config": 4,
     "likelihood": 4,
     "generative": 5,
