@@ -49,6 +49,11 @@ class ModelCard(BaseModel):
         """'showers' or 'jets'."""
         return self.data.kind
 
+    def outside_trained_range(self, lo: float, hi: float) -> bool:
+        """Whether incident energies lo..hi MeV leave the trained range (0.1% slack; campaigns)."""
+        trained = self.data.e_inc_range
+        return bool(trained) and (lo < trained[0] * 0.999 or hi > trained[1] * 1.001)
+
     def data_spec(self, ref: str) -> Any:
         """The training job's data spec, its files checked (FarmError naming `ref` and the field)."""
         doc = (self.job or {}).get("data")

@@ -31,6 +31,7 @@ FARM_RANKS = {
     "tune": 10,
     "campaign": 10,
     "quickstart": 11,
+    "serve": 11,
     "cli": 12,
 }
 MODELS_RANKS = {

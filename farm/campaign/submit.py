@@ -55,11 +55,7 @@ def submit(job: CampaignJob) -> CampaignRecord:
     truth = read_truth_energies(job.conditions.url) if is_file else None
     lo, hi = energy_bounds(job.conditions, truth)
     trained = card.data.e_inc_range
-    if (
-        trained
-        and not job.allow_out_of_range
-        and (lo < trained[0] * 0.999 or hi > trained[1] * 1.001)
-    ):
+    if not job.allow_out_of_range and card.outside_trained_range(lo, hi):
         raise FarmError(
             f"{job.name}: conditions span {lo:.4g}-{hi:.4g} MeV but model {ref} "
             f"was trained on {trained[0]:.4g}-{trained[1]:.4g} MeV (set allow_out_of_range: true "

@@ -25,6 +25,7 @@ GROUPS = (
     "generate",
     "evaluate",
     "export",
+    "serve",
 )
 
 
