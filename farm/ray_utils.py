@@ -20,7 +20,7 @@ import threading
 import time
 
 from farm import store
-from farm.errors import Stopped
+from farm.errors import FarmError, Stopped
 
 # Ray logs this notice each time it starts a local instance with token authentication on by
 # default (Ray >= 2.60 with RAY_AUTH_MODE unset); the README explains it once instead.
@@ -44,6 +44,7 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     handler = signal.getsignal(signal.SIGTERM)
     try:
         if os.environ.get("RAY_ADDRESS"):
+            check_reachable(os.environ["RAY_ADDRESS"])
             ray.init(address=os.environ["RAY_ADDRESS"], **kwargs)
         else:
             hide_auth_notice()
@@ -54,6 +55,30 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         raise
     finally:
         keep_sigterm_handler(handler)
+
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """One FarmError line naming RAY_ADDRESS unless its HOST:PORT accepts a TCP connection.
+
+    ray.init otherwise waits minutes for an absent GCS. "auto", "local" and other forms that
+    name no host and port are left to Ray.
+    """
+    import socket
+
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise FarmError(
+            f"Ray cluster at RAY_ADDRESS={address} is unreachable ({why}): start it with "
+            "`ray start --head` or unset RAY_ADDRESS for a local Ray"
+        ) from None
 
 
 def keep_sigterm_handler(handler: object) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -115,8 +116,6 @@ def mlflow_server(s3_server, tmp_path_factory):
     Yields (tracking URI, artifacts destination). Clients need no S3 credentials: the server
     serves artifacts (mlflow-artifacts:/ URIs) and holds the S3 settings itself.
     """
-    import os
-
     import boto3
 
     folder = tmp_path_factory.mktemp("mlflow-server")
@@ -165,3 +164,147 @@ def mlflow_server(s3_server, tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+OBJECT_STORE_BYTES = 256 * 2**20
+"""Each test node's object store (Ray's default takes 30% of the machine's memory)."""
+
+
+class RayNodes:
+    """A Ray cluster of `ray start` processes on this machine, each node with its own temp dir.
+
+    Nodes are found and stopped by their temp dir (never `ray stop`, which stops every Ray
+    process on the machine, other sessions' included). Token authentication is on, with a
+    token of this cluster's own that drivers get through `env`.
+    """
+
+    # fast node-failure detection (the defaults take tens of seconds)
+    SYSTEM_CONFIG = (
+        '{"health_check_initial_delay_ms": 0, "health_check_period_ms": 200, '
+        '"health_check_timeout_ms": 500, "health_check_failure_threshold": 3}'
+    )
+
+    def __init__(self, root) -> None:
+        self.root = root
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex,
+        }
+        self.nodes: list[str] = []  # temp dirs, head first
+        self._raylets: dict[str, object] = {}
+
+    def _start(self, name: str, args: list[str]) -> str:
+        """`ray start` one node with free ports of its own; returns its temp dir."""
+        temp_dir = str(self.root / name)
+        ports = [
+            *("--dashboard-agent-listen-port", str(_free_port())),
+            *("--dashboard-agent-grpc-port", str(_free_port())),
+            *("--metrics-export-port", str(_free_port())),
+            *("--runtime-env-agent-port", str(_free_port())),
+            *("--object-store-memory", str(OBJECT_STORE_BYTES)),
+        ]
+        self.nodes.append(temp_dir)
+        done = subprocess.run(
+            ["ray", "start", *args, "--temp-dir", temp_dir, "--disable-usage-stats", *ports],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"ray start {name} failed: {done.stderr[-2000:]}")
+        return temp_dir
+
+    def start_head(self, num_cpus: int = 1) -> None:
+        """The head node: GCS on self.port, no dashboard UI, fast failure detection."""
+        self._start(
+            "head",
+            [
+                *("--head", "--port", str(self.port), "--num-cpus", str(num_cpus)),
+                *("--include-dashboard", "false", "--dashboard-port", str(_free_port())),
+                *("--system-config", self.SYSTEM_CONFIG),
+            ],
+        )
+
+    def add_worker(self, name: str, num_cpus: int = 1, resources: str = "{}") -> str:
+        """A worker node joining the head (`ray start --address`); returns its temp dir."""
+        args = ["--address", self.address, "--num-cpus", str(num_cpus), "--resources", resources]
+        return self._start(name, args)
+
+    def processes(self, temp_dir: str) -> list:
+        """The node's processes: every process whose command line names its temp dir, and
+        their descendants (the raylet's workers)."""
+        import psutil
+
+        found = {}
+        for proc in psutil.process_iter(["cmdline"]):
+            if any(
+                temp_dir + "/" in part or part.endswith(temp_dir)
+                for part in proc.info["cmdline"] or []
+            ):
+                found[proc.pid] = proc
+                with contextlib.suppress(psutil.Error):
+                    found.update({c.pid: c for c in proc.children(recursive=True)})
+        return list(found.values())
+
+    def raylet(self, temp_dir: str):
+        """The node's raylet process (its workers, generation actors included, are children)."""
+        if temp_dir not in self._raylets:
+            procs = self.processes(temp_dir)
+            self._raylets[temp_dir] = next(p for p in procs if p.name() == "raylet")
+        return self._raylets[temp_dir]
+
+    def kill(self, temp_dir: str, grace: float = 0.0) -> float:
+        """Stop one node's processes: SIGKILL at once when grace is 0 (as when a machine goes
+        away), else SIGTERM first. Returns when the raylet and its workers were signalled."""
+        import signal
+
+        import psutil
+
+        first = []
+        if grace == 0.0 and temp_dir in self._raylets:  # raylet and workers first, no scan
+            raylet = self._raylets[temp_dir]
+            with contextlib.suppress(psutil.Error):
+                first = [raylet, *raylet.children(recursive=True)]
+        signum = signal.SIGTERM if grace else signal.SIGKILL
+        for proc in first:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signum)
+        at = time.time()
+        procs = [p for p in self.processes(temp_dir) if p not in first]
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signum)
+        _, alive = psutil.wait_procs(first + procs, timeout=grace or 5)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        return at
+
+    def shutdown(self) -> None:
+        """Stop every node this cluster started, workers first, then remove the temp dirs."""
+        import shutil
+
+        for temp_dir in reversed(self.nodes):
+            self.kill(temp_dir, grace=3.0)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_nodes():
+    """A head node started with `ray start --head` (1 CPU); tests add worker nodes. Stopped after.
+
+    The root is short (Unix socket paths must fit in 107 bytes) and unique to this test.
+    """
+    import tempfile
+    from pathlib import Path
+
+    cluster = RayNodes(Path(tempfile.mkdtemp(prefix="farm-rc-", dir="/tmp")))
+    try:
+        cluster.start_head()
+        yield cluster
+    finally:
+        cluster.shutdown()
