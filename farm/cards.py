@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from farm import store
 from farm.errors import FarmError
-from farm.geometry import KNOWN_GEOMETRIES
+from farm.geometry import CELL_GEOMETRIES, KNOWN_GEOMETRIES
 from farm.specs import DataSpec
 
 ALLOWED_ENV = "FARM_ALLOWED_LOCATIONS"
@@ -28,7 +28,7 @@ class CardData(BaseModel):
     """What the model was trained on (provenance; farm adds split, events, seeds, ...)."""
 
     model_config = ConfigDict(extra="allow")
-    kind: Literal["showers", "jets"] = "showers"
+    kind: Literal["showers", "jets", "points"] = "showers"
     geometry: str | None = None
     source: str | None = None
     e_inc_range: tuple[float, float] | None = None
@@ -46,7 +46,7 @@ class ModelCard(BaseModel):
 
     @property
     def kind(self) -> str:
-        """'showers' or 'jets'."""
+        """'showers', 'jets' or 'points'."""
         return self.data.kind
 
     def outside_trained_range(self, lo: float, hi: float) -> bool:
@@ -99,7 +99,7 @@ def is_allowed(url: str, roots: list[str] | None = None) -> bool:
 
 def check_card_location(value: str, ref: str, field: str) -> None:
     """FarmError unless a geometry name or file a card names is one farm may read."""
-    if field.endswith("geometry") and value in KNOWN_GEOMETRIES:
+    if field.endswith("geometry") and (value in KNOWN_GEOMETRIES or value in CELL_GEOMETRIES):
         return
     if is_allowed(value):
         return

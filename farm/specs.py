@@ -11,7 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from farm.errors import FarmError
 from farm.samples import JET_POINT_FEATURES
-from models.config import AnyModelConfig, ModelConfig, OptimConfig, TwoStageConfig
+from models.config import (
+    POINT_FEATURES,
+    AnyModelConfig,
+    ModelConfig,
+    OptimConfig,
+    TwoStageConfig,
+)
 from models.distill import DistillConfig
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -113,11 +119,72 @@ class JetFileData(Strict):
     split: SplitSpec = Field(default_factory=SplitSpec)
 
 
+class SimulatedPointsData(Strict):
+    """Point-cloud showers (hits) of a high-granularity geometry from farm's simulator."""
+
+    source: Literal["simulated_points"] = "simulated_points"
+    geometry: str = "ild-ecal-like"
+    events: int = Field(5_000, gt=0, le=MAX_DATA_EVENTS)
+    seed: int = 0
+    energies: list[float] | None = Field(None, max_length=MAX_LIST)
+    max_hits: int | None = Field(
+        None, gt=0, le=MAX_LIST, description="hit slots of the model (None: the data's maximum)"
+    )
+    split: SplitSpec = Field(default_factory=SplitSpec)
+
+
+class EventSets(Strict):
+    """Set sizes of a set-to-set model: truth and reco slots, and what happens to bigger events."""
+
+    max_truth: int | None = Field(
+        None, gt=0, le=MAX_LIST, description="truth slots (None: the data's maximum)"
+    )
+    max_reco: int | None = Field(
+        None, gt=0, le=MAX_LIST, description="reco slots (None: the data's maximum)"
+    )
+    truncate: bool = Field(
+        False, description="keep the highest-pT particles of bigger events (else refuse them)"
+    )
+
+
+class SimulatedEventsData(EventSets):
+    """Whole events from farm's Pythia 8 + synthetic particle flow (`farm data events`), cached."""
+
+    source: Literal["simulated_events"] = "simulated_events"
+    process: Literal["qcd", "ttbar", "dis"] = "ttbar"
+    events: int = Field(2_000, gt=0, le=MAX_DATA_EVENTS)
+    seed: int = Field(1, ge=0)
+    pt_hat_min: float | None = Field(None, ge=0)
+    pt_hat_max: float | None = Field(None, gt=0)
+    mpi: bool = True
+    shard_size: int = Field(
+        500, gt=0, le=MAX_DATA_EVENTS, description="events per cached shard (one Ray task each)"
+    )
+    split: SplitSpec = Field(default_factory=SplitSpec)
+
+
+class EventFileData(EventSets):
+    """Whole events in farm's events Parquet (one file, a folder of shards or a campaign)."""
+
+    source: Literal["events"] = "events"
+    url: str
+    max_events: int | None = Field(None, gt=0, le=MAX_DATA_EVENTS)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+
+
+EVENT_SOURCES = ("simulated_events", "events")
 SHOWER_SOURCES = ("simulated_showers", "calochallenge")
 JET_SOURCES = ("simulated_jets", "jets")
+POINT_SOURCES = ("simulated_points",)
 
 DataSpec = Annotated[
-    SimulatedShowersData | CaloChallengeData | SimulatedJetsData | JetFileData,
+    SimulatedShowersData
+    | CaloChallengeData
+    | SimulatedJetsData
+    | JetFileData
+    | SimulatedPointsData
+    | SimulatedEventsData
+    | EventFileData,
     Field(discriminator="source"),
 ]
 
@@ -179,7 +246,30 @@ def check_aliases(aliases: list[str]) -> list[str]:
 
 def check_model_for_data(model: ModelConfig | TwoStageConfig, source: str) -> None:
     """Refuse model settings that cannot work with the data kind (named key, allowed values)."""
+    if (source in EVENT_SOURCES) != (getattr(model, "kind", "") == "sets"):
+        raise ValueError(
+            f"model.kind: events (data.source one of {', '.join(EVENT_SOURCES)}) need 'sets', "
+            "and a 'sets' model needs events data"
+        )
+    if source in EVENT_SOURCES:
+        return
     prep, net = model.preprocessing, model.network
+    points_model = getattr(model, "kind", "") == "point_showers"
+    if (source in POINT_SOURCES) != points_model:
+        raise ValueError(
+            "model.kind: point-cloud showers (data.source simulated_points) need "
+            "'point_showers', and a 'point_showers' model needs point-cloud data"
+        )
+    if points_model:
+        for key, cfg in (("hits.preprocessing", prep), ("hits.network", net)):
+            if getattr(cfg, "n_features", POINT_FEATURES) != POINT_FEATURES:
+                raise ValueError(
+                    f"model.{key}.n_features: hits have {POINT_FEATURES} features "
+                    f"(x, y, layer, E), got {cfg.n_features}"
+                )
+        if prep.kind != "pointcloud":
+            raise ValueError(f"model.hits.preprocessing.kind: 'pointcloud', got {prep.kind!r}")
+        return
     if source in JET_SOURCES:
         if prep.kind != "pointcloud":
             raise ValueError(f"model.preprocessing.kind: jets need 'pointcloud', got {prep.kind!r}")

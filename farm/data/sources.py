@@ -11,15 +11,23 @@ import numpy as np
 from farm import store
 from farm.cards import ModelCard
 from farm.data.jets import JetGenConfig, generate_jets_sharded
-from farm.data.shower_sim import SIMULATOR_VERSION, energy_range
+from farm.data.shower_sim import SIMULATOR_VERSION, check_energies, energy_range
 from farm.data.showers import simulate_in_memory
 from farm.data.splits import split_indices
 from farm.errors import FarmError
 from farm.formats.calochallenge import read_calochallenge
-from farm.formats.reader import read_jets, read_showers
+from farm.formats.reader import read_jets, read_points, read_showers
 from farm.geometry import load_geometry
-from farm.samples import JetSample, ShowerSample
-from farm.specs import CaloChallengeData, JetFileData, SimulatedJetsData, SimulatedShowersData
+from farm.samples import EventSample, JetSample, PointSample, ShowerSample
+from farm.specs import (
+    CaloChallengeData,
+    EventFileData,
+    JetFileData,
+    SimulatedEventsData,
+    SimulatedJetsData,
+    SimulatedPointsData,
+    SimulatedShowersData,
+)
 
 
 def load_showers(spec: SimulatedShowersData | CaloChallengeData) -> ShowerSample:
@@ -148,10 +156,74 @@ def load_jets(spec: SimulatedJetsData | JetFileData, progress: bool = False) -> 
     )
 
 
-def load_dataset(spec: Any, progress: bool = False) -> ShowerSample | JetSample:
-    """The showers or jets a training job's data spec names."""
+def load_points(spec: SimulatedPointsData) -> PointSample:
+    """Simulate the point-cloud showers a data spec names (the events `farm data showers` writes)."""
+    from farm.data.points import simulate_point_shard
+    from farm.formats.points_parquet import concat_points
+    from farm.geometry import load_cell_geometry
+    from farm.sharding import Plan
+
+    geometry = load_cell_geometry(spec.geometry)
+    if spec.energies:
+        check_energies(geometry, np.asarray(spec.energies, dtype=np.float64))
+    shards = Plan(spec.events, 10_000, spec.seed).shards()
+    provenance = {
+        "source": spec.source,
+        "geometry": geometry.name,
+        "events": spec.events,
+        "seed": spec.seed,
+        "energies": spec.energies,
+        "simulator": "farm.data.hit_sim",
+        "simulator_version": SIMULATOR_VERSION,
+        "e_inc_range": [min(spec.energies), max(spec.energies)]
+        if spec.energies
+        else list(energy_range(geometry)),
+    }
+    parts = [simulate_point_shard(geometry, s, spec.energies) for s in shards]
+    return concat_points(parts, provenance)
+
+
+def events_cache_url(spec: SimulatedEventsData) -> str:
+    """Where `simulated_events` data is generated once and reused (keyed by the generator settings)."""
+    key = spec.model_dump(mode="json", include={"process", "events", "seed", "pt_hat_min",
+                                                 "pt_hat_max", "mpi", "shard_size"})  # fmt: skip
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return store.join(store.home(), "datasets", "events", f"{spec.process}-{digest}")
+
+
+def load_events(spec: SimulatedEventsData | EventFileData, progress: bool = False) -> EventSample:
+    """Load (or generate with Pythia once, cached under FARM_HOME) the events a data spec names."""
+    from farm.data.events import EventGenConfig, generate_events_sharded
+    from farm.formats.reader import read_events
+
+    if isinstance(spec, SimulatedEventsData):
+        config = EventGenConfig(
+            spec.process, spec.events, spec.pt_hat_min, spec.pt_hat_max, mpi=spec.mpi
+        )
+        url = events_cache_url(spec)
+        generate_events_sharded(config, spec.seed, url, spec.shard_size, progress=progress)
+        provenance = {
+            "source": spec.source, "process": spec.process, "seed": spec.seed, "cache": url,
+            "generator": "farm.data.events (Pythia 8 + farm.data.detector, synthetic reco)",
+        }  # fmt: skip
+    else:
+        url = spec.url
+        provenance = {"source": spec.source, "url": url}
+    sample = read_events(url)
+    if isinstance(spec, EventFileData) and spec.max_events is not None:
+        sample = sample.subset(np.arange(min(spec.max_events, len(sample))))
+    sample.provenance = {**provenance, "events": len(sample)}
+    return sample
+
+
+def load_dataset(spec: Any, progress: bool = False) -> ShowerSample | JetSample | PointSample:
+    """The showers, point-cloud showers or jets a training job's data spec names."""
     if isinstance(spec, SimulatedJetsData | JetFileData):
         return load_jets(spec, progress=progress)
+    if isinstance(spec, SimulatedPointsData):
+        return load_points(spec)
+    if isinstance(spec, SimulatedEventsData | EventFileData):
+        return load_events(spec, progress=progress)
     return load_showers(spec)
 
 
@@ -183,6 +255,12 @@ def reference_sample(
         sample = split(load_dataset(data_spec), data_spec)["test"]
     elif card.kind == "jets":
         sample = read_jets(source)
+    elif card.kind == "points":
+        sample = read_points(source)
+    elif card.kind == "events":
+        from farm.formats.reader import read_events
+
+        sample = read_events(source)
     else:
         sample = read_showers(source, card.data.geometry or "ds1-photons")
     if events is not None and events < len(sample):

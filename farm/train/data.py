@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from farm.data.sources import load_dataset, split
-from farm.samples import JetSample, ShowerSample
+from farm.samples import JetSample, PointSample, ShowerSample
 from models.config import with_geometry
 
 
@@ -16,7 +16,7 @@ from models.config import with_geometry
 class PreparedData:
     """A job's showers or jets, their split, the arrays the workers train on, the model config."""
 
-    dataset: ShowerSample | JetSample
+    dataset: ShowerSample | JetSample | PointSample
     parts: dict[str, Any]
     arrays: dict[str, np.ndarray]
     model_config: Any
@@ -45,8 +45,14 @@ def prepare_data(data_spec: Any, model_config: Any) -> PreparedData:
     """Load and split a data spec's events; fill in data-dependent model settings."""
     dataset = load_dataset(data_spec)
     parts = split(dataset, data_spec)
-    x_train, c_train = parts["train"].model_inputs()
-    x_val, c_val = parts["val"].model_inputs()
+    # point clouds: one number of hit slots for every part (the data's maximum unless capped)
+    slots = (
+        (getattr(data_spec, "max_hits", None) or int(dataset.counts.max()),)
+        if dataset.kind == "points"
+        else ()
+    )
+    x_train, c_train = parts["train"].model_inputs(*slots)
+    x_val, c_val = parts["val"].model_inputs(*slots)
     arrays = {"x_train": x_train, "c_train": c_train, "x_val": x_val, "c_val": c_val}
     model_config = complete_model_config(model_config, layer_shapes(dataset))
     return PreparedData(dataset, parts, arrays, model_config)
@@ -57,4 +63,6 @@ def data_tags(dataset: ShowerSample | JetSample) -> dict[str, str]:
     if dataset.kind == "jets":
         process = dataset.provenance.get("process", "unknown")
         return {"farm.data": "jets", "farm.jets": f"{process},{dataset.n_particles}"}
+    if dataset.kind == "points":
+        return {"farm.data": "points", "farm.geometry": dataset.geometry.name}
     return {"farm.data": "showers", "farm.geometry": dataset.geometry.name}

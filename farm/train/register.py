@@ -17,8 +17,8 @@ import torch
 
 from farm import registry
 from farm.evaluation.gates import dump_gates
-from farm.generation import SamplerSettings, jet_sample, shower_sample
-from farm.samples import JetSample, ShowerSample
+from farm.generation import SamplerSettings, jet_sample, point_sample, shower_sample
+from farm.samples import JetSample, PointSample, ShowerSample
 from farm.specs import RegisteredJob
 from farm.train.data import data_tags
 
@@ -79,6 +79,8 @@ def log_validation(
     generator = torch.Generator().manual_seed(seed)
     if reference.kind == "jets":
         _log_jets(client, run_id, model, reference, generator, seed)
+    elif reference.kind == "points":
+        _log_points(client, run_id, model, reference, generator, seed)
     else:
         _log_showers(client, run_id, model, reference, generator)
 
@@ -127,3 +129,26 @@ def _log_jets(client, run_id: str, model, reference: JetSample, generator, seed:
         truth = jets.truth()
         mass = jet_kinematics(jets.constituents, None, truth.pt, truth.eta)["mass"]
         client.log_metric(run_id, f"val_median_mass_{name}", float(np.median(mass)))
+
+
+def _log_points(client, run_id: str, model, reference: PointSample, generator, seed: int) -> None:
+    """Point-cloud metrics and the projection's plots for the validation showers' E_inc.
+
+    A quick look: no classifier, and FPD/KPD on few bootstrap batches (`farm evaluate` runs
+    the full set).
+    """
+    from farm.evaluation.options import EvaluationOptions
+    from farm.evaluation.points import evaluate_points
+
+    generated = point_sample(model, reference.e_inc, reference.geometry, generator=generator)
+    quick = {"fpd": {"num_batches": 2, "num_points": 3}, "kpd": {"num_batches": 2}}
+    options = EvaluationOptions(seed=seed, classifier=False, metric_kwargs=quick)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = evaluate_points(reference, generated, out_url=tmp, options=options)
+        client.log_artifacts(run_id, tmp, artifact_path="validation")
+    for key in ("sep/n_hits", "sep/e_sum_ratio", "sep_mean"):
+        if key in result.metrics:
+            client.log_metric(run_id, f"val_{key.replace('/', '_')}", result.metrics[key]["value"])
+    for name, sample in (("generated", generated), ("reference", reference)):
+        ratio = sample.energy_sums() / sample.e_inc
+        client.log_metric(run_id, f"val_mean_e_ratio_{name}", float(np.mean(ratio)))
