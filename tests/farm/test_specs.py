@@ -50,7 +50,7 @@ def test_shipped_jobs_parse(path):
         ),
         (
             {"kind": "train", "name": "x", "data": {"events": 10}},
-            "missing required key 'data.source' (allowed: 'simulated_showers', 'calochallenge', 'simulated_jets', 'jets')",
+            "missing required key 'data.source' (allowed: 'simulated_showers', 'calochallenge', 'simulated_jets', 'jets'",
         ),
         (
             {"kind": "train", "name": "x", "data": {"source": "geant5"}},
