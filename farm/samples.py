@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from farm.errors import FarmError
 from farm.geometry import CaloGeometry, CellGeometry
 
 JET_POINT_FEATURES = 3
@@ -255,6 +256,44 @@ def unknown_pdg(pdg: np.ndarray) -> int | None:
     return None if known.all() else int(np.asarray(pdg)[~known][0])
 
 
+TRUTH_SLOT = ("pt", "eta", "phi", "pdg", "charge")
+"""Features of a truth slot in a set model's padded conditions (models.set_preprocessing)."""
+RECO_SLOT = ("pt", "eta", "phi", "class")
+"""Features of a reco slot in a set model's padded data (padded slots are all zero)."""
+
+
+def pad_sets(
+    counts: np.ndarray,
+    values: dict[str, np.ndarray],
+    features: tuple[str, ...],
+    n_max: int,
+    side: str,
+    truncate: bool = False,
+) -> np.ndarray:
+    """(N, n_max, F) float32 sets, highest pT first, zeros after; FarmError on oversize events.
+
+    An event with more than n_max particles is refused in one line, or with `truncate` keeps
+    its n_max highest-pT particles.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    over = np.flatnonzero(counts > n_max)
+    if len(over) and not truncate:
+        raise FarmError(
+            f"{len(over)} event(s) have more than {n_max} {side} particles (largest "
+            f"{int(counts.max())}); the model takes at most {n_max}: set truncate to keep the "
+            f"{n_max} highest-pT ones"
+        )
+    owner = np.repeat(np.arange(len(counts)), counts)
+    order = np.lexsort((-np.asarray(values["pt"], np.float64), owner))
+    start = np.repeat(EventSample.offsets(counts)[:-1], counts)
+    slot = np.arange(len(owner)) - start
+    keep = slot < n_max
+    out = np.zeros((len(counts), n_max, len(features)), dtype=np.float32)
+    for j, name in enumerate(features):
+        out[owner[keep], slot[keep], j] = np.asarray(values[name])[order][keep]
+    return out
+
+
 @dataclass
 class EventSample:
     """Whole events: a truth set and a reconstructed set per event (flat arrays with counts).
@@ -277,6 +316,38 @@ class EventSample:
     def __len__(self) -> int:
         """Number of events."""
         return len(self.event_id)
+
+    def subset(self, idx: np.ndarray) -> EventSample:
+        """The events at the given indices (provenance shared)."""
+        idx = np.arange(len(self))[idx]
+
+        def rows(counts: np.ndarray) -> np.ndarray:
+            off = EventSample.offsets(counts)
+            parts = [np.arange(off[i], off[i + 1]) for i in idx]
+            return np.concatenate(parts or [np.zeros(0)]).astype(np.int64)
+
+        t, r = rows(self.truth_counts), rows(self.reco_counts)
+        return EventSample(
+            {k: v[t] for k, v in self.truth.items()},
+            self.truth_counts[idx],
+            {k: v[r] for k, v in self.reco.items()},
+            self.reco_counts[idx],
+            {k: v[idx] for k, v in self.event.items()},
+            self.event_id[idx],
+            self.provenance,
+        )
+
+    def truth_inputs(self, truth_max: int, truncate: bool = False) -> np.ndarray:
+        """Conditions (N, truth_max * 5) of a set model: truth (pT, eta, phi, pdg, charge) padded."""
+        sets = pad_sets(self.truth_counts, self.truth, TRUTH_SLOT, truth_max, "truth", truncate)
+        return sets.reshape(len(self), -1)
+
+    def model_inputs(
+        self, truth_max: int, reco_max: int, truncate: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(x (N, reco_max * 4) reco (pT, eta, phi, class), cond (N, truth_max * 5)) padded."""
+        reco = pad_sets(self.reco_counts, self.reco, RECO_SLOT, reco_max, "reco", truncate)
+        return reco.reshape(len(self), -1), self.truth_inputs(truth_max, truncate)
 
     @staticmethod
     def offsets(counts: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from models.processes.consistency import ConsistencyConfig
 from models.processes.edm import EDMConfig
 from models.processes.flow_matching import RectifiedFlow
 from models.processes.sde import SubVPSDEConfig, VESDEConfig, VPSDEConfig
+from models.set_preprocessing import SetPreprocessingConfig
 from models.stage_preprocessing import (
     LayerEnergyPreprocessingConfig,
     ShowerStagesConfig,
@@ -192,6 +193,23 @@ class PointShowerConfig(BaseModel):
         return self.hits.preprocessing
 
 
+class SetModelConfig(BaseModel):
+    """A set-to-set model (Parnassus, arXiv:2406.01620): reco candidates given truth particles.
+
+    Flow matching in two stages (`models.sets`): the event-level flow (reco multiplicity, MET,
+    HT), then the transformer over reco tokens with cross-attention to truth; sizes of the sets
+    come from the data (dim = reco slots * 4, cond_dim = truth slots * 5).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["sets"] = "sets"
+    width: int = Field(64, ge=8)
+    heads: int = Field(4, ge=1)
+    layers: int = Field(2, ge=1)
+    preprocessing: SetPreprocessingConfig = Field(default_factory=SetPreprocessingConfig)
+    sampler: SamplerConfig = Field(default_factory=lambda: SamplerConfig(name="midpoint"))
+
+
 def _model_kind(value: Any) -> str:
     if isinstance(value, dict):
         return value.get("kind", "single_stage")
@@ -201,10 +219,11 @@ def _model_kind(value: Any) -> str:
 AnyModelConfig = Annotated[
     Annotated[ModelConfig, Tag("single_stage")]
     | Annotated[TwoStageConfig, Tag("two_stage")]
-    | Annotated[PointShowerConfig, Tag("point_showers")],
+    | Annotated[PointShowerConfig, Tag("point_showers")]
+    | Annotated[SetModelConfig, Tag("sets")],
     Discriminator(_model_kind),
 ]
-"""A model of any kind: `kind: two_stage`, `kind: point_showers`, or single-stage (kind omitted)."""
+"""A model of any kind: `kind: two_stage`, `point_showers`, `sets`, or single-stage (kind omitted)."""
 
 _ANY_MODEL = TypeAdapter(AnyModelConfig)
 

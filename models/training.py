@@ -16,6 +16,7 @@ from models.config import (
     ModelConfig,
     OptimConfig,
     PointShowerConfig,
+    SetModelConfig,
     TwoStageConfig,
 )
 from models.data import TrainData
@@ -23,6 +24,7 @@ from models.generative import GenerativeModel
 from models.loop import Report, seeded_generator, train_loop
 from models.objectives import process_objective
 from models.points import PointShowerModel, fit_points
+from models.set_model import SetModel, fit_sets
 from models.two_stage.model import TwoStageModel
 from models.two_stage.training import fit_two_stage
 
@@ -37,7 +39,7 @@ def fit(
     device: str | torch.device = "cpu",
     resume_from: str | None = None,
     card: dict[str, Any] | None = None,
-) -> GenerativeModel | TwoStageModel | PointShowerModel:
+) -> GenerativeModel | TwoStageModel | PointShowerModel | SetModel:
     """Train a model; returns it with EMA weights (what the checkpoints hold).
 
     Args:
@@ -59,6 +61,10 @@ def fit(
         )
     if isinstance(config, PointShowerConfig):
         return fit_points(
+            config, optim, train, val, report, device=device, resume_from=resume_from, card=card
+        )
+    if isinstance(config, SetModelConfig):
+        return fit_sets(
             config, optim, train, val, report, device=device, resume_from=resume_from, card=card
         )
     return _fit_single_stage(config, optim, train, val, report, device, resume_from, card)

@@ -1,0 +1,134 @@
+"""A set-to-set model with its preprocessing: the `fit` / `generate` / checkpoint contract for sets.
+
+`SetModel` wraps `models.sets.SetToSetModel` (Parnassus, arXiv:2406.01620: event-level flow, then
+reco tokens cross-attending to truth) and `SetPreprocessing`; it takes and returns physical
+padded sets (cond (B, T * 5) truth, x (B, R * 4) reco, padded slots zero), so `save_model`,
+`load_model` and farm's generation treat it like every other model. One state dict
+(`preprocessing.*`, `flow.*`), one checkpoint folder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from models.config import OptimConfig, SetModelConfig
+from models.data import TrainData
+from models.loop import Objective, Report, train_loop
+from models.set_preprocessing import (
+    EVENT_DIM,
+    SET_RECO,
+    SET_TRUTH,
+    TRUTH_TOKEN,
+    SetPreprocessing,
+)
+from models.sets import SetFlowConfig, SetToSetModel
+
+N_CLASSES = 5
+"""Reco classes: charged hadron, electron, muon, neutral hadron, photon."""
+
+
+class SetModel(nn.Module):
+    """Physical padded truth sets -> physical padded reco sets (at most dim / 4 candidates)."""
+
+    def __init__(self, config: SetModelConfig, dim: int, cond_dim: int):
+        """A model for reco sets of dim / 4 slots given truth sets of cond_dim / 5 slots."""
+        super().__init__()
+        for what, size, per in (("dim", dim, SET_RECO), ("cond_dim", cond_dim, SET_TRUTH)):
+            if size % per or size == 0:
+                raise ValueError(f"{what} {size} is not a positive multiple of {per} features")
+        self.config, self.dim, self.cond_dim = config, dim, cond_dim
+        self.reco_max, self.truth_max = dim // SET_RECO, cond_dim // SET_TRUTH
+        self.preprocessing = SetPreprocessing(config.preprocessing, self.truth_max, self.reco_max)
+        self.flow = SetToSetModel(
+            SetFlowConfig(
+                truth_dim=TRUTH_TOKEN,
+                reco_dim=3,
+                n_classes=N_CLASSES,
+                event_dim=EVENT_DIM,
+                n_max=self.reco_max,
+                width=config.width,
+                heads=config.heads,
+                layers=config.layers,
+            )
+        )
+
+    @property
+    def default_sampler(self) -> str:
+        """The configured sampler (flow ODE solver)."""
+        return self.config.sampler.name or "midpoint"
+
+    @torch.no_grad()
+    def generate(
+        self,
+        cond: Tensor,
+        *,
+        sampler: str | None = None,
+        nfe: int | None = None,
+        generator: torch.Generator | None = None,
+        batch_size: int = 4096,
+        **kwargs: Any,
+    ) -> Tensor:
+        """Reco sets x (B, R * 4) (pT, eta, phi, class; padded slots zero) for truth `cond`."""
+        sampler = sampler or self.default_sampler
+        nfe = nfe or self.config.sampler.nfe
+        device = next(self.parameters()).device
+        out = []
+        for start in range(0, len(cond), batch_size):
+            tokens, mask = self.preprocessing.truth_tokens(cond[start : start + batch_size])
+            res = self.flow.generate(
+                tokens.to(device), mask.to(device), nfe, sampler, generator=generator
+            )
+            cls = res["cls"].clamp_min(0)
+            out.append(self.preprocessing.inverse(res["reco"], cls, res["mask"]))
+        return torch.cat(out) if out else torch.zeros(0, self.dim)
+
+
+def set_objective(model: SetModel) -> Objective:
+    """Optimise the flow on its two-stage loss over prepared batches (see `SetPreprocessing`)."""
+
+    def loss(net: nn.Module, batch: tuple[Tensor, ...], generator) -> Tensor:
+        return net.loss(*batch, generator=generator).expand(len(batch[0]))
+
+    return Objective(trainable=model.flow, loss=loss)
+
+
+def fit_sets(
+    config: SetModelConfig,
+    optim: OptimConfig,
+    train: TrainData,
+    val: TrainData,
+    report: Report,
+    *,
+    device: str | torch.device = "cpu",
+    resume_from: str | None = None,
+    card: dict[str, Any] | None = None,
+) -> SetModel:
+    """Fit the preprocessing, then train the set-to-set flow; same contract as `fit`.
+
+    `train.x` holds padded reco sets (N, R * 4), `train.cond` padded truth sets (N, T * 5).
+    """
+    device = torch.device(device)
+    torch.manual_seed(optim.seed)
+    model = SetModel(config, train.x.shape[1], train.cond.shape[1])
+    model.preprocessing.fit(train.x, train.cond)
+    prepared = model.preprocessing.transform(train.x, train.cond)
+    prepared_val = model.preprocessing.transform(val.x, val.cond)
+    model.to(device)
+    train_loop(
+        model,
+        set_objective(model),
+        prepared,
+        prepared_val,
+        optim,
+        report,
+        device=device,
+        resume_from=resume_from,
+        card=card,
+    )
+    return model.eval()
+
+
+__all__ = ["SetModel", "fit_sets", "set_objective"]
