@@ -34,11 +34,11 @@ class ShowerFile:
 def inspect_file(url: str) -> ShowerFile:
     """Row count, voxel count and recorded geometry of a shower file without reading its data."""
     if file_format(url) == "parquet":
-        from farm.formats.showers_parquet import _parquet_file, metadata
+        from farm.formats.showers_parquet import _parquet_file, metadata, voxel_count
 
         pf, handle = _parquet_file(url)
         try:
-            n_voxels = pf.schema_arrow.field("showers").type.list_size
+            n_voxels = voxel_count(pf.schema_arrow)
             meta = metadata(pf.schema_arrow)
             return ShowerFile(url, pf.metadata.num_rows, n_voxels, meta.get("geometry", ""))
         finally:
@@ -59,7 +59,7 @@ def read_file_rows(
     whole when at least a quarter of their rows are wanted, else row by row (h5py selection).
     """
     if file_format(f.url) == "parquet":
-        from farm.formats.showers_parquet import COLUMNS, _batch_arrays, _parquet_file
+        from farm.formats.showers_parquet import _batch_arrays, _parquet_file, read_columns
 
         pf, handle = _parquet_file(f.url)
         try:
@@ -68,7 +68,8 @@ def read_file_rows(
                 n = pf.metadata.row_group(g).num_rows
                 sel = np.flatnonzero(wanted[start : start + n])
                 if sel.size:
-                    data = _batch_arrays(pf.read_row_group(g, columns=list(COLUMNS)))
+                    group = pf.read_row_group(g, columns=read_columns(pf.schema_arrow))
+                    data = _batch_arrays(group, f.url)
                     for lo in range(0, sel.size, chunk_rows):
                         idx = sel[lo : lo + chunk_rows]
                         yield start + idx, data["showers"][idx], data["incident_energy"][idx]
