@@ -22,7 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(adaptive rk45, stochastic samplers, multistep consistency).",
     )
     p.add_argument("model", help="NAME@ALIAS, NAME/VERSION or NAME (latest)")
-    p.add_argument("--format", required=True, choices=("onnx", "torchscript"), dest="fmt")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=("onnx", "torchscript"),
+        dest="fmt",
+        help="onnx (model.onnx, opset 17, for ONNX Runtime) or torchscript (model.pt, LibTorch)",
+    )
     p.add_argument("--out", required=True, help="new local folder to write")
     p.add_argument("--sampler", default=None, help="sampler name (default: the model's)")
     p.add_argument("--nfe", type=int, default=None, help="network evaluations (default: model's)")

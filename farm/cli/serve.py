@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--poll-seconds", type=float, default=5.0, help="alias polling period (default 5 s)"
     )
+    p.add_argument("--ssl-keyfile", default=None, help="TLS key file: serve HTTPS (with cert)")
+    p.add_argument("--ssl-certfile", default=None, help="TLS certificate file (with key)")
     p.set_defaults(handler=run)
 
 
@@ -66,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         batch_wait_ms=args.batch_wait_ms,
         max_events=args.max_events,
         poll_seconds=args.poll_seconds,
+        ssl_keyfile=args.ssl_keyfile,
+        ssl_certfile=args.ssl_certfile,
     )
     url = start(args.models, options)
     out.print(f"serving {', '.join(args.models)} at {url} (API docs: {url}/docs); Ctrl-C stops")

@@ -37,6 +37,8 @@ class ServeOptions:
     max_json_events: int = 1_000
     max_request_bytes: int = 8_000_000
     poll_seconds: float = 5.0
+    ssl_keyfile: str | None = None
+    ssl_certfile: str | None = None
 
 
 app = FastAPI(
@@ -151,10 +153,14 @@ def build(refs: list[str], options: ServeOptions):
     env = _actor_env()
     names, bound = [], []
     for ref in refs:
-        mv = registry.resolve(ref)  # an unknown model or alias is one line, before Serve starts
-        if mv.name in names:
-            raise FarmError(f"model {mv.name} is named twice")
-        deployment = serve.deployment(ModelServer, name=f"model-{mv.name}").options(
+        info = registry.show(ref)  # an unknown model or alias is one line, before Serve starts
+        name, version = info["name"], info["version"]
+        kind = (info["card"].get("data") or {}).get("kind", "showers")
+        if kind != "showers":
+            raise FarmError(f"model {name}/{version} generates {kind}; farm serve takes showers")
+        if name in names:
+            raise FarmError(f"model {name} is named twice")
+        deployment = serve.deployment(ModelServer, name=f"model-{name}").options(
             num_replicas=options.replicas,
             max_ongoing_requests=max(4 * options.max_batch_size, 64),
             ray_actor_options={
@@ -163,7 +169,7 @@ def build(refs: list[str], options: ServeOptions):
                 "runtime_env": {"env_vars": env},
             },
         )
-        names.append(mv.name)
+        names.append(name)
         bound.append(
             deployment.bind(
                 ref,
@@ -172,6 +178,7 @@ def build(refs: list[str], options: ServeOptions):
                 max_batch_size=options.max_batch_size,
                 batch_wait_s=options.batch_wait_ms / 1000,
                 poll_s=options.poll_seconds,
+                threads=max(int(options.cpus_per_replica), 1),
             )
         )
     gateway = Gateway.options(ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": env}})
@@ -186,6 +193,12 @@ def start(refs: list[str], options: ServeOptions) -> str:
         raise FarmError("--max-batch-size, --replicas and --max-events must be positive")
     application = build(refs, options)  # unknown models refused before Ray starts
     ensure_ray()
-    serve.start(http_options={"host": options.host, "port": options.port})
+    http = {"host": options.host, "port": options.port}
+    if options.ssl_keyfile or options.ssl_certfile:  # HTTPS on Serve's proxy (both needed)
+        if not (options.ssl_keyfile and options.ssl_certfile):
+            raise FarmError("HTTPS needs both --ssl-keyfile and --ssl-certfile")
+        http.update(ssl_keyfile=options.ssl_keyfile, ssl_certfile=options.ssl_certfile)
+    serve.start(http_options=http)
     serve.run(application, name="farm", route_prefix="/")
-    return f"http://{options.host}:{options.port}"
+    scheme = "https" if options.ssl_certfile else "http"
+    return f"{scheme}://{options.host}:{options.port}"

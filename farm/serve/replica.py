@@ -43,9 +43,11 @@ class ModelServer:
         max_batch_size: int = 16,
         batch_wait_s: float = 0.01,
         poll_s: float = 5.0,
+        threads: int = 1,
     ):
         """Load the model (FARM_HOME, MLflow from `env`), configure the batcher, start polling."""
         os.environ.update(env)
+        torch.set_num_threads(threads)  # one per CPU of the replica, as campaign actors do
         self.ref, self.device, self.poll_s = ref, device, poll_s
         self.loaded = registry.load(ref, device=device)
         self.batch_sizes: list[int] = []

@@ -148,3 +148,12 @@ def test_serve(served):
     assert np.array_equal(
         np.asarray(body["events"], np.float32), farm_generate(new_model, e_inc, 7)
     )
+
+
+def test_serve_refuses_unknown_models_before_starting(farm_home, tmp_path, capsys):
+    from farm.cli import main
+
+    register_tiny("tiny-flow", "flow", tmp_path)
+    assert main(["serve", "tiny-flow@nope", "--port", str(_free_port())]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "farm: error: model 'tiny-flow' has no alias 'nope' (aliases: candidate)"
