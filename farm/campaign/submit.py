@@ -50,17 +50,10 @@ def submit(job: CampaignJob) -> CampaignRecord:
     geometry = card.data.geometry
     if geometry is None:
         raise FarmError(f"model {ref} has no geometry in its model card")
+    if kind == "points":
+        return _check_points(job, card, ref, geometry, mv)
     load_geometry(geometry).check_voxels(card.dim, f"model {ref}")
-    is_file = job.conditions.distribution == "file"
-    truth = read_truth_energies(job.conditions.url) if is_file else None
-    lo, hi = energy_bounds(job.conditions, truth)
-    trained = card.data.e_inc_range
-    if not job.allow_out_of_range and card.outside_trained_range(lo, hi):
-        raise FarmError(
-            f"{job.name}: conditions span {lo:.4g}-{hi:.4g} MeV but model {ref} "
-            f"was trained on {trained[0]:.4g}-{trained[1]:.4g} MeV (set allow_out_of_range: true "
-            "to generate anyway)"
-        )
+    lo, hi = _energy_bounds(job, card, ref)
     if job.sampler_options:
         _check_sampler_options(
             ref,
@@ -89,6 +82,37 @@ def _check_sampler_options(ref: str, settings: SamplerSettings, generate) -> Non
         raise FarmError(
             f"sampler_options {settings.options} for {settings.sampler!r}: {exc}"
         ) from None
+
+
+def _check_points(job: CampaignJob, card: ModelCard, ref: str, geometry: str, mv):
+    """A point-cloud campaign: Parquet only, energies inside the trained range; then stored."""
+    if job.validation is not None:
+        raise FarmError(
+            f"{job.name}: validation: campaign validation covers voxel showers; validate "
+            "point clouds with `farm evaluate CAMPAIGN_ID REFERENCE`"
+        )
+    if list(job.formats) != ["parquet"]:
+        raise FarmError(
+            f"{job.name}: formats: model {ref} generates point-cloud showers, written as "
+            f"Parquet only (got {', '.join(job.formats)})"
+        )
+    _energy_bounds(job, card, ref)
+    return _store(job, mv, geometry, "points")
+
+
+def _energy_bounds(job: CampaignJob, card: ModelCard, ref: str) -> tuple[float, float]:
+    """(lo, hi) MeV of the campaign's energies; FarmError outside the trained range unless allowed."""
+    is_file = job.conditions.distribution == "file"
+    truth = read_truth_energies(job.conditions.url) if is_file else None
+    lo, hi = energy_bounds(job.conditions, truth)
+    trained = card.data.e_inc_range
+    if not job.allow_out_of_range and card.outside_trained_range(lo, hi):
+        raise FarmError(
+            f"{job.name}: conditions span {lo:.4g}-{hi:.4g} MeV but model {ref} "
+            f"was trained on {trained[0]:.4g}-{trained[1]:.4g} MeV (set allow_out_of_range: true "
+            "to generate anyway)"
+        )
+    return lo, hi
 
 
 def _check_jet_truth(

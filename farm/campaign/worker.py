@@ -20,10 +20,10 @@ from farm import faults, store
 from farm.campaign import manifest
 from farm.campaign.conditions import shard_energies, shard_jet_truth
 from farm.formats.files import EXTENSION
-from farm.generation import SamplerSettings, jet_sample, shower_sample
-from farm.geometry import load_geometry
+from farm.generation import SamplerSettings, jet_sample, point_sample, shower_sample
+from farm.geometry import load_cell_geometry, load_geometry
 from farm.records import CampaignRecord, ShardFile, ShardRecord
-from farm.samples import JetSample, ShowerSample
+from farm.samples import JetSample, PointSample, ShowerSample
 from farm.sharding import Shard
 from farm.store import with_retries
 
@@ -68,7 +68,11 @@ class ShardWorker:
             self.model.net = torch.compile(self.model.net)
         self.conditions = job.conditions
         self.jets = campaign.kind == "jets"
-        self.geometry = None if self.jets else load_geometry(campaign.geometry)
+        self.points = campaign.kind == "points"
+        if self.points:
+            self.geometry = load_cell_geometry(campaign.geometry)
+        else:
+            self.geometry = None if self.jets else load_geometry(campaign.geometry)
         if self.jets:
             self.truth = read_truth_jets(self.conditions.url)
         elif self.conditions.distribution == "file":
@@ -105,16 +109,24 @@ class ShardWorker:
         t_written = time.perf_counter()
         if self.jets:
             checksum = content_checksum(sample.constituents, sample.jet_features, sample.event_id)
+        elif self.points:
+            hits = np.concatenate([sample.hits.ravel(), sample.layer.astype(np.float32)])
+            conditions = np.concatenate([sample.e_inc, sample.counts])
+            checksum = content_checksum(hits, conditions, sample.event_id)
         else:
             checksum = content_checksum(sample.showers, sample.e_inc, sample.event_id)
         return self._commit(shard, files, nbytes, checksum, (t0, t_wait, t_sampled, t_written))
 
-    def _sample(self, shard: Shard, generator) -> ShowerSample | JetSample:
+    def _sample(self, shard: Shard, generator) -> ShowerSample | JetSample | PointSample:
         """The shard's events from its conditions (NonFiniteOutput refuses the shard)."""
         if self.jets:
             truth = shard_jet_truth(self.truth, shard)
             return jet_sample(self.model, truth, generator=generator, settings=self.settings)
         e_inc = shard_energies(self.conditions, shard, self.truth)
+        if self.points:
+            return point_sample(
+                self.model, e_inc, self.geometry, generator=generator, settings=self.settings
+            )
         return shower_sample(
             self.model, e_inc, self.geometry, generator=generator, settings=self.settings
         )

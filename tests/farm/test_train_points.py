@@ -69,3 +69,26 @@ def test_train_register_generate_and_evaluate(ray_session, farm_home, tmp_path, 
     argv = ["evaluate", str(gen), str(ref), "--out", str(ev), "--no-classifier"]
     assert main(argv) == 0, capsys.readouterr().err
     assert (ev / "metrics.json").exists()
+
+    # a campaign writes point-cloud Parquet shards, exactly once, readable as one sample
+    from farm.campaign.run import execute, submit
+
+    doc = {
+        "kind": "campaign",
+        "name": "points-campaign",
+        "model": "tiny-points@candidate",
+        "events": 40,
+        "shard_size": 20,
+        "seed": 4,
+        "conditions": {"distribution": "uniform", "min": 1e4, "max": 2e4},
+        "formats": ["parquet"],
+        "resources": {"actors": 1, "batch_size": 64},
+    }
+    campaign = submit(parse_job(doc, "test", kind="campaign"))
+    summary = execute(campaign.id)
+    assert summary.events == 40 and summary.shards == 2
+    data = read_sample(campaign.id)
+    assert data.kind == "points" and sorted(data.event_id) == list(range(40))
+    assert (data.hits[:, 3] > 0).all() and (data.counts >= 1).all()
+    with pytest.raises(FarmError, match="Parquet only"):
+        submit(parse_job({**doc, "name": "h5", "formats": ["h5"]}, "test", kind="campaign"))
