@@ -308,3 +308,29 @@ def ray_nodes():
         yield cluster
     finally:
         cluster.shutdown()
+
+
+@pytest.fixture
+def dead_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound, then released)."""
+    return _free_port()
+
+
+@pytest.fixture
+def cli_error():
+    """Run `python -m farm.cli ARGS` with extra environment; asserts exit 2 and one stderr line,
+    which it returns."""
+
+    def run(args: list[str], **env: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "farm.cli", *args],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, (proc.returncode, proc.stderr[-3000:])
+        return lines[0]
+
+    return run

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -64,13 +61,9 @@ def test_two_concurrent_trainings_get_distinct_versions_and_keep_their_aliases(o
 
 
 @pytest.fixture
-def dead_address():
+def dead_address(dead_port):
     """An http address on 127.0.0.1 where nothing listens."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
+    return f"http://127.0.0.1:{dead_port}"
 
 
 def test_unreachable_server_is_one_line_and_registers_nothing(
@@ -90,17 +83,6 @@ def test_unreachable_server_is_one_line_and_registers_nothing(
     assert c.list_artifacts(run.info.run_id) == []  # not even the checkpoint was uploaded
 
 
-def test_cli_names_the_unreachable_address_and_exits_nonzero(farm_home, dead_address):
-    env = {**os.environ, "FARM_HOME": str(farm_home), "MLFLOW_TRACKING_URI": dead_address}
-    proc = subprocess.run(
-        [sys.executable, "-m", "farm.cli", "registry", "ls"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"MLflow server {dead_address} is unreachable" in lines[0], (
-        proc.stderr
-    )
+def test_cli_names_the_unreachable_address_and_exits_nonzero(farm_home, dead_address, cli_error):
+    line = cli_error(["registry", "ls"], FARM_HOME=str(farm_home), MLFLOW_TRACKING_URI=dead_address)
+    assert f"MLflow server {dead_address} is unreachable" in line
