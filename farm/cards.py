@@ -28,7 +28,7 @@ class CardData(BaseModel):
     """What the model was trained on (provenance; farm adds split, events, seeds, ...)."""
 
     model_config = ConfigDict(extra="allow")
-    kind: Literal["showers", "jets", "points"] = "showers"
+    kind: Literal["showers", "jets", "points", "events"] = "showers"
     geometry: str | None = None
     source: str | None = None
     e_inc_range: tuple[float, float] | None = None
@@ -46,7 +46,7 @@ class ModelCard(BaseModel):
 
     @property
     def kind(self) -> str:
-        """'showers', 'jets' or 'points'."""
+        """'showers', 'jets', 'points' or 'events'."""
         return self.data.kind
 
     def outside_trained_range(self, lo: float, hi: float) -> bool:

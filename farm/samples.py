@@ -280,8 +280,8 @@ def pad_sets(
     if len(over) and not truncate:
         raise FarmError(
             f"{len(over)} event(s) have more than {n_max} {side} particles (largest "
-            f"{int(counts.max())}); the model takes at most {n_max}: set truncate to keep the "
-            f"{n_max} highest-pT ones"
+            f"{int(counts.max())}); the model takes at most {n_max}: truncate (data.truncate, "
+            f"farm generate --truncate) keeps the {n_max} highest-pT ones"
         )
     owner = np.repeat(np.arange(len(counts)), counts)
     order = np.lexsort((-np.asarray(values["pt"], np.float64), owner))

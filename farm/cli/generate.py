@@ -24,13 +24,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--conditions",
         default="test",
-        help="'test' (the model's held-out test split; default) or a showers/jets file URL",
+        help="'test' (the model's held-out test split; default) or a showers/jets/events file URL",
     )
     p.add_argument("--events", type=int, default=None, help="at most this many (random subset)")
     p.add_argument("--reference-out", default=None, help="also write the reference events here")
     p.add_argument("--sampler", default=None, help="sampler name (default: the model's)")
     p.add_argument("--nfe", type=int, default=None, help="network evaluations (default: model's)")
     p.add_argument("--seed", type=int, default=0, help="sampling and subset seed (default 0)")
+    p.add_argument(
+        "--truncate",
+        action="store_true",
+        help="events: keep the highest-pT truth particles of events bigger than the model's "
+        "truth slots (default: refuse them); recorded in the file's metadata",
+    )
     p.set_defaults(handler=run)
 
 
@@ -65,11 +71,14 @@ def run(args: argparse.Namespace) -> int:
             reference,
             generator=torch.Generator().manual_seed(args.seed),
             settings=settings,
+            truncate=args.truncate,
         )
     except ValueError as exc:  # an unknown sampler or an NFE it cannot take
         raise FarmError(str(exc)) from None
     seconds = time.perf_counter() - t0
     meta = {"model": loaded.key, "conditions": args.conditions, "seed": args.seed}
+    if sample.kind == "events":
+        meta["sets"] = sample.provenance
     write_sample(args.out, sample, meta)
     if args.reference_out:
         write_sample(args.reference_out, reference, {"conditions": args.conditions})

@@ -162,12 +162,10 @@ def dis_kinematics(process) -> tuple[float, float, float]:
 
 
 def _met_ht(counts: np.ndarray, pt: np.ndarray, phi: np.ndarray):
-    """Per event (missing px, missing py, scalar sum pT) of a flat set."""
-    owner = np.repeat(np.arange(len(counts)), counts)
-    n = len(counts)
-    mx = -np.bincount(owner, weights=pt * np.cos(phi), minlength=n)
-    my = -np.bincount(owner, weights=pt * np.sin(phi), minlength=n)
-    return mx, my, np.bincount(owner, weights=pt, minlength=n)
+    """Per event (missing px, missing py, scalar sum pT) of a flat set (farm.generation.events)."""
+    from farm.generation.events import met_ht
+
+    return met_ht(counts, pt, phi)
 
 
 def build_sample(truths: list[np.ndarray], index: np.ndarray, dis: np.ndarray | None, det, rng):

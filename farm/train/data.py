@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from farm.data.sources import load_dataset, split
-from farm.samples import JetSample, PointSample, ShowerSample
+from farm.samples import EventSample, JetSample, PointSample, ShowerSample
 from models.config import with_geometry
 
 
@@ -41,6 +41,21 @@ def complete_model_config(model_config: Any, shapes: list[tuple[int, int]] | Non
     return with_geometry(model_config, shapes)
 
 
+def event_slots(dataset: EventSample, data_spec: Any) -> tuple[int, int, bool]:
+    """(truth slots, reco slots, truncate) of a set model, recorded in the data's provenance."""
+    truth_max = data_spec.max_truth or int(dataset.truth_counts.max(initial=1))
+    reco_max = data_spec.max_reco or int(dataset.reco_counts.max(initial=1))
+    dataset.provenance["sets"] = {
+        "max_truth": truth_max,
+        "max_reco": reco_max,
+        "truncate": data_spec.truncate,
+        "truncated_events": int(
+            ((dataset.truth_counts > truth_max) | (dataset.reco_counts > reco_max)).sum()
+        ),
+    }
+    return truth_max, reco_max, data_spec.truncate
+
+
 def prepare_data(data_spec: Any, model_config: Any) -> PreparedData:
     """Load and split a data spec's events; fill in data-dependent model settings."""
     dataset = load_dataset(data_spec)
@@ -51,6 +66,8 @@ def prepare_data(data_spec: Any, model_config: Any) -> PreparedData:
         if dataset.kind == "points"
         else ()
     )
+    if dataset.kind == "events":
+        slots = event_slots(dataset, data_spec)
     x_train, c_train = parts["train"].model_inputs(*slots)
     x_val, c_val = parts["val"].model_inputs(*slots)
     arrays = {"x_train": x_train, "c_train": c_train, "x_val": x_val, "c_val": c_val}
@@ -65,4 +82,7 @@ def data_tags(dataset: ShowerSample | JetSample) -> dict[str, str]:
         return {"farm.data": "jets", "farm.jets": f"{process},{dataset.n_particles}"}
     if dataset.kind == "points":
         return {"farm.data": "points", "farm.geometry": dataset.geometry.name}
+    if dataset.kind == "events":
+        process = dataset.provenance.get("process", "file")
+        return {"farm.data": "events", "farm.events": process}
     return {"farm.data": "showers", "farm.geometry": dataset.geometry.name}

@@ -70,7 +70,7 @@ def log_validation(
     client, run_id: str, ckpt_dir: str, val: ShowerSample | JetSample, n_events: int, seed: int
 ) -> None:
     """Generate for the first validation events' conditions; log plots and figures to the run."""
-    if n_events <= 0:
+    if n_events <= 0 or val.kind == "events":  # events: `farm evaluate` (no training plots yet)
         return
     from models.loading import load_model
 
