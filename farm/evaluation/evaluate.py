@@ -39,6 +39,11 @@ def evaluate_files(
     if len(kinds) != 1:
         raise FarmError(f"{generated} and {reference} hold different kinds of data")
     kind = kinds.pop()
+    if kind == "events":
+        from farm.evaluation.events import evaluate_events
+        from farm.formats.reader import read_events
+
+        return evaluate_events(read_events(reference), read_events(generated), out_url, options)
     if kind == "points":
         if options.stream:
             raise FarmError(

@@ -1,0 +1,34 @@
+"""farm evaluate for events: reference against reference sits at the floor (AUC near 0.5)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from farm.data.events import EventGenConfig, generate_events
+from farm.formats.events import write_events_parquet
+
+
+@pytest.fixture(scope="module")
+def two_dis_files(tmp_path_factory) -> tuple[str, str]:
+    d = tmp_path_factory.mktemp("events-eval")
+    return tuple(
+        write_events_parquet(
+            str(d / f"dis-{s}.parquet"), generate_events(EventGenConfig("dis", 1000), seed=s)
+        )
+        for s in (11, 12)
+    )
+
+
+def test_reference_against_reference_is_at_the_floor(two_dis_files, tmp_path, capsys):
+    from farm.cli import main
+
+    out = tmp_path / "ev"
+    gen, ref = two_dis_files
+    assert main(["evaluate", gen, ref, "--out", str(out)]) == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    auc = metrics["auc_event"]
+    assert abs(auc["value"] - 0.5) < 0.1 and abs(auc["floor"] - 0.5) < 0.1
+    for key in ("sep/n_reco", "sep/n_photon", "sep/met", "sep/ht", "sep_particle_log_pt"):
+        assert metrics[key]["value"] < 0.1, key
