@@ -186,8 +186,10 @@ class PointSample:
     def subset(self, idx: np.ndarray) -> PointSample:
         """The showers at the given indices (provenance shared)."""
         idx = np.arange(len(self))[idx]
-        off = self.offsets
-        rows = np.concatenate([np.arange(off[i], off[i + 1]) for i in idx] or [[]]).astype(int)
+        counts = self.counts[idx]
+        starts = np.repeat(self.offsets[:-1][idx], counts)
+        first = np.repeat(np.cumsum(counts) - counts, counts)
+        rows = starts + np.arange(int(counts.sum())) - first
         ids = None if self.event_id is None else self.event_id[idx]
         return PointSample(
             self.counts[idx],
@@ -201,9 +203,8 @@ class PointSample:
 
     def energy_sums(self) -> np.ndarray:
         """(N,) float64 sum of hit energies per shower, MeV."""
-        sums = np.zeros(len(self))
-        np.add.at(sums, np.repeat(np.arange(len(self)), self.counts), self.hits[:, 3])
-        return sums
+        owner = np.repeat(np.arange(len(self)), self.counts)
+        return np.bincount(owner, weights=self.hits[:, 3].astype(np.float64), minlength=len(self))
 
     def padded(self, n_max: int | None = None) -> np.ndarray:
         """(N, n_max, 4) float32 hits, valid hits first and zeros after (truncated at n_max)."""

@@ -30,24 +30,29 @@ from farm.specs import (
 )
 
 
+def simulated_provenance(spec: Any, geometry: Any, simulator: str) -> dict[str, Any]:
+    """What a card records of simulated training data: spec, simulator and energy range."""
+    return {
+        "source": spec.source,
+        "geometry": geometry.name,
+        "events": spec.events,
+        "seed": spec.seed,
+        "energies": spec.energies,
+        "simulator": simulator,
+        "simulator_version": SIMULATOR_VERSION,
+        "e_inc_range": [min(spec.energies), max(spec.energies)]
+        if spec.energies
+        else list(energy_range(geometry)),
+    }
+
+
 def load_showers(spec: SimulatedShowersData | CaloChallengeData) -> ShowerSample:
     """Load (or simulate) the showers a data spec names."""
     geometry = load_geometry(spec.geometry)
     if isinstance(spec, SimulatedShowersData):
         check_memory(spec.events, geometry.n_voxels, f"data.events ({spec.events:,} showers)")
         showers, e_inc = simulate_in_memory(geometry, spec.events, spec.seed, spec.energies)
-        provenance = {
-            "source": spec.source,
-            "geometry": geometry.name,
-            "events": spec.events,
-            "seed": spec.seed,
-            "energies": spec.energies,
-            "simulator": "farm.data.shower_sim",
-            "simulator_version": SIMULATOR_VERSION,
-            "e_inc_range": [min(spec.energies), max(spec.energies)]
-            if spec.energies
-            else list(energy_range(geometry)),
-        }
+        provenance = simulated_provenance(spec, geometry, "farm.data.shower_sim")
     elif isinstance(spec, CaloChallengeData):
         showers, e_inc = read_calochallenge(spec.url, geometry=geometry, stop=spec.max_events)
         check_finite_showers(spec.url, showers, e_inc)
@@ -167,18 +172,7 @@ def load_points(spec: SimulatedPointsData) -> PointSample:
     if spec.energies:
         check_energies(geometry, np.asarray(spec.energies, dtype=np.float64))
     shards = Plan(spec.events, 10_000, spec.seed).shards()
-    provenance = {
-        "source": spec.source,
-        "geometry": geometry.name,
-        "events": spec.events,
-        "seed": spec.seed,
-        "energies": spec.energies,
-        "simulator": "farm.data.hit_sim",
-        "simulator_version": SIMULATOR_VERSION,
-        "e_inc_range": [min(spec.energies), max(spec.energies)]
-        if spec.energies
-        else list(energy_range(geometry)),
-    }
+    provenance = simulated_provenance(spec, geometry, "farm.data.hit_sim")
     parts = [simulate_point_shard(geometry, s, spec.energies) for s in shards]
     return concat_points(parts, provenance)
 
