@@ -59,7 +59,9 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     first = exc.errors()[0] if exc.errors() else {}
     if first.get("type") == "json_invalid":
         return _fail(400, f"malformed JSON body: {first.get('ctx', {}).get('error', 'invalid')}")
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    if not where:  # not a JSON object: e.g. curl -d without Content-Type: application/json
+        return _fail(400, "the body must be a JSON object (Content-Type: application/json)")
     return _fail(422, f"field '{where}': {first.get('msg', 'invalid')}")
 
 

@@ -53,7 +53,6 @@ class Process(ABC):
     ) -> Tensor:
         """Unreduced per-sample training loss, shape [B]."""
 
-    @abstractmethod
     def sample(
         self,
         net: nn.Module | Net,
@@ -63,9 +62,17 @@ class Process(ABC):
         sampler: str,
         nfe: int,
         generator: torch.Generator | None,
+        **options,
     ) -> Tensor:
-        """Generate samples of `shape` in the network's (preprocessed) space."""
+        """Generate samples of `shape` in the network space: z ~ N(0, I), then `sample_from`."""
+        self.check_sampler(sampler, nfe)
+        device = cond.device if cond is not None else (generator.device if generator else "cpu")
+        z = randn(tuple(shape), generator, device=device).to(device)
+        return self.sample_from(
+            net, z, cond, sampler=sampler, nfe=nfe, generator=generator, **options
+        )
 
+    @abstractmethod
     def sample_from(
         self,
         net: nn.Module | Net,
@@ -78,7 +85,6 @@ class Process(ABC):
         **options,
     ) -> Tensor:
         """Samples from standard-normal prior noise z in the network space (`sample` draws z)."""
-        raise NotImplementedError(f"process {self.name!r} does not sample from given noise")
 
     def unroll_refusal(self, sampler: str, nfe: int) -> str | None:
         """Why `sampler` at `nfe` is not a fixed function of the prior noise; None when it is."""

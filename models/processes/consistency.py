@@ -118,17 +118,6 @@ class ConsistencyModel(Process):
             )
         return super().unroll_refusal(sampler, nfe)
 
-    def sample(
-        self, net, shape, cond, *, sampler: str, nfe: int, generator, **options: Any
-    ) -> Tensor:
-        """Song et al. 2023 Alg. 1: x = f(sigma_max z); then re-noise to each tau and apply f."""
-        self.check_sampler(sampler, nfe)
-        device = cond.device if cond is not None else (generator.device if generator else "cpu")
-        z = randn(tuple(shape), generator, device=device).to(device)
-        return self.sample_from(
-            net, z, cond, sampler=sampler, nfe=nfe, generator=generator, **options
-        )
-
     def sample_from(
         self, net, z: Tensor, cond, *, sampler: str, nfe: int, generator=None, **options: Any
     ) -> Tensor:

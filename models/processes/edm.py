@@ -90,17 +90,6 @@ class EDM(Process):
             prior_std=math.sqrt(self.sigma_max**2 + self.sigma_data**2),
         )
 
-    def sample(
-        self, net, shape, cond, *, sampler: str, nfe: int, generator, **options: Any
-    ) -> Tensor:
-        """Samples [shape] from the prior N(0, sigma_max^2) with an EDM sampler of `nfe` evaluations."""
-        self.check_sampler(sampler, nfe)
-        device = cond.device if cond is not None else (generator.device if generator else "cpu")
-        z = randn(tuple(shape), generator, device=device).to(device)
-        return self.sample_from(
-            net, z, cond, sampler=sampler, nfe=nfe, generator=generator, **options
-        )
-
     def sample_from(
         self, net, z: Tensor, cond, *, sampler: str, nfe: int, generator=None, **options: Any
     ) -> Tensor:

@@ -49,15 +49,6 @@ class RectifiedFlow(Process):
         u_t = x_1 - x_0
         return (net(x_t, t, cond) - u_t).pow(2).flatten(1).mean(dim=1)
 
-    def sample(
-        self, net, shape, cond, *, sampler: str, nfe: int, generator, **options: Any
-    ) -> Tensor:
-        """Samples [shape]: the flow ODE from N(0, I) at t = 0 to t = 1 with a fixed-step solver."""
-        self.check_sampler(sampler, nfe)
-        device = cond.device if cond is not None else (generator.device if generator else "cpu")
-        x_init = randn(tuple(shape), generator, device=device).to(device)
-        return self.sample_from(net, x_init, cond, sampler=sampler, nfe=nfe, **options)
-
     def sample_from(
         self, net, z: Tensor, cond, *, sampler: str, nfe: int, generator=None, **options: Any
     ) -> Tensor:

@@ -123,17 +123,6 @@ class ScoreSDE(Process):
             prior_std=self.std(_f64(1.0)).item(),
         )
 
-    def sample(
-        self, net, shape, cond, *, sampler: str, nfe: int, generator, **options: Any
-    ) -> Tensor:
-        """Samples [shape] from the prior with a reverse-SDE or probability-flow sampler of `nfe` evaluations."""
-        self.check_sampler(sampler, nfe)
-        device = cond.device if cond is not None else (generator.device if generator else "cpu")
-        z = randn(tuple(shape), generator, device=device).to(device)
-        return self.sample_from(
-            net, z, cond, sampler=sampler, nfe=nfe, generator=generator, **options
-        )
-
     def sample_from(
         self, net, z: Tensor, cond, *, sampler: str, nfe: int, generator=None, **options: Any
     ) -> Tensor:

@@ -134,6 +134,8 @@ def test_serve(served):
         timeout=10,
     )
     _one_line_error(malformed, 400, "malformed JSON body")
+    form = requests.post(f"{url}/v1/models/tiny-flow/generate", data=b"energies=1", timeout=10)
+    _one_line_error(form, 400, "the body must be a JSON object")
 
     # the alias moves to a new version: the deployment picks it up
     new_model, mv = register_tiny("tiny-flow", "flow", tmp_path, seed=1)

@@ -27,6 +27,8 @@ PREPROCESSING = {
 PROCESSES = {
     "flow": ({"kind": "flow_matching"}, {"name": "midpoint", "nfe": 4}),
     "student": ({"kind": "consistency"}, {"name": "consistency", "nfe": 1}),
+    "edm": ({"kind": "edm"}, {"name": "heun", "nfe": 5}),
+    "vp": ({"kind": "vp_sde"}, {"name": "ode_heun", "nfe": 4}),
 }
 
 

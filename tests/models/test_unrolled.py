@@ -14,7 +14,17 @@ from models.unrolled import UnrolledSampler
 
 
 @pytest.mark.parametrize(
-    ("kind", "sampler", "nfe"), [("flow", None, None), ("flow", "heun", 4), ("student", None, None)]
+    ("kind", "sampler", "nfe"),
+    [
+        ("flow", None, None),
+        ("flow", "heun", 4),
+        ("flow", "dpmpp_2m", 3),
+        ("student", None, None),
+        ("edm", None, None),
+        ("edm", "dpmpp_2m", 4),
+        ("vp", None, None),
+        ("vp", "heun", 5),
+    ],
 )
 def test_unrolled_equals_generate_bit_for_bit(kind, sampler, nfe):
     model = tiny_model(kind)
@@ -34,6 +44,8 @@ def test_unrolled_equals_generate_bit_for_bit(kind, sampler, nfe):
     [
         ("flow", "rk45", 4, "sampler 'rk45' of process 'flow_matching' cannot be unrolled"),
         ("student", "consistency", 2, "consistency sampling with nfe=2 draws fresh noise"),
+        ("edm", "stochastic_heun", 5, "sampler 'stochastic_heun' of process 'edm' cannot be"),
+        ("vp", "pc", 4, "sampler 'pc' of process"),
     ],
 )
 def test_samplers_that_cannot_unroll_are_refused(kind, sampler, nfe, message):
