@@ -1,4 +1,4 @@
-"""Jet kinematics from JetNet-style constituents: the massless four-momentum sum.
+"""Jet kinematics: the massless four-momentum sum of JetNet-style constituents; anti-kt (FastJet).
 
 Constituents are (N, P, 3) arrays of (eta_rel, phi_rel, pT_rel) = (eta - eta_jet, phi - phi_jet,
 pT / pT_jet), zero-padded, optionally with a 4th column (mask) or a separate (N, P) mask. Used by
@@ -59,3 +59,41 @@ def jet_kinematics(
         "eta": np.arcsinh(np.divide(pz, jpt, out=np.zeros_like(pz), where=jpt > 0)),
         "n_constituents": mask.sum(1).astype(np.float64),
     }
+
+
+def fastjet_module():
+    """The fastjet module with its banner silenced."""
+    import fastjet
+
+    fastjet._swig.ClusterSequence.set_fastjet_banner_stream(None)
+    return fastjet
+
+
+def momenta_4d(p4: np.ndarray, counts: np.ndarray):
+    """Jagged awkward array of Momentum4D records (one list per event) for fastjet."""
+    import awkward as ak
+
+    cols = {"px": p4[:, 0], "py": p4[:, 1], "pz": p4[:, 2], "E": p4[:, 3]}
+    return ak.unflatten(ak.zip(cols, with_name="Momentum4D"), counts)
+
+
+def cluster_antikt(fj, events: list[np.ndarray], R: float, pt_min: float):
+    """Anti-kt (Cacciari-Salam-Soyez 2008) over many events in one FastJet call.
+
+    Returns per jet: event index, jet (px, py, pz, E), and constituent indices into its event
+    (flat array + offsets).
+    """
+    import awkward as ak
+
+    counts = np.array([len(e) for e in events], dtype=np.int64)
+    cs = fj.ClusterSequence(
+        momenta_4d(np.concatenate(events), counts), fj.JetDefinition(fj.antikt_algorithm, R)
+    )
+    jets = cs.inclusive_jets(pt_min)
+    index = cs.constituent_index(pt_min)
+    flat = ak.flatten(jets)
+    jet_p4 = np.stack([ak.to_numpy(flat[c]) for c in ("px", "py", "pz", "E")], axis=1)
+    jet_event = np.repeat(np.arange(len(events)), ak.to_numpy(ak.num(jets)))
+    n_const = ak.to_numpy(ak.flatten(ak.num(index, axis=2)))
+    offsets = np.concatenate([[0], np.cumsum(n_const)])
+    return jet_event, jet_p4.reshape(-1, 4), ak.to_numpy(ak.flatten(index, axis=None)), offsets

@@ -26,6 +26,9 @@ from farm import store
 from farm.errors import FarmError
 from farm.formats.files import EXTENSION, check_formats
 from farm.formats.jets import JET_FEATURES, PARTICLE_FEATURES
+from farm.kinematics import cluster_antikt
+from farm.kinematics import fastjet_module as _fastjet
+from farm.kinematics import momenta_4d as _momenta  # noqa: F401 (tests build inputs with it)
 from farm.sharding import MAX_PYTHIA_SEED, Plan, Shard, check_output_record, run_shards
 
 SQRT_S_GEV = 13000.0
@@ -169,14 +172,6 @@ def _make_pythia(config: JetGenConfig, seed: int):
     return make_pythia(pythia_settings(config, seed), config.process)
 
 
-def _fastjet():
-    """The fastjet module with its banner silenced."""
-    import fastjet
-
-    fastjet._swig.ClusterSequence.set_fastjet_banner_stream(None)
-    return fastjet
-
-
 def wrap_phi(dphi: np.ndarray) -> np.ndarray:
     """Wrap angles to (-pi, pi]."""
     return np.pi - np.mod(np.pi - dphi, 2 * np.pi)
@@ -186,36 +181,6 @@ def _pt_eta_phi(px, py, pz):
     """(pT, pseudorapidity, azimuth) of 3-momenta (numpy, vectorised)."""
     pt = np.hypot(px, py)
     return pt, np.arcsinh(pz / pt), np.arctan2(py, px)
-
-
-def _momenta(p4: np.ndarray, counts: np.ndarray):
-    """Jagged awkward array of Momentum4D records (one list per event) for fastjet."""
-    import awkward as ak
-
-    cols = {"px": p4[:, 0], "py": p4[:, 1], "pz": p4[:, 2], "E": p4[:, 3]}
-    return ak.unflatten(ak.zip(cols, with_name="Momentum4D"), counts)
-
-
-def cluster_antikt(fj, events: list[np.ndarray], R: float, pt_min: float):
-    """Anti-kt (Cacciari-Salam-Soyez 2008) over many events in one FastJet call.
-
-    Returns per jet: event index, jet (px, py, pz, E), and constituent indices into its event
-    (flat array + offsets).
-    """
-    import awkward as ak
-
-    counts = np.array([len(e) for e in events], dtype=np.int64)
-    cs = fj.ClusterSequence(
-        _momenta(np.concatenate(events), counts), fj.JetDefinition(fj.antikt_algorithm, R)
-    )
-    jets = cs.inclusive_jets(pt_min)
-    index = cs.constituent_index(pt_min)
-    flat = ak.flatten(jets)
-    jet_p4 = np.stack([ak.to_numpy(flat[c]) for c in ("px", "py", "pz", "E")], axis=1)
-    jet_event = np.repeat(np.arange(len(events)), ak.to_numpy(ak.num(jets)))
-    n_const = ak.to_numpy(ak.flatten(ak.num(index, axis=2)))
-    offsets = np.concatenate([[0], np.cumsum(n_const)])
-    return jet_event, jet_p4.reshape(-1, 4), ak.to_numpy(ak.flatten(index, axis=None)), offsets
 
 
 def soft_drop_mass(fj, constituents: np.ndarray, R: float, z_cut: float = SD_ZCUT) -> float:

@@ -32,3 +32,7 @@ def test_reference_against_reference_is_at_the_floor(two_dis_files, tmp_path, ca
     assert abs(auc["value"] - 0.5) < 0.1 and abs(auc["floor"] - 0.5) < 0.1
     for key in ("sep/n_reco", "sep/n_photon", "sep/met", "sep/ht", "sep_particle_log_pt"):
         assert metrics[key]["value"] < 0.1, key
+    assert metrics["sep_jet_pt"]["value"] < 0.2 and metrics["sep_jet_response"]["value"] < 0.2
+    details = json.loads((out / "metrics.json").read_text())["details"]["jet_response"]
+    for part in ("a", "b", "g"):  # the synthetic detector's jet response is near 1 for both
+        assert details[part]["jets"] > 20 and abs(details[part]["median"] - 1.0) < 0.15
