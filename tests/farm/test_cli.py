@@ -309,26 +309,24 @@ def test_auth_notice_filter_drops_only_the_notice(monkeypatch):
     assert records.messages[0].startswith("Token authentication is disabled")
 
 
-@pytest.mark.parametrize(
-    "env,address",
-    [
-        ({"RAY_AUTH_MODE": "disabled"}, "local"),
-        ({"RAY_ADDRESS": "ray://head:10001"}, "ray://head:10001"),
-    ],
-)
-def test_ensure_ray_leaves_the_users_auth_settings(env, address, monkeypatch):
+@pytest.mark.parametrize("joins", [False, True])
+def test_ensure_ray_leaves_the_users_auth_settings(joins, monkeypatch):
     import ray
 
     from farm import ray_utils
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    head = socket.create_server(("127.0.0.1", 0))  # a listening "head": the address is reachable
+    address = f"ray://127.0.0.1:{head.getsockname()[1]}" if joins else "local"
+    env = {"RAY_ADDRESS": address} if joins else {"RAY_AUTH_MODE": "disabled"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     calls = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
-    ray_utils.ensure_ray(num_cpus=1)
+    with head:
+        ray_utils.ensure_ray(num_cpus=1)
     assert calls[0]["address"] == address
     assert os.environ.get("RAY_AUTH_MODE") == env.get("RAY_AUTH_MODE")
 
