@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -82,3 +84,9 @@ def test_train_register_and_generate_events(ray_session, farm_home, tmp_path, ca
     np.testing.assert_allclose(sample.event["ht"], ht, rtol=1e-5)
     charged = np.isin(sample.reco["class"], [0, 1, 2])
     assert (np.abs(sample.reco["charge"][~charged]) == 0).all()
+
+    ev = tmp_path / "ev"
+    argv = ["evaluate", str(gen), dis_file, "--out", str(ev), "--no-classifier"]
+    assert main(argv) == 0, capsys.readouterr().err
+    metrics = json.loads((ev / "metrics.json").read_text())["metrics"]
+    assert {"sep/n_reco", "sep/met", "sep_particle_log_pt"} <= set(metrics)
