@@ -86,3 +86,21 @@ def test_unreachable_server_is_one_line_and_registers_nothing(
 def test_cli_names_the_unreachable_address_and_exits_nonzero(farm_home, dead_address, cli_error):
     line = cli_error(["registry", "ls"], FARM_HOME=str(farm_home), MLFLOW_TRACKING_URI=dead_address)
     assert f"MLflow server {dead_address} is unreachable" in line
+
+
+@pytest.mark.slow
+def test_farm_train_logs_and_registers_through_the_server(on_server, ray_session, mlflow_server):
+    from test_train import tiny_job
+
+    from farm.train import run_training
+
+    result = run_training(tiny_job(epochs=2))
+    c = registry.client()
+    run = c.get_run(result.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:/")  # the server's store (S3)
+    # rank 0 of Ray Train logged each epoch over HTTP
+    assert [m.step for m in c.get_metric_history(result.mlflow_run_id, "val_loss")] == [1, 2]
+    mv = registry.promote("tiny-showers", result.version, "production", force_reason="server test")
+    assert "production" in mv.aliases
+    assert registry.load("tiny-showers@production").key == f"tiny-showers/{result.version}"
