@@ -7,6 +7,7 @@ a field without `omitempty` is required. Nothing here needs Docker or a Kubernet
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
 import shlex
 import tomllib
@@ -19,6 +20,7 @@ import yaml
 
 from farm.campaign.pool import ENV_TO_ACTORS
 from farm.cli import build_parser
+from farm.errors import FarmError
 from farm.registry import parse_ref
 from farm.serve.app import ServeOptions
 from farm.specs import load_job
@@ -167,8 +169,11 @@ def test_rayservice_skeleton_speaks_farm_serve_options():
     templates = _check_cluster_spec(svc["spec"]["rayClusterConfig"], "RayService.rayClusterConfig")
     serve = yaml.safe_load(svc["spec"]["serveConfigV2"])
     (app,) = serve["applications"]
-    module, _, _ = app["import_path"].partition(":")
+    module, _, attr = app["import_path"].partition(":")
     assert module == ServeOptions.__module__
+    builder = getattr(importlib.import_module(module), attr)
+    with pytest.raises(FarmError, match="allowed are models"):
+        builder({**app["args"], "replica": 2})  # a misspelt flag is refused before any lookup
     options = {f.name for f in dataclasses.fields(ServeOptions)}
     assert app["args"].keys() - {"models"} <= options
     assert all(parse_ref(ref).alias for ref in app["args"]["models"])

@@ -6,6 +6,7 @@ refusal is a 4xx with a one-line JSON body {"error": ...}, never a traceback.
 
 # no `from __future__ import annotations`: Serve's class-based ingress rebuilds the routes and
 # FastAPI must see the real types of their parameters
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -185,6 +186,22 @@ def build(refs: list[str], options: ServeOptions):
         )
     gateway = Gateway.options(ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": env}})
     return gateway.bind(names, bound, asdict(options))
+
+
+def app_builder(args: dict[str, Any]):
+    """Serve's application builder (`import_path: farm.serve.app:app_builder`, RayService).
+
+    args: `models` (NAME@ALIAS references) plus any ServeOptions field, as `farm serve`'s flags;
+    an unknown key is one line naming it and the allowed keys.
+    """
+    fields = {f.name for f in dataclasses.fields(ServeOptions)}
+    unknown = sorted(set(args) - fields - {"models"})
+    if unknown:
+        raise FarmError(f"serve args {unknown}: allowed are models, {', '.join(sorted(fields))}")
+    refs = args.get("models")
+    if not refs or not isinstance(refs, list):
+        raise FarmError("serve args: 'models' must be a non-empty list of NAME@ALIAS")
+    return build(list(refs), ServeOptions(**{k: v for k, v in args.items() if k != "models"}))
 
 
 def start(refs: list[str], options: ServeOptions) -> str:
