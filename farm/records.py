@@ -30,7 +30,7 @@ SCHEMA_VERSION = 1
 CAMPAIGN_JSON, STATUS_JSON, CANCEL = "campaign.json", "status.json", "cancel"
 LEASE_JSON = "lease.json"
 DEFAULT_OUTPUT = "output"
-DataKind = Literal["showers", "jets", "points"]
+DataKind = Literal["showers", "jets", "points", "events"]
 
 
 class Record(BaseModel):

@@ -43,6 +43,8 @@ MAX_BATCH = 10_000_000
 """A sampling batch, validation subset or fidelity sample."""
 MAX_WORKERS = 10_000
 """Ray Train workers, campaign actors, tune trials and concurrency."""
+MAX_WRITERS = 64
+"""Writer slots of one campaign actor."""
 
 
 class Strict(BaseModel):
@@ -330,14 +332,22 @@ class EnergyConditions(Strict):
 
     Showers: incident energies, `discrete` (uniform over `values`), `log-uniform`/`uniform` in
     [min, max], or a `file` of truth energies. Jets: `jet-truth`, a jets file whose (pT, eta,
-    constituent count) condition the events, row by row.
+    constituent count) condition the events, row by row. Events: `event-truth`, a farm events
+    file or folder whose truth sets condition the events (event i takes truth event i, cyclically).
     """
 
-    distribution: Literal["discrete", "log-uniform", "uniform", "file", "jet-truth"] = "log-uniform"
+    distribution: Literal[
+        "discrete", "log-uniform", "uniform", "file", "jet-truth", "event-truth"
+    ] = "log-uniform"
     values: list[float] | None = Field(None, max_length=MAX_LIST)
     min: float | None = Field(None, gt=0)
     max: float | None = Field(None, gt=0)
     url: str | None = None
+    truncate: bool = Field(
+        False,
+        description="event-truth: keep the highest-pT truth particles of events bigger than the "
+        "model's truth slots (default: refuse the campaign)",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> EnergyConditions:
@@ -347,6 +357,7 @@ class EnergyConditions(Strict):
             "uniform": ["min", "max"],
             "file": ["url"],
             "jet-truth": ["url"],
+            "event-truth": ["url"],
         }[self.distribution]
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
@@ -359,7 +370,7 @@ class EnergyConditions(Strict):
 
 
 class CampaignResources(Strict):
-    """Generation actors, GPUs per actor (0 = CPU), CPUs per actor and sampling batch size."""
+    """Generation actors, GPUs and CPUs per actor, sampling batch size and writer slots."""
 
     actors: int = Field(2, ge=1, le=MAX_WORKERS)
     gpus_per_actor: float = Field(0, ge=0)
@@ -378,6 +389,31 @@ class CampaignResources(Strict):
         description="Ray custom resources each actor needs, e.g. {farm_gen: 1} to pin one actor "
         "per node that offers farm_gen: 1",
     )
+    writers: int = Field(
+        1,
+        ge=0,
+        le=MAX_WRITERS,
+        description="writer slots per actor: threads that encode and write finished shards while "
+        "the actor samples the next (0: the sampler writes each shard itself, no overlap)",
+    )
+    max_in_flight: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_WRITERS + 1,
+        description="shards an actor holds at once (one sampling, the rest waiting for or in a "
+        "writer slot); sampling waits when it is reached. Default: writers + 1",
+    )
+
+    @model_validator(mode="after")
+    def _in_flight(self) -> CampaignResources:
+        if self.max_in_flight is None:
+            self.max_in_flight = self.writers + 1
+        elif self.max_in_flight < self.writers + 1:
+            raise ValueError(
+                f"max_in_flight ({self.max_in_flight}) must be at least writers + 1 "
+                f"({self.writers + 1}): one shard sampling and one per writer slot"
+            )
+        return self
 
 
 SIMULATOR_REFERENCE = "simulator"

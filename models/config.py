@@ -209,6 +209,11 @@ class SetModelConfig(BaseModel):
     preprocessing: SetPreprocessingConfig = Field(default_factory=SetPreprocessingConfig)
     sampler: SamplerConfig = Field(default_factory=lambda: SamplerConfig(name="midpoint"))
 
+    @property
+    def process(self) -> FlowMatchingConfig:
+        """The process of both stages (flow matching; what campaigns check samplers against)."""
+        return FlowMatchingConfig()
+
 
 def _model_kind(value: Any) -> str:
     if isinstance(value, dict):

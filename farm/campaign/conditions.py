@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from farm.errors import FarmError
-from farm.samples import JetTruth
+from farm.samples import EventSample, JetTruth
 from farm.sharding import Shard
 from farm.specs import EnergyConditions
 
@@ -29,6 +29,11 @@ def shard_energies(
 def shard_jet_truth(truth: JetTruth, shard: Shard) -> JetTruth:
     """(pT, eta, counts) for a shard's events: event i takes truth row i modulo the rows."""
     return truth.rows(np.arange(shard.start, shard.stop) % len(truth))
+
+
+def shard_event_truth(truth: EventSample, shard: Shard) -> EventSample:
+    """The truth events of a shard: event i takes truth event i modulo the events."""
+    return truth.subset(np.arange(shard.start, shard.stop) % len(truth))
 
 
 def energy_bounds(spec: EnergyConditions, truth: np.ndarray | None = None) -> tuple[float, float]:

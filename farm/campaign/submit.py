@@ -36,8 +36,14 @@ def submit(job: CampaignJob) -> CampaignRecord:
     except ValueError as exc:
         raise FarmError(f"{job.name}: {exc}") from None
     kind = card.kind
-    if (kind == "jets") != (job.conditions.distribution == "jet-truth"):
-        want = "jet-truth (a jets file)" if kind == "jets" else "an incident-energy distribution"
+    truth_of = {"jets": "jet-truth", "events": "event-truth"}
+    if truth_of.get(kind) != (d := job.conditions.distribution) and (
+        kind in truth_of or d in truth_of.values()
+    ):
+        want = {
+            "jets": "jet-truth (a jets file)",
+            "events": "event-truth (an events file)",
+        }.get(kind, "an incident-energy distribution")
         raise FarmError(
             f"{job.name}: conditions.distribution: model {ref} generates {kind} "
             f"and takes {want}, got {job.conditions.distribution!r}"
@@ -46,6 +52,9 @@ def submit(job: CampaignJob) -> CampaignRecord:
     job = job.model_copy(update={"sampler": sampler, "nfe": nfe})
     if kind == "jets":
         _check_jet_truth(job, card, ref, settings)
+        return _store(job, mv, None, kind)
+    if kind == "events":
+        _check_event_truth(job, card, ref)
         return _store(job, mv, None, kind)
     geometry = card.data.geometry
     if geometry is None:
@@ -138,6 +147,19 @@ def _check_jet_truth(
             settings,
             lambda model: jet_sample(model, first, generator=_one(), settings=settings),
         )
+
+
+def _check_event_truth(job: CampaignJob, card: ModelCard, ref: str) -> None:
+    """An events campaign: Parquet only; its truth events must exist and fit the model's slots."""
+    from farm.formats.reader import read_events
+
+    if job.validation is not None or list(job.formats) != ["parquet"]:
+        raise FarmError(
+            f"{job.name}: model {ref} generates events: formats [parquet] only, no validation "
+            "block (validate with `farm evaluate CAMPAIGN_ID REFERENCE`)"
+        )
+    truth = read_events(job.conditions.url)
+    truth.truth_inputs(card.cond_dim // 5, job.conditions.truncate)  # oversize: one line, now
 
 
 def _store(job: CampaignJob, mv, geometry: str | None, kind: str) -> CampaignRecord:

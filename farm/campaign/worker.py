@@ -1,8 +1,13 @@
 """The generation actor: loads a registered model once, samples shards, commits them exactly once.
 
-Two calls run at once per actor (max_concurrency=2): sampling is serialised by a lock (one model,
-one device) while the other call compresses and uploads, so the device does not wait on I/O and
-at most two shards per actor are in memory (backpressure).
+Up to `max_in_flight` calls run at once per actor (max_concurrency): sampling is serialised by a
+lock (one model, one device) and each sampled shard then waits for one of `writers` writer slots
+(a bounded semaphore) to compress and upload it, so the device does not wait on I/O and at most
+`max_in_flight` shards per actor are in memory (backpressure: the driver hands an actor a new shard
+only when one of its calls returns). With `writers: 0` the sampling lock is the only writer slot:
+each shard is written before the next is sampled. The record is written last, after every file is
+in place (the commit point), so a writer killed or failing leaves a shard to redo, never a
+duplicate.
 """
 
 from __future__ import annotations
@@ -18,9 +23,15 @@ import numpy as np
 
 from farm import faults, store
 from farm.campaign import manifest
-from farm.campaign.conditions import shard_energies, shard_jet_truth
+from farm.campaign.conditions import shard_energies, shard_event_truth, shard_jet_truth
 from farm.formats.files import EXTENSION
-from farm.generation import SamplerSettings, jet_sample, point_sample, shower_sample
+from farm.generation import (
+    SamplerSettings,
+    event_sample,
+    jet_sample,
+    point_sample,
+    shower_sample,
+)
 from farm.geometry import load_cell_geometry, load_geometry
 from farm.records import CampaignRecord, ShardFile, ShardRecord
 from farm.samples import JetSample, PointSample, ShowerSample
@@ -69,11 +80,16 @@ class ShardWorker:
         self.conditions = job.conditions
         self.jets = campaign.kind == "jets"
         self.points = campaign.kind == "points"
+        self.events = campaign.kind == "events"
         if self.points:
             self.geometry = load_cell_geometry(campaign.geometry)
         else:
-            self.geometry = None if self.jets else load_geometry(campaign.geometry)
-        if self.jets:
+            self.geometry = None if self.jets or self.events else load_geometry(campaign.geometry)
+        if self.events:
+            from farm.formats.reader import read_events
+
+            self.truth = read_events(self.conditions.url)
+        elif self.jets:
             self.truth = read_truth_jets(self.conditions.url)
         elif self.conditions.distribution == "file":
             self.truth = read_truth_energies(self.conditions.url)
@@ -88,6 +104,8 @@ class ShardWorker:
             autocast_dtype=torch.bfloat16 if on_gpu else None,
         )
         self.lock = threading.Lock()
+        writers = job.resources.writers
+        self.writer_slots = threading.BoundedSemaphore(writers) if writers else self.lock
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def ready(self) -> str:
@@ -105,9 +123,14 @@ class ShardWorker:
             sample = self._sample(shard, generator)
             t_sampled = time.perf_counter()
         sample.event_id = shard.event_ids()
-        files, nbytes = self._write_files(shard, sample)
+        with self.writer_slots:  # a free writer slot (the sampling lock itself when writers = 0)
+            files, nbytes = self._write_files(shard, sample)
         t_written = time.perf_counter()
-        if self.jets:
+        if self.events:
+            reco = np.stack([sample.reco[k].astype(np.float32) for k in ("pt", "eta", "phi")])
+            counts = np.concatenate([sample.truth_counts, sample.reco_counts])
+            checksum = content_checksum(reco, counts, sample.event_id)
+        elif self.jets:
             checksum = content_checksum(sample.constituents, sample.jet_features, sample.event_id)
         elif self.points:
             hits = np.concatenate([sample.hits.ravel(), sample.layer.astype(np.float32)])
@@ -119,6 +142,15 @@ class ShardWorker:
 
     def _sample(self, shard: Shard, generator) -> ShowerSample | JetSample | PointSample:
         """The shard's events from its conditions (NonFiniteOutput refuses the shard)."""
+        if self.events:
+            truth = shard_event_truth(self.truth, shard)
+            return event_sample(
+                self.model,
+                truth,
+                generator=generator,
+                settings=self.settings,
+                truncate=self.conditions.truncate,
+            )
         if self.jets:
             truth = shard_jet_truth(self.truth, shard)
             return jet_sample(self.model, truth, generator=generator, settings=self.settings)

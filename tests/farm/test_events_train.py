@@ -90,3 +90,32 @@ def test_train_register_and_generate_events(ray_session, farm_home, tmp_path, ca
     assert main(argv) == 0, capsys.readouterr().err
     metrics = json.loads((ev / "metrics.json").read_text())["metrics"]
     assert {"sep/n_reco", "sep/met", "sep_particle_log_pt"} <= set(metrics)
+
+    # a campaign: event i takes truth event i of the file (cyclically), Parquet shards, once
+    from farm.campaign.run import execute, submit
+    from farm.formats.reader import read_sample
+
+    small = write_events_parquet(str(tmp_path / "truth30.parquet"), truth.subset(np.arange(30)))
+    doc = {
+        "kind": "campaign",
+        "name": "events-campaign",
+        "model": "tiny-events@candidate",
+        "events": 40,
+        "shard_size": 20,
+        "seed": 4,
+        "conditions": {"distribution": "event-truth", "url": small},
+        "resources": {"actors": 1, "batch_size": 64},
+    }
+    with pytest.raises(FarmError, match="more than 24 truth particles"):
+        submit(parse_job(doc, "test", kind="campaign"))
+    doc["conditions"]["truncate"] = True
+    campaign = submit(parse_job(doc, "test", kind="campaign"))
+    summary = execute(campaign.id)
+    assert summary.events == 40 and summary.shards == 2
+    data = read_sample(campaign.id)
+    assert data.kind == "events" and sorted(data.event_id) == list(range(40))
+    order = np.argsort(data.event_id)
+    expect = truth.subset(np.arange(40) % 30)
+    np.testing.assert_array_equal(data.subset(order).truth_counts, expect.truth_counts)
+    np.testing.assert_array_equal(data.subset(order).truth["pt"], expect.truth["pt"])
+    assert (data.reco_counts <= SLOTS).all()
