@@ -43,6 +43,8 @@ MAX_BATCH = 10_000_000
 """A sampling batch, validation subset or fidelity sample."""
 MAX_WORKERS = 10_000
 """Ray Train workers, campaign actors, tune trials and concurrency."""
+MAX_WRITERS = 64
+"""Writer slots of one campaign actor."""
 
 
 class Strict(BaseModel):
@@ -368,7 +370,7 @@ class EnergyConditions(Strict):
 
 
 class CampaignResources(Strict):
-    """Generation actors, GPUs per actor (0 = CPU), CPUs per actor and sampling batch size."""
+    """Generation actors, GPUs and CPUs per actor, sampling batch size and writer slots."""
 
     actors: int = Field(2, ge=1, le=MAX_WORKERS)
     gpus_per_actor: float = Field(0, ge=0)
@@ -387,6 +389,31 @@ class CampaignResources(Strict):
         description="Ray custom resources each actor needs, e.g. {farm_gen: 1} to pin one actor "
         "per node that offers farm_gen: 1",
     )
+    writers: int = Field(
+        1,
+        ge=0,
+        le=MAX_WRITERS,
+        description="writer slots per actor: threads that encode and write finished shards while "
+        "the actor samples the next (0: the sampler writes each shard itself, no overlap)",
+    )
+    max_in_flight: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_WRITERS + 1,
+        description="shards an actor holds at once (one sampling, the rest waiting for or in a "
+        "writer slot); sampling waits when it is reached. Default: writers + 1",
+    )
+
+    @model_validator(mode="after")
+    def _in_flight(self) -> CampaignResources:
+        if self.max_in_flight is None:
+            self.max_in_flight = self.writers + 1
+        elif self.max_in_flight < self.writers + 1:
+            raise ValueError(
+                f"max_in_flight ({self.max_in_flight}) must be at least writers + 1 "
+                f"({self.writers + 1}): one shard sampling and one per writer slot"
+            )
+        return self
 
 
 SIMULATOR_REFERENCE = "simulator"

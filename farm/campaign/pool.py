@@ -49,15 +49,18 @@ class ActorPool:
     since every replacement would raise it again.
     """
 
-    def __init__(self, campaign: CampaignRecord, depth: int = 2):
-        """Start `resources.actors` actors and wait until each has loaded its model."""
+    def __init__(self, campaign: CampaignRecord, depth: int | None = None):
+        """Start `resources.actors` actors and wait until each has loaded its model.
+
+        `depth` (default `resources.max_in_flight`) bounds the shards in flight per actor.
+        """
         import ray
 
         from farm.campaign.worker import ShardWorker
 
         res = campaign.job.resources
         gpus = res.gpus_per_actor
-        self.depth = depth
+        self.depth = depth or res.max_in_flight or res.writers + 1
         self.campaign = campaign
         self.device = "cuda" if gpus > 0 else "cpu"
         self.remote_cls = ray.remote(ShardWorker)
@@ -65,7 +68,7 @@ class ActorPool:
             num_cpus=res.cpus_per_actor,
             num_gpus=gpus,
             resources=res.custom_resources or None,
-            max_concurrency=depth,
+            max_concurrency=self.depth,
             max_restarts=0,
             runtime_env={"env_vars": _actor_env()},
         )

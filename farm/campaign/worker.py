@@ -1,8 +1,13 @@
 """The generation actor: loads a registered model once, samples shards, commits them exactly once.
 
-Two calls run at once per actor (max_concurrency=2): sampling is serialised by a lock (one model,
-one device) while the other call compresses and uploads, so the device does not wait on I/O and
-at most two shards per actor are in memory (backpressure).
+Up to `max_in_flight` calls run at once per actor (max_concurrency): sampling is serialised by a
+lock (one model, one device) and each sampled shard then waits for one of `writers` writer slots
+(a bounded semaphore) to compress and upload it, so the device does not wait on I/O and at most
+`max_in_flight` shards per actor are in memory (backpressure: the driver hands an actor a new shard
+only when one of its calls returns). With `writers: 0` the sampling lock is the only writer slot:
+each shard is written before the next is sampled. The record is written last, after every file is
+in place (the commit point), so a writer killed or failing leaves a shard to redo, never a
+duplicate.
 """
 
 from __future__ import annotations
@@ -99,6 +104,8 @@ class ShardWorker:
             autocast_dtype=torch.bfloat16 if on_gpu else None,
         )
         self.lock = threading.Lock()
+        writers = job.resources.writers
+        self.writer_slots = threading.BoundedSemaphore(writers) if writers else self.lock
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def ready(self) -> str:
@@ -116,7 +123,8 @@ class ShardWorker:
             sample = self._sample(shard, generator)
             t_sampled = time.perf_counter()
         sample.event_id = shard.event_ids()
-        files, nbytes = self._write_files(shard, sample)
+        with self.writer_slots:  # a free writer slot (the sampling lock itself when writers = 0)
+            files, nbytes = self._write_files(shard, sample)
         t_written = time.perf_counter()
         if self.events:
             reco = np.stack([sample.reco[k].astype(np.float32) for k in ("pt", "eta", "phi")])
