@@ -3,19 +3,26 @@
 (a) the bare sampler: the registered model, loaded as an actor loads it, calls `generate` in a loop
     on the same shard and batch sizes as the campaign, one torch thread per actor's CPU;
 (b) full campaigns (`farm.campaign.run.submit` + `execute`) writing Parquet to local disk and to a
-    moto S3 server on 127.0.0.1 (started here, stopped at the end), with 1 and 2 actors.
-Campaign rates are the driver's steady-state rate (events / seconds from "all actors loaded" to
-"manifest.parquet and summary.json written"); actor start-up is shown separately. Medians over
---repeats. Tables only; nothing is asserted.
+    moto S3 server on 127.0.0.1 (started here, stopped at the end), with 1 and 2 actors, and
+    with 0, 1 or 2 writer slots per actor (`--writers`; 0: the sampler writes each shard itself).
+Campaign rates are the driver's rate (events / seconds from the driver's start, actor start-up
+included, to "manifest.parquet and summary.json written") and the actors' busy rate (events /
+seconds from the first shard's sampling start to the last shard's commit, from the shard records:
+start-up and finalize excluded); campaign/bare uses the busy rate. Medians over --repeats. Tables
+only; nothing is asserted.
 
 Question it answers: does the campaign machinery (conditions, sampling under the actor's lock,
 Parquet encode, upload, manifest commit) keep each actor at the bare sampler's speed, and does a
-second actor double the rate when the machine has the cores?
+second actor double the rate when the machine has the cores? With a deliberately fast model
+(`--sampler euler --nfe 1`: one network evaluation per shower, the cost of a 1-step consistency
+student) it shows whether writer slots keep the sampler from waiting on the writer
+(`write/sample`: the shards' summed write seconds over their summed sample seconds).
 
     python bench/campaign.py                                   # trains a small DS1-photon model
     python bench/campaign.py --events 60000 --shard-size 10000 --nfe 10 --repeats 3
     FARM_HOME=... python bench/campaign.py --model jets-top-flow@candidate --jet-truth JETS.parquet
     FARM_HOME=./farm-home python bench/campaign.py --model ds1-photons-flow@candidate
+    python bench/campaign.py --sampler euler --nfe 1 --actors 1 --writers 0 1 2 --no-s3
 """
 
 from __future__ import annotations
@@ -97,10 +104,13 @@ def conditions(geometry: str, jet_truth: str | None = None) -> dict:
     return {"distribution": "log-uniform", "min": 1e3, "max": 1e6}
 
 
-def campaign_doc(args: argparse.Namespace, model: str, output: str, actors: int) -> dict:
+def campaign_doc(
+    args: argparse.Namespace, model: str, output: str, actors: int, writers: int = 1
+) -> dict:
+    resources = {"actors": actors, "cpus_per_actor": 1, "batch_size": args.batch_size}
     return {
         "kind": "campaign",
-        "name": f"bench-{actors}a",
+        "name": f"bench-{actors}a-{writers}w",
         "model": model,
         "events": args.events,
         "shard_size": args.shard_size,
@@ -110,7 +120,7 @@ def campaign_doc(args: argparse.Namespace, model: str, output: str, actors: int)
         "formats": ["parquet"],
         "output": output,
         "seed": 1,
-        "resources": {"actors": actors, "cpus_per_actor": 1, "batch_size": args.batch_size},
+        "resources": {**resources, "writers": writers},
     }
 
 
@@ -168,19 +178,30 @@ class BareSampler:
 
 
 def campaign_rate(
-    args: argparse.Namespace, model: str, output: str, actors: int
-) -> tuple[float, float, float]:
-    """(steady-state events/s, actor start-up seconds, bytes per event) of one full campaign."""
+    args: argparse.Namespace, model: str, output: str, actors: int, writers: int = 1
+) -> tuple[float, float, float, float, float]:
+    """(driver events/s, busy events/s, submit-to-start s, bytes per event, write/sample s)."""
     from farm import records
+    from farm.campaign import manifest
     from farm.campaign.run import execute, submit
     from farm.specs import parse_job
 
-    campaign = submit(parse_job(campaign_doc(args, model, output, actors), "bench"))
+    campaign = submit(parse_job(campaign_doc(args, model, output, actors, writers), "bench"))
     t_submit = time.time()
     summary = execute(campaign.id)
     status = records.read_status(campaign.id)
     assert summary.events == args.events
-    return status.events_per_second, status.started - t_submit, summary.bytes / args.events
+    write_share = summary.write_seconds / max(summary.sample_seconds, 1e-9)
+    recs = manifest.read_records(campaign.output_url)
+    first = min(r.committed_at - r.seconds_wait - r.seconds_sample - r.seconds_write for r in recs)
+    busy = args.events / (max(r.committed_at for r in recs) - first)
+    return (
+        status.events_per_second,
+        busy,
+        status.started - t_submit,
+        summary.bytes / args.events,
+        write_share,
+    )
 
 
 def _free_port() -> int:
@@ -245,6 +266,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=5_000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--actors", type=int, nargs="+", default=[1, 2])
+    p.add_argument(
+        "--writers", type=int, nargs="+", default=[1], help="writer slots per actor to compare"
+    )
     p.add_argument("--no-s3", action="store_true", help="local disk only")
     p.add_argument(
         "--jet-truth",
@@ -280,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     # ratios are taken within a repeat and their median reported.
     bare_sampler = BareSampler(args, model)
     bare: list[float] = []
-    runs: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+    runs: dict[tuple[str, int, int], list[tuple[float, float, float, float, float]]] = {}
     with contextlib.ExitStack() as stack:
         targets = [("local", local)]
         if not args.no_s3:
@@ -290,36 +314,44 @@ def main(argv: list[str] | None = None) -> None:
             print(f"repeat {r + 1}: bare sampler {bare[-1]:,.0f} events/s", flush=True)
             for target, output in targets:
                 for actors in args.actors:
-                    runs.setdefault((target, actors), []).append(
-                        campaign_rate(args, model, output, actors)
-                    )
-                    print(
-                        f"  {target} {actors} actor(s): {runs[target, actors][-1][0]:,.0f} "
-                        f"events/s (load average {os.getloadavg()[0]:.1f})",
-                        flush=True,
-                    )
+                    for writers in args.writers:
+                        key = (target, actors, writers)
+                        runs.setdefault(key, []).append(
+                            campaign_rate(args, model, output, actors, writers)
+                        )
+                        print(
+                            f"  {target} {actors} actor(s), {writers} writer(s): "
+                            f"{runs[key][-1][0]:,.0f} events/s, busy {runs[key][-1][1]:,.0f} "
+                            f"(load average {os.getloadavg()[0]:.1f})",
+                            flush=True,
+                        )
 
     med = statistics.median
     print()
     print(
-        f"| output | actors | events/s | per actor | campaign/bare per actor | vs 1 actor "
-        f"| actor start-up s | bytes/event |   (medians of {args.repeats})"
+        f"| output | actors | writers | driver events/s | busy events/s | busy per actor "
+        f"| campaign/bare per actor | vs 1 actor | submit to start s | bytes/event "
+        f"| write/sample |   (medians of {args.repeats})"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    print(f"| bare sampler | (1 thread) | {med(bare):,.0f} | {med(bare):,.0f} | 1.00 | - | - | - |")
-    for (target, actors), rs in runs.items():
-        rates = [x[0] for x in rs]
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"| bare sampler | (1 thread) | - | - | {med(bare):,.0f} | {med(bare):,.0f} | 1.00 | - "
+        "| - | - | - |"
+    )
+    for (target, actors, writers), rs in runs.items():
+        rates = [x[1] for x in rs]
         per_actor = med(x / actors / b for x, b in zip(rates, bare, strict=True))
-        one = runs.get((target, 1))
+        one = runs.get((target, 1, writers))
         scale = (
             f"{med(x / o[0] for x, o in zip(rates, one, strict=True)):.2f}x"
             if one and actors != 1
             else "-"
         )
         print(
-            f"| {target} | {actors} | {med(rates):,.0f} | {med(rates) / actors:,.0f} | "
-            f"{per_actor:.2f} | {scale} | {med(x[1] for x in rs):.1f} | "
-            f"{med(x[2] for x in rs):,.0f} |"
+            f"| {target} | {actors} | {writers} | {med(x[0] for x in rs):,.0f} | "
+            f"{med(rates):,.0f} | {med(rates) / actors:,.0f} | {per_actor:.2f} | {scale} | "
+            f"{med(x[2] for x in rs):.1f} | {med(x[3] for x in rs):,.0f} | "
+            f"{med(x[4] for x in rs):.2f} |"
         )
     ray.shutdown()
     if home:
