@@ -102,6 +102,10 @@ LADDER: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
             "small": {"optim.epochs": 80},
             "full": {},
         },
+        "transformer": {
+            "small": {"optim.epochs": 40},
+            "full": {"data.events": 100_000, "optim.epochs": 200},
+        },
     },
 }
 """Recipes of the ladder per dataset, with each budget's overrides (dotted keys of the job)."""
