@@ -19,7 +19,15 @@ from starlette.exceptions import HTTPException
 
 from farm import __version__, registry
 from farm.errors import FarmError
-from farm.serve.api import ARROW_STREAM, GenerateRequest, Job, arrow_body, json_body
+from farm.serve.api import (
+    ARROW_STREAM,
+    GenerateRequest,
+    Job,
+    arrow_body,
+    event_truth,
+    jet_truth,
+    json_body,
+)
 from farm.serve.replica import ModelServer
 
 
@@ -45,8 +53,9 @@ class ServeOptions:
 app = FastAPI(
     title="farm serve",
     version=__version__,
-    description="On-demand showers from registered farm models (docs/serving.md). Energies and "
-    "voxel energies are in MeV; responses name the model version that served them.",
+    description="On-demand showers, jets and events from registered farm models "
+    "(docs/serving.md). Shower energies are in MeV, jet and particle pT in GeV; responses name "
+    "the model version that served them.",
 )
 LIMITS: dict[str, int] = {"max_request_bytes": ServeOptions.max_request_bytes}
 
@@ -61,6 +70,8 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     if first.get("type") == "json_invalid":
         return _fail(400, f"malformed JSON body: {first.get('ctx', {}).get('error', 'invalid')}")
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    if not where and first.get("type") == "value_error":  # the request's own checks
+        return _fail(422, str(first.get("msg", "invalid")).removeprefix("Value error, "))
     if not where:  # not a JSON object: e.g. curl -d without Content-Type: application/json
         return _fail(400, "the body must be a JSON object (Content-Type: application/json)")
     return _fail(422, f"field '{where}': {first.get('msg', 'invalid')}")
@@ -85,7 +96,13 @@ async def _bounded(request: Request, call_next):
 
 
 def _job(body: GenerateRequest, limits: ServeOptions) -> Job | JSONResponse:
-    """The request's energies expanded to one per event, or a 4xx."""
+    """The request's conditions (energies expanded to one per event), or a 4xx."""
+    if body.kind != "showers":
+        n = len(body.jets or body.truth)
+        if n > limits.max_events:
+            return _fail(413, f"events {n} exceeds the limit of {limits.max_events} per request")
+        conditions = jet_truth(body.jets) if body.jets else event_truth(body.truth)
+        return Job(body.kind, conditions, body.sampler, body.nfe, body.seed, body.truncate)
     events = body.events or len(body.energies)
     if events > limits.max_events:
         return _fail(413, f"events {events} exceeds the limit of {limits.max_events} per request")
@@ -96,7 +113,7 @@ def _job(body: GenerateRequest, limits: ServeOptions) -> Job | JSONResponse:
             "or one per event",
         )
     e_inc = np.broadcast_to(np.asarray(body.energies, np.float64), (events,)).copy()
-    return Job(e_inc, body.sampler, body.nfe, body.seed)
+    return Job("showers", e_inc, body.sampler, body.nfe, body.seed)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
@@ -125,7 +142,7 @@ class Gateway:
         responses={200: {"content": {"application/json": {}, ARROW_STREAM: {}}}},
     )
     async def generate(self, name: str, body: GenerateRequest, request: Request) -> Response:
-        """Showers (MeV) for incident energies (MeV); JSON, or Arrow IPC with Accept: arrow."""
+        """Showers, jets or reco events for the kind's conditions; JSON or Arrow IPC (Accept)."""
         handle = self.models.get(name)
         if handle is None:
             known = ", ".join(sorted(self.models))
@@ -134,10 +151,10 @@ class Gateway:
         if isinstance(job, JSONResponse):
             return job
         arrow = ARROW_STREAM in request.headers.get("accept", "")
-        if not arrow and len(job.e_inc) > self.limits.max_json_events:
+        if not arrow and len(job) > self.limits.max_json_events:
             return _fail(
                 406,
-                f"{len(job.e_inc)} events exceed {self.limits.max_json_events} for JSON; "
+                f"{len(job)} events exceed {self.limits.max_json_events} for JSON; "
                 f"ask for Accept: {ARROW_STREAM}",
             )
         result = await handle.generate.remote(job)
@@ -159,8 +176,10 @@ def build(refs: list[str], options: ServeOptions):
         info = registry.show(ref)  # an unknown model or alias is one line, before Serve starts
         name, version = info["name"], info["version"]
         kind = (info["card"].get("data") or {}).get("kind", "showers")
-        if kind != "showers":
-            raise FarmError(f"model {name}/{version} generates {kind}; farm serve takes showers")
+        if kind not in ("showers", "jets", "events"):  # point clouds: hits, another encoder
+            raise FarmError(
+                f"model {name}/{version} generates {kind}; farm serve takes showers, jets and events"
+            )
         if name in names:
             raise FarmError(f"model {name} is named twice")
         deployment = serve.deployment(ModelServer, name=f"model-{name}").options(

@@ -22,9 +22,11 @@ from ray import serve
 
 from farm import registry
 from farm.errors import FarmError
-from farm.generation import NonFiniteOutput, SamplerSettings
+from farm.generation import NonFiniteOutput, SamplerSettings, event_sample, jet_sample
+from farm.generation.jets import jet_slots
 from farm.generation.settings import refuse_non_finite
-from farm.serve.api import UNITS, Job, Result, error
+from farm.samples import EventSample, JetTruth, unknown_pdg
+from farm.serve.api import KIND_UNITS, UNITS, Job, Result, error
 
 log = logging.getLogger(__name__)
 BATCH_LOG = 1000
@@ -79,30 +81,33 @@ class ModelServer:
             "aliases": sorted(loaded.version.aliases),
             "kind": card.kind,
             "dim": card.dim,
+            **_slots(loaded),
             "geometry": card.data.geometry,
             "e_inc_range": card.data.e_inc_range,
             "sampler": loaded.model.default_sampler,
             "nfe": loaded.model.config.sampler.nfe,
-            "units": UNITS,
+            "units": KIND_UNITS.get(card.kind, UNITS),
             "batch_sizes": list(self.batch_sizes),
         }
 
     def check(self, job: Job) -> Result | None:
-        """A 4xx result for energies outside the trained range or an unknown sampler/NFE."""
+        """A 4xx for conditions of another kind or outside the trained range, or a bad sampler."""
         loaded = self.loaded
-        lo, hi = float(job.e_inc.min()), float(job.e_inc.max())
-        if not (np.isfinite(lo) and np.isfinite(hi) and lo > 0):
-            return error(400, "energies must be positive and finite (MeV)")
-        if loaded.card.outside_trained_range(lo, hi):
-            a, b = loaded.card.data.e_inc_range
+        kind = loaded.card.kind
+        if job.kind != kind:
+            want = {"showers": "energies", "jets": "jets", "events": "truth"}.get(kind, kind)
             return error(
-                400,
-                f"energies span {lo:.4g}-{hi:.4g} MeV but model {loaded.key} was trained on "
-                f"{a:.4g}-{b:.4g} MeV",
+                400, f"model {loaded.key} generates {kind}: give '{want}', not '{job.kind}'"
             )
-        sampler, nfe, _ = loaded.model.sampler_settings(job.sampler, job.nfe, None)
+        refused = {"showers": _check_energies, "jets": _check_jets, "events": _check_truth}[kind](
+            loaded, job
+        )
+        if refused is not None:
+            return refused
+        sampler, nfe = _sampler(loaded, job)
         try:
-            loaded.model.process.check_sampler(sampler, nfe)
+            process = getattr(loaded.model, "process", None) or loaded.model.config.process.build()
+            process.check_sampler(sampler, nfe)
         except ValueError as exc:
             return error(400, str(exc))
         return None
@@ -120,44 +125,153 @@ class ModelServer:
         return await asyncio.get_running_loop().run_in_executor(None, _sample, loaded, jobs)
 
 
+def _slots(loaded) -> dict[str, int]:
+    """The model's set sizes: constituent slots (jets) or truth / reco slots (events)."""
+    kind = loaded.card.kind
+    if kind == "jets":
+        return {"constituent_slots": jet_slots(loaded.model)}
+    if kind == "events":
+        return {"truth_slots": loaded.model.truth_max, "reco_slots": loaded.model.reco_max}
+    return {}
+
+
+def _sampler(loaded, job: Job) -> tuple[str, int | None]:
+    """The sampler name and NFE a job runs with (the card's unless the request names them)."""
+    model = loaded.model
+    if hasattr(model, "sampler_settings"):  # GenerativeModel: its own defaults
+        sampler, nfe, _ = model.sampler_settings(job.sampler, job.nfe, None)
+        return sampler, nfe
+    return job.sampler or model.default_sampler, job.nfe or model.config.sampler.nfe
+
+
+def _check_energies(loaded, job: Job) -> Result | None:
+    """Incident energies must be positive, finite and inside the trained range."""
+    lo, hi = float(job.conditions.min()), float(job.conditions.max())
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo > 0):
+        return error(400, "energies must be positive and finite (MeV)")
+    if loaded.card.outside_trained_range(lo, hi):
+        a, b = loaded.card.data.e_inc_range
+        return error(
+            400,
+            f"energies span {lo:.4g}-{hi:.4g} MeV but model {loaded.key} was trained on "
+            f"{a:.4g}-{b:.4g} MeV",
+        )
+    return None
+
+
+def _check_jets(loaded, job: Job) -> Result | None:
+    """Constituent counts must fit the model's slots (what a jet card records of its range)."""
+    slots, counts = jet_slots(loaded.model), job.conditions.counts
+    if counts.max() > slots:
+        return error(
+            400,
+            f"field 'jets': n up to {int(counts.max())} but model {loaded.key} has "
+            f"{slots} constituent slots (n in 1..{slots})",
+        )
+    return None
+
+
+def _check_truth(loaded, job: Job) -> Result | None:
+    """Truth particles must be known stable ones and fit the truth slots unless truncated."""
+    truth, slots = job.conditions, loaded.model.truth_max
+    bad = unknown_pdg(truth.truth["pdg"])
+    if bad is not None:
+        return error(400, f"field 'truth': unknown pdg id {bad} (not a stable particle)")
+    over = int((truth.truth_counts > slots).sum())
+    if over and not job.truncate:
+        return error(
+            400,
+            f"field 'truth': {over} event(s) have more than {slots} truth particles (largest "
+            f"{int(truth.truth_counts.max())}); model {loaded.key} takes at most {slots}: "
+            "set truncate: true to keep the highest-pT ones",
+        )
+    return None
+
+
+def _merge(jobs: list[Job]) -> Any:
+    """The conditions of several jobs of one kind, in order."""
+    parts = [job.conditions for job in jobs]
+    kind = jobs[0].kind
+    if kind == "jets":
+        return JetTruth(
+            *(np.concatenate([getattr(p, a) for p in parts]) for a in JetTruth.__dataclass_fields__)
+        )
+    if kind == "events":
+        merged = EventSample.concat(parts, {})
+        merged.event["event_index"] = np.arange(len(merged))
+        merged.event_id = np.arange(len(merged))
+        return merged
+    return np.concatenate(parts)
+
+
+def _generate(loaded, job: Job, conditions: Any, generator: torch.Generator) -> Any:
+    """Showers (array), a JetSample or an EventSample through farm.generation, as farm generate."""
+    settings = SamplerSettings(sampler=job.sampler, nfe=job.nfe)
+    if job.kind == "jets":
+        return jet_sample(loaded.model, conditions, generator=generator, settings=settings)
+    if job.kind == "events":
+        return event_sample(
+            loaded.model, conditions, generator=generator, settings=settings, truncate=job.truncate
+        )
+    cond = torch.from_numpy(conditions).reshape(-1, 1).float()
+    showers = settings.generate(loaded.model, cond, generator)
+    refuse_non_finite("voxel", showers)
+    return showers
+
+
 def _sample(loaded, jobs: list[Job]) -> list[Result]:
     """Sample the jobs of one batch (runs off the event loop)."""
     results: list[Result | None] = [None] * len(jobs)
     groups: dict[tuple, list[int]] = {}
     for i, job in enumerate(jobs):
-        key = ("seed", i) if job.seed is not None else (job.sampler, job.nfe)
+        key = (
+            ("seed", i) if job.seed is not None else (job.kind, job.sampler, job.nfe, job.truncate)
+        )
         groups.setdefault(key, []).append(i)
     for members in groups.values():
         first = jobs[members[0]]
-        settings = SamplerSettings(sampler=first.sampler, nfe=first.nfe)
         seed = first.seed if first.seed is not None else int(time.time_ns() % 2**63)
-        e_inc = np.concatenate([jobs[i].e_inc for i in members])
-        cond = torch.from_numpy(e_inc).reshape(-1, 1).float()
+        conditions = first.conditions if len(members) == 1 else _merge([jobs[i] for i in members])
         try:
-            showers = settings.generate(loaded.model, cond, torch.Generator().manual_seed(seed))
-            refuse_non_finite("voxel", showers)
+            out = _generate(loaded, first, conditions, torch.Generator().manual_seed(seed))
         except (NonFiniteOutput, FarmError, ValueError) as exc:
             for i in members:
                 results[i] = error(500 if isinstance(exc, NonFiniteOutput) else 400, str(exc))
             continue
-        sampler, nfe, _ = loaded.model.sampler_settings(first.sampler, first.nfe, None)
+        sampler, nfe = _sampler(loaded, first)
         header = {
             "model": loaded.version.name,
             "version": str(loaded.version.version),
             "served_by": loaded.key,
-            "kind": "showers",
+            "kind": first.kind,
             "geometry": loaded.card.data.geometry,
             "sampler": sampler,
             "nfe": nfe,
             "seed": first.seed,
             "merged_requests": len(members),
-            "units": UNITS,
+            "units": KIND_UNITS[first.kind],
         }
         start = 0
         for i in members:
-            n = len(jobs[i].e_inc)
-            results[i] = Result(
-                showers=showers[start : start + n], e_inc=jobs[i].e_inc, header=header
-            )
+            n = len(jobs[i])
+            rows = np.arange(start, start + n)
+            if first.kind == "showers":
+                results[i] = Result(showers=out[rows], e_inc=jobs[i].conditions, header=header)
+            else:
+                part = out if len(members) == 1 else out.subset(rows)
+                if first.kind == "events":
+                    part = _own_events(part, jobs[i], out.provenance)
+                    header = {**header, "sets": part.provenance}
+                results[i] = Result(sample=part, header=header)
             start += n
     return [r for r in results if r is not None]
+
+
+def _own_events(part: EventSample, job: Job, provenance: dict[str, Any]) -> EventSample:
+    """A request's share of a merged events batch, numbered from 0 with its own provenance."""
+    n = len(part)
+    part.event_id = np.arange(n)
+    part.event = {**part.event, "event_index": np.arange(n)}
+    truncated = int((job.conditions.truth_counts > provenance["truth_slots"]).sum())
+    part.provenance = {**provenance, "truncated_events": truncated}
+    return part
