@@ -9,11 +9,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the `farm serve` command and its options."""
     p = sub.add_parser(
         "serve",
-        help="serve registered shower models over HTTP (Ray Serve, dynamic batching)",
-        description="Serve registered shower models over HTTP with Ray Serve: "
-        "POST /v1/models/NAME/generate with {'energies': [MeV...], 'events': N, 'sampler': S, "
-        "'nfe': K, 'seed': X} answers showers in MeV (JSON, or Arrow IPC with Accept: "
-        "application/vnd.apache.arrow.stream); GET /v1/models, GET /healthz; OpenAPI at /docs. "
+        help="serve registered shower, jet and events models over HTTP (Ray Serve, batching)",
+        description="Serve registered shower, jet and events models over HTTP with Ray Serve: "
+        "POST /v1/models/NAME/generate with {'energies': [MeV...], 'events': N} (showers), "
+        "{'jets': [{'pt': GeV, 'eta': E, 'n': N}...]} (jets) or {'truth': [[{'pt', 'eta', "
+        "'phi', 'pdg', 'charge'}...]...], 'truncate': false} (events), plus 'sampler', 'nfe' "
+        "and 'seed', answers showers (MeV), jets or reco events (GeV) as JSON, or Arrow IPC "
+        "with Accept: application/vnd.apache.arrow.stream; GET /v1/models, GET /healthz; "
+        "OpenAPI at /docs. "
         "Concurrent requests share sampler calls (Serve's dynamic batching); a seeded request "
         "is sampled on its own and equals `farm generate --seed` bit for bit. An alias that "
         "moves (`farm registry promote`) is picked up within --poll-seconds. Binds 127.0.0.1 "
