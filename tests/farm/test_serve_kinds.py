@@ -2,6 +2,7 @@
 
 import json
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -39,7 +40,9 @@ def served(ray_session, farm_home, tmp_path):
 
     register_model("tiny-jets", tiny_jet_model(), "jets", tmp_path)
     register_model("tiny-sets", tiny_set_model(), "events", tmp_path)
-    options = ServeOptions(port=_free_port(), cpus_per_replica=0, max_events=50, poll_seconds=60)
+    options = ServeOptions(
+        port=_free_port(), cpus_per_replica=0, batch_wait_ms=150, max_events=50, poll_seconds=60
+    )
     url = start(["tiny-jets@candidate", "tiny-sets@candidate"], options)
     try:
         yield url, tmp_path
@@ -121,9 +124,15 @@ def test_serve_jets_and_events(served):
     assert body["sets"] == {"truth_slots": SET_SLOTS, "reco_slots": SET_SLOTS, "truncate": True,
                             "truncated_events": 1}  # fmt: skip
 
-    # concurrent unseeded requests of one kind may share a sampler call; each gets its own jets
-    replies = [_post(url, "tiny-jets", {"jets": JETS[:1]}) for _ in range(2)]
-    assert all(len(r.json()["constituents"]) == 1 for r in replies)
+    # concurrent unseeded requests of one kind share sampler calls; each gets its own share
+    jets = [[{"pt": 300.0 + 10 * k, "eta": 0.1 * k, "n": 1 + k % JET_SLOTS}] for k in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(lambda j: _post(url, "tiny-jets", {"jets": j}).json(), jets))
+        events = list(pool.map(lambda t: _post(url, "tiny-sets", {"truth": t}).json(), [TRUTH] * 4))
+    assert [r["jets"][0]["n"] for r in replies] == [j[0]["n"] for j in jets]
+    assert [r["jets"][0]["pt"] for r in replies] == [j[0]["pt"] for j in jets]
+    assert max(r["merged_requests"] for r in replies + events) > 1
+    assert all([e["n_truth"] for e in r["events"]] == [2, 1] for r in events)
 
     # bad requests: one-line JSON 4xx naming the field
     _one_line_error(_post(url, "tiny-jets", {"jets": [{"pt": 300, "eta": 0, "n": 9}]}), 400,
