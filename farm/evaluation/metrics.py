@@ -342,10 +342,19 @@ def _gaussian_fd(x: np.ndarray, y: np.ndarray) -> float:
 def normalise_features(
     reference: np.ndarray, generated: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Divide both by the reference's per-feature max |x| (JetNet's FPD/KPD normalisation)."""
-    scale = np.abs(reference).max(axis=0)
+    """Divide both by the reference's per-feature max |x| (JetNet's FPD/KPD normalisation).
+
+    Features constant in the reference (zero spread, e.g. an empty layer's energy) are dropped
+    from both first: they have no scale, and the generated values would enter in raw units.
+    When every feature is constant, all are kept (divided by max |x|, 1 where that is 0).
+    """
+    keep = np.ptp(reference, axis=0) > 0
+    if not keep.any():
+        keep[:] = True
+    ref, gen = reference[:, keep], generated[:, keep]
+    scale = np.abs(ref).max(axis=0)
     scale[scale == 0] = 1.0
-    return reference / scale, generated / scale
+    return ref / scale, gen / scale
 
 
 def frechet_distance(
@@ -393,7 +402,8 @@ def fpd(
     `num_points` sizes n spaced evenly in 1/n between min_samples and max_samples, then a line
     FD(n) = FPD + k / n (both >= 0) is fitted; FPD is its intercept and the error its fit std.
     Sizes above the smaller sample are clamped to it. Recommended N, M >= 20,000 (JetNet's
-    default evaluates at 20k to 50k); features normalised by the reference's max |x| first.
+    default evaluates at 20k to 50k); features normalised by the reference's max |x| first
+    (normalise_features: features constant in the reference dropped).
     """
     ref, gen = check_pair(reference, generated, ndim=2)
     n_avail = min(len(ref), len(gen))
@@ -411,8 +421,20 @@ def fpd(
             for _ in range(num_batches)
         ]
         vals.append(np.mean(batch))
-    params, covs = curve_fit(_linear, 1.0 / ns, np.asarray(vals), bounds=([0, 0], [np.inf, np.inf]))
-    return float(params[0]), float(np.sqrt(np.diag(covs)[0]))
+    return _extrapolate(ns, np.asarray(vals))
+
+
+def _extrapolate(ns: np.ndarray, vals: np.ndarray) -> tuple[float, float]:
+    """Intercept of FD(n) = FPD + k / n (FPD, k >= 0) and its fit std (JetNet's curve_fit).
+
+    Fitted on O(1) scales (vals / max |vals| against min(ns) / n, then scaled back: the same
+    least-squares line), as curve_fit stays at its start (1, 1) with zero covariance when the
+    values are ~1e15.
+    """
+    y_scale = float(np.abs(vals).max()) or 1.0
+    x = ns.min() / ns
+    params, covs = curve_fit(_linear, x, vals / y_scale, bounds=([0, 0], [np.inf, np.inf]))
+    return float(params[0] * y_scale), float(np.sqrt(covs[0, 0]) * y_scale)
 
 
 # --------------------------------------------------------------------------- KPD
@@ -465,6 +487,7 @@ def kpd(
     (x·y / D + 1)^degree (JetNet's degree 4) on `num_batches` random (with replacement) batches
     of `batch_size` (clamped to the smaller sample); returns the median and half the 16th-84th
     percentile range. Can be slightly negative when the samples agree. Recommended N, M >= 5,000.
+    Features are normalised as fpd's (normalise_features).
     """
     ref, gen = check_pair(reference, generated, ndim=2)
     n_avail = min(len(ref), len(gen))

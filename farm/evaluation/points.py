@@ -26,7 +26,7 @@ def _centre_width(coord: np.ndarray, energy: np.ndarray, owner: np.ndarray, n: i
     safe = np.where(total > 0, total, 1.0)
     centre = np.bincount(owner, weights=energy * coord, minlength=n) / safe
     second = np.bincount(owner, weights=energy * coord * coord, minlength=n) / safe
-    return centre, np.sqrt(np.clip(second - centre**2, 0.0, None))
+    return centre, sf.weighted_width(second, centre)
 
 
 def point_features(sample: PointSample) -> dict[str, np.ndarray]:

@@ -3,13 +3,15 @@
 Definitions follow the challenge's evaluation code so that numbers compare:
 - voxel positions are bin centres: r = (r_lo + r_hi) / 2, alpha = centre of the bin in an even split
   of [-pi, pi), x = r cos(alpha) (the challenge's "eta"), y = r sin(alpha) (its "phi");
-- centre of energy EC_x = sum(x E) / (sum(E) + 1e-16), width = sqrt(max(<x^2> - EC_x^2, 0));
+- centre of energy EC_x = sum(x E) / (sum(E) + 1e-16), width = sqrt(max(<x^2> - EC_x^2, 0)),
+  exactly 0 where the variance is below 1e-12 <x^2> (rounding; the challenge leaves ~1 ulp);
 - x/y centres and widths exist only for layers binned in alpha (n_alpha > 1), as in the challenge;
   r centres and widths exist for every active layer;
 - sparsity = 1 - (fraction of the layer's voxels above threshold), the challenge's definition;
   occupancy = fraction of voxels above threshold (its complement; also for the whole shower).
 With threshold_mev > 0, voxels at or below the threshold count as empty (energy 0) in every feature;
-with the default 0.0 the numbers equal the challenge's CalculateFeatures(data) output.
+with the default 0.0 the numbers equal the challenge's CalculateFeatures(data) output (widths up
+to that rounding).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from farm.errors import FarmError
 from farm.geometry import CaloGeometry
 
 _EPS = 1e-16  # the challenge's guard against empty layers
+_VAR_RTOL = 1e-12  # a variance below this fraction of <x^2> is rounding: the width is 0
 
 
 def check_showers(
@@ -59,7 +62,17 @@ def _centre_width(coord: np.ndarray, energy: np.ndarray) -> tuple[np.ndarray, np
     total = energy.sum(axis=1) + _EPS
     centre = energy @ coord / total
     second = energy @ (coord * coord) / total
-    return centre, np.sqrt(np.clip(second - centre**2, 0.0, None))
+    return centre, weighted_width(second, centre)
+
+
+def weighted_width(second: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """sqrt(max(<x^2> - <x>^2, 0)), 0 where the variance is rounding (< 1e-12 <x^2>).
+
+    Energy in a single bin has width 0, but <x^2> - <x>^2 leaves ~1 ulp of <x^2> (e.g. 2^-21 mm
+    at r ~ 40 mm): as a reference "spread" that tiny, it would blow up FPD/KPD's max-|x| scale.
+    """
+    var = second - centre**2
+    return np.sqrt(np.where(var > _VAR_RTOL * second, var, 0.0))
 
 
 def shower_features(

@@ -19,6 +19,7 @@ from farm.evaluation.metrics import (
     frechet_distance,
     kpd,
     mmd_poly_unbiased,
+    normalise_features,
     roc_auc,
     separation_counts,
     separation_edges,
@@ -133,6 +134,36 @@ def test_fpd_and_kpd_vanish_for_identical_samples_and_grow_with_a_shift():
     assert abs(k_same) < 3 * k_err + 1e-4
     k_shift, _ = kpd(ref, ref + 0.3, num_batches=5, batch_size=1000)
     assert k_shift > 10 * (abs(k_same) + k_err)
+
+
+def test_features_constant_in_the_reference_are_dropped_from_fpd_and_kpd():
+    rng = np.random.default_rng(6)
+    ref, gen = rng.normal(size=(400, 2)), rng.normal(0.2, 1.0, size=(400, 2))
+    # column 1 constant (5) in the reference; the generated one varies wildly around 1e6
+    ref_c = np.column_stack([ref[:, 0], np.full(400, 5.0), ref[:, 1]])
+    gen_c = np.column_stack([gen[:, 0], 1e6 * rng.normal(size=400), gen[:, 1]])
+    a, g = normalise_features(ref_c, gen_c)
+    scale = np.abs(ref).max(axis=0)  # hand: the two varying columns over their reference max |x|
+    np.testing.assert_array_equal(a, ref / scale)
+    np.testing.assert_array_equal(g, gen / scale)
+    kw = dict(min_samples=200, max_samples=400, num_batches=3, num_points=4)
+    assert fpd(ref_c, gen_c, **kw) == fpd(ref, gen, **kw)
+    assert kpd(ref_c, gen_c, batch_size=200) == kpd(ref, gen, batch_size=200)
+    # every feature constant (e.g. EFPs of identical jets): all kept, over max |x| (1 where 0)
+    a, g = normalise_features(np.column_stack([np.full(4, 2.0), np.zeros(4)]), np.ones((4, 2)))
+    assert a.tolist() == [[1.0, 0.0]] * 4 and g.tolist() == [[0.5, 1.0]] * 4
+
+
+def test_fpd_extrapolation_scales_with_the_distance():
+    # FD is quadratic in the features: x 1e8 multiplies FPD by 1e16 (curve_fit stayed at 1.0)
+    rng = np.random.default_rng(7)
+    ref, gen = rng.normal(size=(2000, 2)), rng.normal(0.5, 1.0, size=(2000, 2))
+    kw = dict(min_samples=500, max_samples=2000, num_batches=3, num_points=4, normalise=False)
+    value, err = fpd(ref, gen, **kw)
+    big, big_err = fpd(1e8 * ref, 1e8 * gen, **kw)
+    assert value == pytest.approx(0.5, abs=0.06)  # |mu_1 - mu_2|^2 = 2 x 0.5^2
+    assert big == pytest.approx(1e16 * value, rel=1e-6)
+    assert big_err == pytest.approx(1e16 * err, rel=1e-4)
 
 
 def test_kpd_uses_jetnets_quartic_kernel():

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from farm.data.hit_sim import simulate_hits
+from farm.data.shower_sim import incident_energies
 from farm.errors import FarmError
 from farm.evaluation.evaluate import evaluate_files
 from farm.evaluation.options import EvaluationOptions
@@ -61,6 +62,33 @@ def test_same_physics_sits_on_the_floor_and_a_scale_error_does_not(ref):
     bad = evaluate_points(ref, scaled, options=FAST)
     m = bad.metrics["sep/e_sum_ratio"]
     assert m["value"] > 0.5 and m["value"] > 5 * m["floor"]
+
+
+def test_projection_fpd_and_kpd_are_finite_on_the_floor_and_see_a_scale_error():
+    # bench/points.py's reference: layer 0's width_r is one radial bin (~1 ulp rounding) in half
+    # A but not in B, which gave FPD floor 1.0 (the fit never moved) and KPD errors ~1e45
+    def bench_like(n: int, seed: int) -> PointSample:
+        rng = np.random.default_rng(seed)
+        e = incident_energies(GEO, n, rng)
+        h = simulate_hits(GEO, e, rng)
+        return PointSample(h.counts, h.hits, h.layer, e, GEO, {}, np.arange(n))
+
+    opts = EvaluationOptions(
+        classifier=False, plots=False, metric_kwargs={"fpd": {"num_batches": 3, "num_points": 4}}
+    )
+    full = bench_like(800, 3)
+    same = evaluate_points(full, bench_like(400, 4), options=opts)
+    wrong = bench_like(400, 4)
+    wrong.hits[:, 3] *= 1.15  # energy scale
+    wrong.hits[:, :2] *= 1.2  # and radial spread
+    bad = evaluate_points(full, wrong, options=opts)
+    for key in ("fpd", "kpd"):
+        m, b = same.metrics[key], bad.metrics[key]
+        numbers = np.array([m[f] for f in ("value", "error", "floor", "floor_error")])
+        assert np.all(np.isfinite(numbers) & (np.abs(numbers) < 100)), key  # normalised: O(1)
+        assert abs(m["value"] - m["floor"]) < 5 * (m["error"] + m["floor_error"]), key
+        assert np.isfinite(b["value"]) and b["value"] > 2 * m["value"], key
+    assert same.metrics["fpd"]["floor"] < 3.0  # the O(D / N) bias of 241 features at 400 events
 
 
 def test_files_cli_and_bad_input_in_one_line(tmp_path, ref, capsys):
