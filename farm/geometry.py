@@ -320,7 +320,9 @@ def cell_geometry_from_doc(doc: dict, source: str) -> CellGeometry:
             source=source,
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise FarmError(f"{source}: malformed cell geometry ({type(exc).__name__}: {exc})") from None
+        raise FarmError(
+            f"{source}: malformed cell geometry ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def load_cell_geometry(name: str) -> CellGeometry:

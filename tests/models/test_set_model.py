@@ -26,7 +26,9 @@ def padded_sets(n: int, seed: int) -> TrainData:
     truth[..., 2] = (torch.rand(n, T, generator=g) * 2 - 1) * torch.pi
     pdg = torch.tensor([211.0, -211.0, 22.0, 11.0, 2112.0, 13.0])
     truth[..., 3] = pdg[torch.randint(0, 6, (n, T), generator=g)]
-    truth[..., 4] = torch.where(torch.isin(truth[..., 3].abs(), torch.tensor([22.0, 2112.0])), 0.0, 1.0)
+    truth[..., 4] = torch.where(
+        torch.isin(truth[..., 3].abs(), torch.tensor([22.0, 2112.0])), 0.0, 1.0
+    )
     truth *= (torch.arange(T)[None] < nt[:, None]).unsqueeze(-1)
     reco = torch.zeros(n, R, 4)
     reco[..., :3] = truth[:, :R, :3] * torch.tensor([1.05, 1.0, 1.0])
