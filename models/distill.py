@@ -25,7 +25,14 @@ from torch import Tensor, nn
 from models.config import ModelConfig, NetworkConfig, OptimConfig, SamplerConfig, StageConfig
 from models.data import TrainData
 from models.generative import GenerativeModel
-from models.loop import Objective, Report, ema_update, joint_objective, seeded_generator, train_loop
+from models.loop import (
+    Objective,
+    Report,
+    ema_update,
+    joint_objective,
+    prepare_batches,
+    train_model,
+)
 from models.noise import rand, randn
 from models.points import PointShowerModel
 from models.processes.consistency import ConsistencyConfig, ConsistencyModel, pseudo_huber
@@ -187,25 +194,17 @@ def distill(
         model = GenerativeModel(student_config(teacher, config), teacher.dim, teacher.cond_dim)
         student = model
     _init_student(student, teacher, config)
-    pre = student.preprocessing
-    x_tr, c_tr = pre.transform(train.x, train.cond, seeded_generator(optim.seed, 2))
-    val_batch = (
-        pre.transform(val.x, val.cond, seeded_generator(optim.seed, 3)) if val is not None else None
-    )
-    model.to(device)
-    objective = consistency_objective(teacher, student, config, device)
-    train_loop(
+    batches = prepare_batches(student.preprocessing, train, val, optim.seed, fit=False)
+    return train_model(
         model,
-        objective,
-        (x_tr, c_tr),
-        val_batch,
+        lambda: consistency_objective(teacher, student, config, device),
+        *batches,
         optim,
         report,
         device=device,
         resume_from=resume_from,
         card=card,
     )
-    return model.eval()
 
 
 def _distill_two_stage(
@@ -239,18 +238,16 @@ def _distill_two_stage(
     train_batch, val_batch = prepared_stage_data(
         model, train, val, optim.seed, stages=stages, fit=False
     )
-    model.to(device)
-    objective = joint_objective(
-        {
-            name: consistency_objective(
-                getattr(teacher, name), getattr(model, name), config, device
-            )
-            for name in stages
-        }
-    )
-    train_loop(
+    return train_model(
         model,
-        objective,
+        lambda: joint_objective(
+            {
+                name: consistency_objective(
+                    getattr(teacher, name), getattr(model, name), config, device
+                )
+                for name in stages
+            }
+        ),
         train_batch,
         val_batch,
         optim,
@@ -259,7 +256,6 @@ def _distill_two_stage(
         resume_from=resume_from,
         card=card,
     )
-    return model.eval()
 
 
 __all__ = [

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -31,6 +31,7 @@ from models.checkpoint import (
     save_train_state,
 )
 from models.config import OptimConfig
+from models.data import TrainData
 
 Report = Callable[[dict[str, float], str | None], None]
 """report(metrics, checkpoint_dir): called once per epoch on every rank (checkpoint on rank 0 only)."""
@@ -311,6 +312,61 @@ def train_loop(
     trainable.load_state_dict(ema.state_dict())
 
 
+ModelT = TypeVar("ModelT", bound=nn.Module)
+
+
+def prepare_batches(
+    preprocessing: nn.Module,
+    train: TrainData,
+    val: TrainData | None,
+    seed: int | None,
+    *,
+    fit: bool = True,
+) -> tuple[Batch, Batch | None]:
+    """Fit `preprocessing` on train (generator stream 1), then transform train (2) and val (3).
+
+    seed None: no generators are passed (a deterministic preprocessing, e.g. the set model's);
+    fit False: the preprocessing is already fitted (distillation). val None gives None.
+    """
+
+    def stream(s: int) -> tuple[torch.Generator, ...]:
+        return () if seed is None else (seeded_generator(seed, s),)
+
+    if fit:
+        preprocessing.fit(train.x, train.cond, *stream(1))
+    prepared = preprocessing.transform(train.x, train.cond, *stream(2))
+    prepared_val = None if val is None else preprocessing.transform(val.x, val.cond, *stream(3))
+    return prepared, prepared_val
+
+
+def train_model(
+    model: ModelT,
+    objective: Callable[[], Objective],
+    train: Batch,
+    val: Batch | None,
+    optim: OptimConfig,
+    report: Report,
+    *,
+    device: torch.device,
+    resume_from: str | None = None,
+    card: dict[str, Any] | None = None,
+) -> ModelT:
+    """Move `model` to `device`, run train_loop on objective() (built there), return it in eval mode."""
+    model.to(device)
+    train_loop(
+        model,
+        objective(),
+        train,
+        val,
+        optim,
+        report,
+        device=device,
+        resume_from=resume_from,
+        card=card,
+    )
+    return model.eval()
+
+
 def _save(
     directory: str,
     model: nn.Module,
@@ -384,7 +440,9 @@ __all__ = [
     "ema_update",
     "joint_objective",
     "lr_factor",
+    "prepare_batches",
     "rank_world",
     "seeded_generator",
     "train_loop",
+    "train_model",
 ]

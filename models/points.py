@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from models.config import POINT_FEATURES, OptimConfig, PointShowerConfig
 from models.data import TrainData
 from models.generative import GenerativeModel
-from models.loop import Report, seeded_generator, train_loop
+from models.loop import Report, prepare_batches, train_model
 from models.objectives import process_objective
 
 
@@ -118,23 +118,17 @@ def fit_points(
     torch.manual_seed(optim.seed)
     model = PointShowerModel(config, train.x.shape[1], 1)
     model.cardinality.fit(*point_stage_data(train))
-    hits = model.hits
-    hits.preprocessing.fit(train.x, train.cond, generator=seeded_generator(optim.seed, 1))
-    x_tr, c_tr = hits.preprocessing.transform(train.x, train.cond, seeded_generator(optim.seed, 2))
-    x_va, c_va = hits.preprocessing.transform(val.x, val.cond, seeded_generator(optim.seed, 3))
-    model.to(device)
-    train_loop(
+    batches = prepare_batches(model.hits.preprocessing, train, val, optim.seed)
+    return train_model(
         model,
-        process_objective(hits),
-        (x_tr, c_tr),
-        (x_va, c_va),
+        lambda: process_objective(model.hits),
+        *batches,
         optim,
         report,
         device=device,
         resume_from=resume_from,
         card=card,
     )
-    return model.eval()
 
 
 __all__ = ["PointShowerModel", "fit_points", "point_stage_data"]

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from models.config import OptimConfig, SetModelConfig
 from models.data import TrainData
-from models.loop import Objective, Report, train_loop
+from models.loop import Objective, Report, prepare_batches, train_model
 from models.set_preprocessing import (
     EVENT_DIM,
     SET_RECO,
@@ -113,22 +113,17 @@ def fit_sets(
     device = torch.device(device)
     torch.manual_seed(optim.seed)
     model = SetModel(config, train.x.shape[1], train.cond.shape[1])
-    model.preprocessing.fit(train.x, train.cond)
-    prepared = model.preprocessing.transform(train.x, train.cond)
-    prepared_val = model.preprocessing.transform(val.x, val.cond)
-    model.to(device)
-    train_loop(
+    batches = prepare_batches(model.preprocessing, train, val, seed=None)  # no random draws
+    return train_model(
         model,
-        set_objective(model),
-        prepared,
-        prepared_val,
+        lambda: set_objective(model),
+        *batches,
         optim,
         report,
         device=device,
         resume_from=resume_from,
         card=card,
     )
-    return model.eval()
 
 
 __all__ = ["SetModel", "fit_sets", "set_objective"]

@@ -21,7 +21,7 @@ from models.config import (
 )
 from models.data import TrainData
 from models.generative import GenerativeModel
-from models.loop import Report, seeded_generator, train_loop
+from models.loop import Report, prepare_batches, train_model
 from models.objectives import process_objective
 from models.points import PointShowerModel, fit_points
 from models.set_model import SetModel, fit_sets
@@ -83,22 +83,17 @@ def _fit_single_stage(
     device = torch.device(device)
     torch.manual_seed(optim.seed)
     model = GenerativeModel(config, train.x.shape[1], train.cond.shape[1])
-    model.preprocessing.fit(train.x, train.cond, generator=seeded_generator(optim.seed, 1))
-    x_tr, c_tr = model.preprocessing.transform(train.x, train.cond, seeded_generator(optim.seed, 2))
-    x_va, c_va = model.preprocessing.transform(val.x, val.cond, seeded_generator(optim.seed, 3))
-    model.to(device)
-    train_loop(
+    batches = prepare_batches(model.preprocessing, train, val, optim.seed)
+    return train_model(
         model,
-        process_objective(model),
-        (x_tr, c_tr),
-        (x_va, c_va),
+        lambda: process_objective(model),
+        *batches,
         optim,
         report,
         device=device,
         resume_from=resume_from,
         card=card,
     )
-    return model.eval()
 
 
 __all__ = ["Report", "TrainData", "fit"]

@@ -15,7 +15,7 @@ import torch
 from models.config import OptimConfig, TwoStageConfig
 from models.data import TrainData
 from models.generative import GenerativeModel
-from models.loop import Report, joint_objective, seeded_generator, train_loop
+from models.loop import Report, joint_objective, seeded_generator, train_model
 from models.objectives import process_objective
 from models.two_stage.model import TwoStageModel
 
@@ -67,13 +67,11 @@ def fit_two_stage(
     torch.manual_seed(optim.seed)
     model = TwoStageModel(config, train.x.shape[1], train.cond.shape[1])
     train_batch, val_batch = prepared_stage_data(model, train, val, optim.seed)
-    model.to(device)
-    objective = joint_objective(
-        {"energy": process_objective(model.energy), "shape": process_objective(model.shape)}
-    )
-    train_loop(
+    return train_model(
         model,
-        objective,
+        lambda: joint_objective(
+            {"energy": process_objective(model.energy), "shape": process_objective(model.shape)}
+        ),
         train_batch,
         val_batch,
         optim,
@@ -82,7 +80,6 @@ def fit_two_stage(
         resume_from=resume_from,
         card=card,
     )
-    return model.eval()
 
 
 __all__ = ["fit_two_stage", "prepared_stage_data"]
