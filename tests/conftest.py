@@ -10,6 +10,10 @@ import sys
 import time
 import uuid
 
+# numpy's OpenBLAS threads fight the 2-core CI machine's other processes (a 211x211 eigh took
+# 0.1 s with default threads, 3 ms with one); tests, their Ray workers and CLI subprocesses use one
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import pytest
 
 

@@ -105,4 +105,3 @@ def test_bad_files_are_one_line_naming_the_file(tmp_path, sample):
     missing = _write_table(tmp_path / "miss.parquet", table.drop(["layer"]))
     with pytest.raises(FarmError, match=r"miss.parquet: missing column 'layer'"):
         read_points_parquet(missing)
-
