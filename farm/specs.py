@@ -80,14 +80,52 @@ class SimulatedShowersData(Strict):
     split: SplitSpec = Field(default_factory=SplitSpec)
 
 
+class StreamSpec(Strict):
+    """How streamed training data is read: preprocessing subsample, validation cap, shuffling."""
+
+    fit_events: int = Field(
+        50_000,
+        gt=0,
+        le=MAX_DATA_EVENTS,
+        description="training events (a seeded subsample) the preprocessing is fitted on",
+    )
+    val_events: int = Field(
+        10_000,
+        gt=0,
+        le=MAX_DATA_EVENTS,
+        description="validation events (a seeded subsample) held in memory for val_loss",
+    )
+    shuffle_buffer: int = Field(
+        10_000,
+        gt=0,
+        le=MAX_DATA_EVENTS,
+        description="events each worker shuffles among, reseeded every epoch",
+    )
+    block_events: int | None = Field(
+        None,
+        gt=0,
+        le=MAX_DATA_EVENTS,
+        description="events per read task (None: 16 MiB of float32 voxels; Parquet: row groups)",
+    )
+    seed: int = Field(0, ge=0, description="order of the read blocks and the per-epoch shuffles")
+
+
 class CaloChallengeData(Strict):
-    """A CaloChallenge-format HDF5 file (local path, file:// or s3://)."""
+    """Shower files: CaloChallenge HDF5 or farm Parquet, one file, a folder of shards or a campaign.
+
+    `loading` picks how training reads them: `memory` (the driver loads every event and hands the
+    arrays to the workers), `stream` (a Ray Dataset of row blocks, each worker reading its own
+    shard; `farm.train.streaming`) or `auto` (stream when holding the events in memory would take
+    more than half this machine's memory, recorded in the model card).
+    """
 
     source: Literal["calochallenge"] = "calochallenge"
     url: str
     geometry: str = "ds1-photons"
     max_events: int | None = Field(None, gt=0, le=MAX_DATA_EVENTS)
     split: SplitSpec = Field(default_factory=SplitSpec)
+    loading: Literal["auto", "memory", "stream"] = "auto"
+    stream: StreamSpec = Field(default_factory=StreamSpec)
 
 
 class SimulatedJetsData(Strict):

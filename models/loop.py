@@ -14,9 +14,9 @@ import copy
 import math
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -32,6 +32,9 @@ from models.checkpoint import (
 )
 from models.config import OptimConfig
 from models.data import TrainData
+
+if TYPE_CHECKING:
+    from models.stream import BatchStream
 
 Report = Callable[[dict[str, float], str | None], None]
 """report(metrics, checkpoint_dir): called once per epoch on every rank (checkpoint on rank 0 only)."""
@@ -200,7 +203,7 @@ def _loss_metrics(prefix: str, values: dict[str, float]) -> dict[str, float]:
 def train_loop(
     model: nn.Module,
     objective: Objective,
-    train: Batch,
+    train: Batch | BatchStream,
     val: Batch | None,
     optim: OptimConfig,
     report: Report,
@@ -215,7 +218,8 @@ def train_loop(
         model: What a checkpoint saves (`save_model`): a `GenerativeModel` or `TwoStageModel`
             whose submodules include `objective.trainable`, already on `device`.
         objective: The trainable networks and their loss.
-        train: Prepared training tensors, indexed together.
+        train: Prepared training tensors, indexed together, or a stream of prepared batches
+            (`models.stream.TransformedStream`) for data that does not fit in memory.
         val: Prepared validation tensors, or None for no `val_loss`.
         optim: Optimiser, schedule, EMA, precision and checkpoint settings.
         report: Receives the metrics every epoch and a checkpoint directory when one is written.
@@ -242,7 +246,7 @@ def train_loop(
         def step_loss(batch: Batch, generator: torch.Generator) -> Any:
             return objective.loss(net, batch, generator)
 
-    n_train = train[0].shape[0]
+    n_train = train[0].shape[0] if isinstance(train, tuple) else train.n_events
     per_rank_batch = max(optim.batch_size // world, 1)
     steps_per_epoch = max(n_train // (per_rank_batch * world), 1)
     total_steps = steps_per_epoch * optim.epochs
@@ -255,13 +259,11 @@ def train_loop(
     for epoch in range(start_epoch, optim.epochs):
         t0 = time.perf_counter()
         trainable.train()
-        perm = torch.randperm(n_train, generator=seeded_generator(optim.seed, 4, epoch))
-        mine = perm[: steps_per_epoch * per_rank_batch * world][rank::world]
         noise = seeded_generator(optim.seed, 5, epoch, rank, device=device)
         running: dict[str, float] = {}
-        for i in range(steps_per_epoch):
-            idx = mine[i * per_rank_batch : (i + 1) * per_rank_batch]
-            batch = tuple(t[idx].to(device) for t in train)
+        batches = _epoch_batches(train, optim.seed, epoch, steps_per_epoch, per_rank_batch)
+        for batch in batches:
+            batch = tuple(t.to(device) for t in batch)
             for group in opt.param_groups:
                 group["lr"] = optim.lr * lr_factor(
                     step, optim.warmup_steps, total_steps, optim.min_lr_ratio
@@ -312,6 +314,32 @@ def train_loop(
     trainable.load_state_dict(ema.state_dict())
 
 
+def _epoch_batches(
+    train: Batch | BatchStream, seed: int, epoch: int, steps: int, per_rank_batch: int
+) -> Iterator[Batch]:
+    """This rank's `steps` batches of an epoch, from tensors (seeded permutation) or a stream.
+
+    A stream (`models.stream.BatchStream`) must deliver all `steps` batches of (epoch, rank).
+    """
+    rank, world = rank_world()
+    if isinstance(train, tuple):
+        perm = torch.randperm(train[0].shape[0], generator=seeded_generator(seed, 4, epoch))
+        mine = perm[: steps * per_rank_batch * world][rank::world]
+        for i in range(steps):
+            idx = mine[i * per_rank_batch : (i + 1) * per_rank_batch]
+            yield tuple(t[idx] for t in train)
+        return
+    stream = iter(train.batches(epoch, rank, per_rank_batch))
+    for i in range(steps):
+        batch = next(stream, None)
+        if batch is None:
+            raise RuntimeError(
+                f"the training stream of rank {rank} ended after {i} of {steps} batches in epoch "
+                f"{epoch + 1} ({train.n_events} events, batch {per_rank_batch} x {world} ranks)"
+            )
+        yield batch
+
+
 ModelT = TypeVar("ModelT", bound=nn.Module)
 
 
@@ -342,7 +370,7 @@ def prepare_batches(
 def train_model(
     model: ModelT,
     objective: Callable[[], Objective],
-    train: Batch,
+    train: Batch | BatchStream,
     val: Batch | None,
     optim: OptimConfig,
     report: Report,

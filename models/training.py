@@ -25,6 +25,7 @@ from models.loop import Report, prepare_batches, train_model
 from models.objectives import process_objective
 from models.points import PointShowerModel, fit_points
 from models.set_model import SetModel, fit_sets
+from models.stream import StreamData, prepare_stream
 from models.two_stage.model import TwoStageModel
 from models.two_stage.training import fit_two_stage
 
@@ -32,7 +33,7 @@ from models.two_stage.training import fit_two_stage
 def fit(
     config: AnyModelConfig,
     optim: OptimConfig,
-    train: TrainData,
+    train: TrainData | StreamData,
     val: TrainData,
     report: Report,
     *,
@@ -45,7 +46,8 @@ def fit(
     Args:
         config: A `ModelConfig` (one network and process) or a `TwoStageConfig`.
         optim: Optimiser, schedule, EMA, precision and checkpoint settings.
-        train: Training data in physical units (showers [N, voxels], E_inc [N, 1] for showers).
+        train: Training data in physical units (showers [N, voxels], E_inc [N, 1] for showers),
+            or a `StreamData` for data that does not fit in memory (single-stage models).
         val: Validation data in physical units.
         report: report(metrics, checkpoint_dir) once per epoch.
         device: Training device.
@@ -55,6 +57,11 @@ def fit(
     Returns:
         The trained model in eval mode.
     """
+    if isinstance(train, StreamData) and not isinstance(config, ModelConfig):
+        raise ValueError(
+            f"streamed training data supports single-stage models, not {type(config).__name__} "
+            "(train it from memory: data.loading: memory)"
+        )
     if isinstance(config, TwoStageConfig):
         return fit_two_stage(
             config, optim, train, val, report, device=device, resume_from=resume_from, card=card
@@ -73,7 +80,7 @@ def fit(
 def _fit_single_stage(
     config: ModelConfig,
     optim: OptimConfig,
-    train: TrainData,
+    train: TrainData | StreamData,
     val: TrainData,
     report: Report,
     device: str | torch.device,
@@ -82,8 +89,12 @@ def _fit_single_stage(
 ) -> GenerativeModel:
     device = torch.device(device)
     torch.manual_seed(optim.seed)
-    model = GenerativeModel(config, train.x.shape[1], train.cond.shape[1])
-    batches = prepare_batches(model.preprocessing, train, val, optim.seed)
+    sample = train.fit_sample if isinstance(train, StreamData) else train
+    model = GenerativeModel(config, sample.x.shape[1], sample.cond.shape[1])
+    if isinstance(train, StreamData):
+        batches = prepare_stream(model.preprocessing, train, val, optim.seed)
+    else:
+        batches = prepare_batches(model.preprocessing, train, val, optim.seed)
     return train_model(
         model,
         lambda: process_objective(model),

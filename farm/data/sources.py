@@ -15,8 +15,8 @@ from farm.data.shower_sim import SIMULATOR_VERSION, check_energies, energy_range
 from farm.data.showers import simulate_in_memory
 from farm.data.splits import split_indices
 from farm.errors import FarmError
-from farm.formats.calochallenge import read_calochallenge
-from farm.formats.reader import read_jets, read_points, read_showers
+from farm.formats.reader import read_jets, read_points, read_showers, shower_geometry
+from farm.formats.shower_rows import ShowerSource
 from farm.geometry import load_geometry
 from farm.samples import EventSample, JetSample, PointSample, ShowerSample
 from farm.specs import (
@@ -54,7 +54,9 @@ def load_showers(spec: SimulatedShowersData | CaloChallengeData) -> ShowerSample
         showers, e_inc = simulate_in_memory(geometry, spec.events, spec.seed, spec.energies)
         provenance = simulated_provenance(spec, geometry, "farm.data.shower_sim")
     elif isinstance(spec, CaloChallengeData):
-        showers, e_inc = read_calochallenge(spec.url, geometry=geometry, stop=spec.max_events)
+        source = ShowerSource(spec.url, geometry)  # a file, a folder of shards or a campaign
+        shower_geometry([f.url for f in source.files], geometry)  # what the files record
+        showers, e_inc = source.take(np.arange(min(source.n, spec.max_events or source.n)))
         check_finite_showers(spec.url, showers, e_inc)
         provenance = {
             "source": spec.source,

@@ -1,4 +1,4 @@
-"""Data preparation shared by `farm train` and `farm tune`: load, split, complete the model config."""
+"""Data preparation shared by `farm train` and `farm tune`: load (or plan a stream), split, config."""
 
 from __future__ import annotations
 
@@ -7,8 +7,22 @@ from typing import Any
 
 import numpy as np
 
-from farm.data.sources import load_dataset, split
+from farm.data.sources import check_finite_showers, load_dataset, split
+from farm.data.splits import split_indices
+from farm.formats.reader import shower_geometry
+from farm.formats.shower_rows import ShowerSource
+from farm.geometry import load_geometry
 from farm.samples import EventSample, JetSample, PointSample, ShowerSample
+from farm.specs import CaloChallengeData
+from farm.train.streaming import (
+    FIT_BYTES,
+    StreamPlan,
+    block_rows,
+    check_streamable,
+    loading_choice,
+    plan_blocks,
+    seeded_subset,
+)
 from models.config import with_geometry
 
 
@@ -17,9 +31,13 @@ class PreparedData:
     """A job's showers or jets, their split, the arrays the workers train on, the model config."""
 
     dataset: ShowerSample | JetSample | PointSample
+    """The loaded sample (streamed data: the in-memory validation part, with the provenance)."""
     parts: dict[str, Any]
     arrays: dict[str, np.ndarray]
+    """x_train, c_train, x_val, c_val; streamed: x_fit, c_fit (preprocessing subsample), val."""
     model_config: Any
+    stream: StreamPlan | None = None
+    """What the workers stream instead of x_train (None: everything is in `arrays`)."""
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -56,9 +74,24 @@ def event_slots(dataset: EventSample, data_spec: Any) -> tuple[int, int, bool]:
     return truth_max, reco_max, data_spec.truncate
 
 
-def prepare_data(data_spec: Any, model_config: Any) -> PreparedData:
-    """Load and split a data spec's events; fill in data-dependent model settings."""
+def prepare_data(data_spec: Any, model_config: Any, *, distill: bool = False) -> PreparedData:
+    """Load and split a data spec's events (or plan their stream); fill in model settings.
+
+    Shower files (`data.source: calochallenge`) are streamed when `data.loading` says so, or
+    when `auto` finds they would not fit in memory (`farm.train.streaming`); the choice is
+    recorded in the provenance either way.
+    """
+    choice = None
+    if isinstance(data_spec, CaloChallengeData):
+        source = ShowerSource(data_spec.url, load_geometry(data_spec.geometry))
+        n = min(source.n, data_spec.max_events or source.n)
+        choice = loading_choice(data_spec, n, source.n_voxels)
+        if choice["mode"] == "stream":
+            check_streamable(model_config, distill)
+            return prepare_streamed(data_spec, model_config, source, n, choice)
     dataset = load_dataset(data_spec)
+    if choice is not None:
+        dataset.provenance["loading"] = choice
     parts = split(dataset, data_spec)
     # point clouds: one number of hit slots for every part (the data's maximum unless capped)
     slots = (
@@ -73,6 +106,78 @@ def prepare_data(data_spec: Any, model_config: Any) -> PreparedData:
     arrays = {"x_train": x_train, "c_train": c_train, "x_val": x_val, "c_val": c_val}
     model_config = complete_model_config(model_config, layer_shapes(dataset))
     return PreparedData(dataset, parts, arrays, model_config)
+
+
+def prepare_streamed(
+    spec: CaloChallengeData, model_config: Any, source: ShowerSource, n: int, choice: dict
+) -> PreparedData:
+    """The in-memory parts of streamed showers (preprocessing subsample, validation) and the plan.
+
+    The split is the in-memory path's (`split_indices` over the first n rows in file order), so
+    the same events train and validate either way; with fit_events and val_events at least the
+    split sizes the preprocessing and val_loss see exactly the in-memory path's events.
+    """
+    geometry = shower_geometry([f.url for f in source.files], spec.geometry)
+    s, st = spec.split, spec.stream
+    idx = split_indices(n, s.train, s.val, s.seed)
+    fit_cap = max(1, min(st.fit_events, FIT_BYTES // (4 * source.n_voxels)))
+    fit_rows = seeded_subset(idx["train"], fit_cap, st.seed, 1)
+    val_rows = seeded_subset(idx["val"], st.val_events, st.seed, 2)
+    x_fit, e_fit = source.take(fit_rows)
+    check_finite_showers(spec.url, x_fit, e_fit)
+    x_val, e_val = source.take(val_rows)
+    check_finite_showers(spec.url, x_val, e_val)
+    e_min, e_max = incident_energy_range(source, n)
+    rows_per_block = block_rows(source, st.block_events)
+    blocks = plan_blocks(source, idx["train"], st.block_events, st.seed)
+    provenance = {
+        "source": spec.source,
+        "url": spec.url,
+        "geometry": geometry.name,
+        "events": n,
+        "e_inc_range": [e_min, e_max],
+        "split": {
+            "train": s.train,
+            "val": s.val,
+            "seed": s.seed,
+            **{f"n_{k}": len(v) for k, v in idx.items()},
+        },
+        "loading": {
+            **choice,
+            "fit_events": len(fit_rows),
+            "val_events": len(val_rows),
+            "shuffle_buffer": st.shuffle_buffer,
+            "seed": st.seed,
+            "blocks": len(blocks),
+            "rows_per_block": rows_per_block,
+        },
+    }
+    val = ShowerSample(x_val, e_val, geometry, provenance)
+    arrays = {
+        "x_fit": x_fit,
+        "c_fit": e_fit.reshape(-1, 1),
+        "x_val": x_val,
+        "c_val": e_val.reshape(-1, 1),
+    }
+    plan = StreamPlan(source, blocks, rows_per_block, len(idx["train"]), st.shuffle_buffer, st.seed)
+    model_config = complete_model_config(model_config, layer_shapes(val))
+    return PreparedData(val, {"val": val}, arrays, model_config, stream=plan)
+
+
+def incident_energy_range(source: ShowerSource, n: int) -> tuple[float, float]:
+    """(min, max) incident energy of the first n showers, reading only the energies file by file."""
+    from farm.formats import calochallenge, showers_parquet
+    from farm.formats.files import file_format
+
+    lo, hi = np.inf, -np.inf
+    for f, offset in zip(source.files, source.offsets[:-1], strict=True):
+        if offset >= n:
+            break
+        module = showers_parquet if file_format(f.url) == "parquet" else calochallenge
+        e = module.read_incident_energies(f.url)[: n - offset]
+        if e.size:
+            lo, hi = min(lo, float(e.min())), max(hi, float(e.max()))
+    return lo, hi
 
 
 def data_tags(dataset: ShowerSample | JetSample) -> dict[str, str]:

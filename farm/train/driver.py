@@ -20,6 +20,7 @@ from farm.specs import DistillJob, TrainJob, resolved
 from farm.train.data import prepare_data
 from farm.train.mlflow_run import RunIndex, log_spec, read_index, spec_hash, write_index
 from farm.train.register import final_checkpoint, log_validation, register_version
+from farm.train.streaming import stream_settings
 from farm.train.teacher import resolve_teacher
 from farm.train.trainer import build_trainer
 from farm.train.worker import FAULT_ENV, WorkerConfig, distill_worker
@@ -111,7 +112,7 @@ def run_training(
     t0 = time.perf_counter()
     store.check_writable(store.home())
     plan = plan_job(job)
-    data = prepare_data(plan.data_spec, plan.model_config)
+    data = prepare_data(plan.data_spec, plan.model_config, distill=plan.distill is not None)
     index = _start_or_resume(job, new)
     if on_start:
         on_start(index.mlflow_run_id, job.optim.epochs)
@@ -151,9 +152,15 @@ def _train(job: TrainJob | DistillJob, index: RunIndex, plan: JobPlan, data, t0:
         stop_after_epoch=int(stop_after) if stop_after else None,
         teacher_files=plan.teacher_files,
         distill=plan.distill,
+        stream=stream_settings(data.stream),
     )
     trainer = build_trainer(
-        job, config, run_name=run_name, storage_url=store.join(home, "ray"), worker=plan.worker
+        job,
+        config,
+        run_name=run_name,
+        storage_url=store.join(home, "ray"),
+        worker=plan.worker,
+        stream=data.stream,
     )
     try:
         result = trainer.fit()

@@ -7,6 +7,7 @@ from typing import Any
 
 from farm.ray_utils import storage_for_ray
 from farm.specs import TrainJob
+from farm.train.streaming import StreamPlan, data_config, training_dataset
 from farm.train.worker import CONFIG_KEY, WorkerConfig, train_worker
 
 
@@ -27,15 +28,20 @@ def build_trainer(
     storage_url: str,
     callbacks: list | None = None,
     worker: Callable[[dict[str, Any]], None] | None = None,
+    stream: StreamPlan | None = None,
 ):
     """The TorchTrainer running `worker` (default train_worker) for a job.
 
-    Ray Train restores `run_name` if it exists under the storage.
+    Ray Train restores `run_name` if it exists under the storage. With a stream plan the
+    training split is the Ray Dataset "train", sharded over the workers in a preserved order.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     storage_path, storage_fs = storage_for_ray(storage_url)
+    datasets = {} if stream is None else {"datasets": {"train": training_dataset(stream)}}
+    if stream is not None:
+        datasets["dataset_config"] = data_config()
     return TorchTrainer(
         worker or train_worker,
         train_loop_config={CONFIG_KEY: config},
@@ -52,4 +58,5 @@ def build_trainer(
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=callbacks or None,
         ),
+        **datasets,
     )

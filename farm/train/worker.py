@@ -36,6 +36,14 @@ class WorkerConfig:
     fidelity: Any = None  # farm.evaluation.fidelity.FidelityScorer (tune searches) or None
     teacher_files: dict[str, bytes] = field(default_factory=dict)
     distill: dict[str, Any] | None = None
+    stream: dict[str, int] | None = None  # ShardStream settings of the "train" shard, or None
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far in MiB (getrusage; Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def worker_report(config: WorkerConfig) -> Callable[[dict[str, float], str | None], None]:
@@ -53,6 +61,7 @@ def worker_report(config: WorkerConfig) -> Callable[[dict[str, float], str | Non
         logged = max((m.step for m in history), default=0)
 
     def report(metrics: dict[str, float], checkpoint_dir: str | None) -> None:
+        metrics = {**metrics, "peak_rss_mib": peak_rss_mib()}
         if mlflow is not None and metrics["epoch"] > logged:
             now = int(time.time() * 1000)
             batch = [Metric(k, float(v), now, int(metrics["epoch"])) for k, v in metrics.items()]
@@ -82,16 +91,24 @@ def _resume_dir() -> Iterator[str | None]:
 
 
 def _train_data(config: WorkerConfig):
-    """(train, val) TrainData from the arrays in the object store."""
+    """(arrays, train, val): TrainData from the object store, or this worker's streamed shard."""
     import ray
     import torch
 
+    from models.stream import StreamData
     from models.training import TrainData
 
     arrays = ray.get(config.data_ref)
-    train = TrainData(torch.from_numpy(arrays["x_train"]), torch.from_numpy(arrays["c_train"]))
     val = TrainData(torch.from_numpy(arrays["x_val"]), torch.from_numpy(arrays["c_val"]))
-    return arrays, train, val
+    if config.stream is None:
+        train = TrainData(torch.from_numpy(arrays["x_train"]), torch.from_numpy(arrays["c_train"]))
+        return arrays, train, val
+    from farm.train.streaming import ShardStream
+
+    shard = ray.train.get_dataset_shard("train")
+    stream = ShardStream(shard, **config.stream)
+    fit_sample = TrainData(torch.from_numpy(arrays["x_fit"]), torch.from_numpy(arrays["c_fit"]))
+    return arrays, StreamData(stream, fit_sample), val
 
 
 CONFIG_KEY = "worker"

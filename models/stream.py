@@ -1,0 +1,81 @@
+"""Streamed training data: batches that arrive from an iterator instead of tensors held in memory.
+
+A `BatchStream` yields physical-unit (x, cond) batches for one (epoch, rank); `TransformedStream`
+maps them into network space with a fitted preprocessing, seeding the preprocessing's random
+stream (dequantisation noise) from (seed, epoch, rank, batch) so the same epoch of the same stream
+always gives the same network-space batches. `StreamData` is what `models.training.fit` takes in
+place of `TrainData` when the training set does not fit in memory: a subsample to fit the
+preprocessing on and the stream itself. This module never imports Ray; farm supplies the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from models.data import TrainData
+from models.loop import Batch, seeded_generator
+
+TRANSFORM_STREAM = 2
+"""The preprocessing's random stream for training data (fit = 1, train = 2, val = 3), as in memory."""
+
+
+@runtime_checkable
+class BatchStream(Protocol):
+    """Training batches that arrive one by one (a Ray Data shard, a file reader)."""
+
+    n_events: int
+    """Events in the whole training set (all ranks): fixes the steps per epoch."""
+
+    def batches(self, epoch: int, rank: int, batch_size: int) -> Iterator[tuple[Tensor, ...]]:
+        """This rank's batches of `batch_size` events for `epoch` (full batches only)."""
+        ...
+
+
+@dataclass
+class StreamData:
+    """A streamed training set: the stream, and the subsample its preprocessing is fitted on."""
+
+    stream: BatchStream
+    fit_sample: TrainData
+
+    def __len__(self) -> int:
+        """Number of training events (the stream's, not the subsample's)."""
+        return self.stream.n_events
+
+
+class TransformedStream:
+    """A physical-unit stream mapped into network space by a fitted preprocessing, per batch."""
+
+    def __init__(self, stream: BatchStream, preprocessing: nn.Module, seed: int | None):
+        self.stream, self.preprocessing, self.seed = stream, preprocessing, seed
+        self.n_events = stream.n_events
+
+    def batches(self, epoch: int, rank: int, batch_size: int) -> Iterator[tuple[Tensor, ...]]:
+        """Network-space batches: preprocessing.transform of each streamed (x, cond) batch."""
+        for i, (x, cond) in enumerate(self.stream.batches(epoch, rank, batch_size)):
+            streams = (TRANSFORM_STREAM, epoch, rank, i)
+            generator = () if self.seed is None else (seeded_generator(self.seed, *streams),)
+            with torch.no_grad():  # closed before the yield: the consumer keeps its grad mode
+                batch = tuple(self.preprocessing.transform(x, cond, *generator))
+            yield batch
+
+
+def prepare_stream(
+    preprocessing: nn.Module, train: StreamData, val: TrainData | None, seed: int | None
+) -> tuple[TransformedStream, Batch | None]:
+    """Fit `preprocessing` on the stream's subsample (stream 1), transform val (3) and the stream."""
+
+    def stream(s: int) -> tuple[torch.Generator, ...]:
+        return () if seed is None else (seeded_generator(seed, s),)
+
+    preprocessing.fit(train.fit_sample.x, train.fit_sample.cond, *stream(1))
+    prepared_val = None if val is None else preprocessing.transform(val.x, val.cond, *stream(3))
+    return TransformedStream(train.stream, preprocessing, seed), prepared_val
+
+
+__all__ = ["BatchStream", "StreamData", "TransformedStream", "prepare_stream"]
