@@ -1,7 +1,9 @@
-"""Jet features from JetNet-style constituents: kinematics, EFPs (arXiv:1712.07124), N-subjettiness.
+"""Jet features from JetNet-style constituents: kinematics, EFPs, N-subjettiness, C2 and D2.
 
-Constituents are (N, P, 3) arrays of (eta_rel, phi_rel, pT_rel) = (eta - eta_jet, phi - phi_jet,
-pT / pT_jet), zero-padded, optionally with a 4th column (mask) or a separate (N, P) mask; massless.
+EFPs: arXiv:1712.07124; N-subjettiness: arXiv:1011.2268; energy-correlation ratios C2 and D2:
+arXiv:1305.0007, arXiv:1409.6298. Constituents are (N, P, 3) arrays of (eta_rel, phi_rel,
+pT_rel) = (eta - eta_jet, phi - phi_jet, pT / pT_jet), zero-padded, optionally with a 4th column
+(mask) or a separate (N, P) mask; massless.
 """
 
 from __future__ import annotations
@@ -167,6 +169,42 @@ def nsubjettiness(
         axes = new
     d = np.sqrt(dist2(axes).min(axis=2))
     return (z * d**beta).sum(1) / r0**beta
+
+
+# --------------------------------------------------------------------------- ECF ratios
+
+
+def energy_correlators(
+    constituents: np.ndarray,
+    mask: np.ndarray | None = None,
+    beta: float = 1.0,
+    chunk: int = 512,
+) -> dict[str, np.ndarray]:
+    """(N,) e2, e3, C2 = e3 / e2^2 and D2 = e3 / e2^3 (Larkoski, Salam, Thaler, arXiv:1305.0007).
+
+    Normalised energy-correlation functions, hadron-collider measure:
+    e2 = Σ_{i<j} z_i z_j θ_ij, e3 = Σ_{i<j<k} z_i z_j z_k θ_ij θ_ik θ_jk, z_i = pT_i / Σ_k pT_k,
+    θ_ij = ΔR_ij^β with ΔR² = Δη² + Δφ². C2 = e3 / e2² (LST's C_2 = ECF3 ECF1 / ECF2²), D2 =
+    e3 / e2³ (Larkoski, Moult, Neill, arXiv:1409.6298). With A_ij = θ_ij z_j and θ_ii = 0,
+    tr(A³) = Σ_ijk z_i z_j z_k θ_ij θ_jk θ_ki counts each triple of distinct particles 3! times,
+    so e3 = tr(A³) / 6: one batched matmul, O(P³) per jet. Δφ is folded into [-π, π). C2 and
+    D2 are 0 where e2 = 0 (fewer than two constituents, or all collinear).
+    """
+    eta, phi, pt, _ = split_constituents(constituents, mask)
+    total = pt.sum(1, keepdims=True)
+    z_all = np.divide(pt, total, out=np.zeros_like(pt), where=total > 0)
+    e2, e3 = np.zeros(len(pt)), np.zeros(len(pt))
+    for start in range(0, len(pt), chunk):
+        sl = slice(start, start + chunk)
+        z, e, f = z_all[sl], eta[sl], phi[sl]
+        d_phi = np.remainder(f[:, :, None] - f[:, None, :] + np.pi, 2 * np.pi) - np.pi
+        theta = np.hypot(e[:, :, None] - e[:, None, :], d_phi) ** beta  # (n, P, P), 0 diagonal
+        a = theta * z[:, None, :]  # A_ij = θ_ij z_j
+        e2[sl] = 0.5 * np.einsum("ni,nij->n", z, a)
+        e3[sl] = np.einsum("nij,nji->n", a @ a, a) / 6.0
+    c2 = np.divide(e3, e2**2, out=np.zeros_like(e3), where=e2 > 0)
+    d2 = np.divide(e3, e2**3, out=np.zeros_like(e3), where=e2 > 0)
+    return {"e2": e2, "e3": e3, "c2": c2, "d2": d2}
 
 
 def jet_features(

@@ -1,4 +1,4 @@
-"""The standard plot sets of a shower or jet evaluation, written as PNGs under an output URL."""
+"""The standard plot sets of a shower, jet or event evaluation, written as PNGs under an output URL."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ SHOWER_LABELS = {
 class _Writer:
     """Writes the figures of one evaluation, each captioned with what it compares."""
 
-    def __init__(self, out_url: str, details: dict):
+    def __init__(self, out_url: str, details: dict, subject: str | None = None):
         self.out_url = out_url
-        self.caption = caption(details)
+        self.caption = caption(details, subject)
         self.written: list[str] = []
 
     def save(self, name: str, fig) -> None:
@@ -34,10 +34,11 @@ class _Writer:
         self.written.append(name)
 
 
-def caption(details: dict) -> str:
-    """What a figure compares: geometry or jets, events per sample, model and campaign."""
+def caption(details: dict, subject: str | None = None) -> str:
+    """What a figure compares: subject (geometry or jets), events per sample, model and campaign."""
     n = details.get("n_compared")
-    parts = [details.get("geometry") or f"{details.get('n_particles', '?')}-particle jets"]
+    subject = subject or details.get("geometry")
+    parts = [subject or f"{details.get('n_particles', '?')}-particle jets"]
     if n is not None:
         parts.append(f"{n:,} reference (half A) vs {n:,} generated events")
     for key in ("model", "campaign"):
@@ -122,4 +123,50 @@ def jet_plots(out_url: str, feats: dict[str, dict[str, np.ndarray]], details: di
         bins = np.arange(-0.5, a[key].max() + 1.5) if key == "n_constituents" else None
         fig = P.histogram_figure(a[key], g[key], label, bins=bins, logy=key == "pt_rel")
         out.save(f"{key}.png", fig)
+    return out.written
+
+
+EVENT_LABELS = {
+    "n_reco": "reco candidates per event",
+    "met": "missing $E_T$ [GeV]",
+    "ht": "$H_T$ [GeV]",
+    "log_pt": "candidate log($p_T$ / GeV)",
+    "eta": "candidate $\\eta$",
+    "phi": "candidate $\\phi$",
+    "jet_pt": "reco jet $p_T$ [GeV]",
+    "jet_mass": "reco jet mass [GeV]",
+    "jet_response": "matched jet $p_T^{reco} / p_T^{truth}$",
+    "jet_c2": "matched reco jet $C_2^{(\\beta=1)}$",
+    "jet_d2": "matched reco jet $D_2^{(\\beta=1)}$",
+    "jet_c2_residual": "$C_2^{reco} - C_2^{truth}$",
+    "jet_d2_residual": "$D_2^{reco} - D_2^{truth}$",
+}
+"""Event-evaluation features plotted (event, particle and jet level), with their axis labels."""
+
+
+def _central_bins(reference: np.ndarray, n: int = 50) -> np.ndarray | None:
+    """Bins over the central 99% of the reference (heavy-tailed ratios such as D2)."""
+    lo, hi = np.percentile(reference, [0.5, 99.5]) if len(reference) else (0.0, 0.0)
+    return np.linspace(lo, hi, n + 1) if hi > lo else None
+
+
+def event_plots(out_url: str, feats: dict[str, dict[str, np.ndarray]], details: dict) -> list[str]:
+    """Multiplicity, MET, HT, candidate spectra and matched-jet response, C2, D2 and residuals.
+
+    feats: part ("a", "g") -> feature name -> values (EVENT_LABELS names that are present and
+    non-empty in both are drawn); returns file names.
+    """
+    a, g = feats["a"], feats["g"]
+    out = _Writer(out_url, details, "events (reco sets)")
+    for key, label in EVENT_LABELS.items():
+        if key not in a or not len(a[key]) or not len(g[key]):
+            continue
+        if key == "n_reco":
+            bins = np.arange(-0.5, a[key].max() + 1.5, max(1, int(a[key].max()) // 60))
+        elif key.startswith("jet_") and key not in ("jet_pt", "jet_mass"):
+            bins = _central_bins(a[key])
+        else:
+            bins = None
+        logy = key in ("met", "ht", "jet_pt", "jet_mass")
+        out.save(f"{key}.png", P.histogram_figure(a[key], g[key], label, bins=bins, logy=logy))
     return out.written

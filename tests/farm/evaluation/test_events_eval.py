@@ -36,3 +36,12 @@ def test_reference_against_reference_is_at_the_floor(two_dis_files, tmp_path, ca
     details = json.loads((out / "metrics.json").read_text())["details"]["jet_response"]
     for part in ("a", "b", "g"):  # the synthetic detector's jet response is near 1 for both
         assert details[part]["jets"] > 20 and abs(details[part]["median"] - 1.0) < 0.15
+    for key in ("sep_jet_c2", "sep_jet_d2", "sep_jet_c2_residual", "sep_jet_d2_residual"):
+        assert metrics[key]["value"] < 0.3 and metrics[key]["floor"] < 0.3, key
+    every = json.loads((out / "metrics.json").read_text())["details"]
+    for key in ("jet_c2_residual", "jet_d2_residual"):  # reco substructure tracks the truth's
+        for part in ("a", "b", "g"):  # (3 in 4 DIS jets have < 3 constituents: C2 = D2 = 0)
+            assert every[key][part]["jets"] == details[part]["jets"]
+            assert abs(every[key][part]["median"]) < 0.02, key
+    for name in ("n_reco", "met", "ht", "log_pt", "jet_response", "jet_c2", "jet_d2_residual"):
+        assert (out / f"{name}.png").stat().st_size > 5000, name
