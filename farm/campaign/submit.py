@@ -72,10 +72,15 @@ def submit(job: CampaignJob) -> CampaignRecord:
             ),
         )
     validate.check(job, card, geometry, ref, (lo, hi))
-    if job.validation is not None:
-        validation = job.validation.model_copy(update={"events": job.validation_events})
-        job = job.model_copy(update={"validation": validation})
-    return _store(job, mv, geometry, kind)
+    return _store(_with_validation_events(job), mv, geometry, kind)
+
+
+def _with_validation_events(job: CampaignJob) -> CampaignJob:
+    """The job with its validation block's event count resolved (recorded with the campaign)."""
+    if job.validation is None:
+        return job
+    validation = job.validation.model_copy(update={"events": job.validation_events})
+    return job.model_copy(update={"validation": validation})
 
 
 def _one() -> torch.Generator:
@@ -94,19 +99,15 @@ def _check_sampler_options(ref: str, settings: SamplerSettings, generate) -> Non
 
 
 def _check_points(job: CampaignJob, card: ModelCard, ref: str, geometry: str, mv):
-    """A point-cloud campaign: Parquet only, energies inside the trained range; then stored."""
-    if job.validation is not None:
-        raise FarmError(
-            f"{job.name}: validation: campaign validation covers voxel showers; validate "
-            "point clouds with `farm evaluate CAMPAIGN_ID REFERENCE`"
-        )
+    """A point-cloud campaign: Parquet only, trained energy range, validation reference; stored."""
     if list(job.formats) != ["parquet"]:
         raise FarmError(
-            f"{job.name}: formats: model {ref} generates point-cloud showers, written as "
-            f"Parquet only (got {', '.join(job.formats)})"
+            f"{job.name}: formats: model {ref} generates point-cloud showers of geometry "
+            f"{geometry!r}, written as Parquet only, not voxels (got {', '.join(job.formats)})"
         )
-    _energy_bounds(job, card, ref)
-    return _store(job, mv, geometry, "points")
+    bounds = _energy_bounds(job, card, ref)
+    validate.check(job, card, geometry, ref, bounds)
+    return _store(_with_validation_events(job), mv, geometry, "points")
 
 
 def _energy_bounds(job: CampaignJob, card: ModelCard, ref: str) -> tuple[float, float]:

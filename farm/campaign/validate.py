@@ -12,7 +12,10 @@
    reference halves of the evaluation see exactly the validated events' energies;
 3. runs farm.evaluation's shower comparison (metrics beside their reference-vs-reference floors,
    plots, report) into <output>/validation/, checks the gates (the model version's `farm.gates`
-   with the job's `validation.gates` over them) and writes <output>/validation.json;
+   with the job's `validation.gates` over them) and writes <output>/validation.json; a
+   point-cloud campaign's events and reference come from farm.campaign.points_validation (hits
+   from farm.data.hit_sim for 'simulator') and farm.evaluation.points compares them (point
+   features, the voxel projection's CaloChallenge features and AUCs);
 4. logs the metrics and report to the model version's MLflow run (registry.log_evaluation) and
    tags the version farm.validation.<campaign>;
 5. records the outcome, `validated`: pass | fail | ungated (no gates) | error (could not run), in
@@ -30,16 +33,18 @@ import time
 import numpy as np
 
 from farm import records, registry, store
+from farm.campaign.points_validation import check_reference, read_point_events, reference_points
 from farm.campaign.worker import shard_path
 from farm.cards import ModelCard
 from farm.data.shower_sim import energy_range, simulate_showers
 from farm.errors import FarmError, root_cause
 from farm.evaluation.gates import Gates, judge, parse_gates
 from farm.evaluation.options import EvaluationOptions
+from farm.evaluation.points import evaluate_points
 from farm.evaluation.report import HEADLINE
 from farm.evaluation.showers import evaluate_showers
 from farm.formats.shower_rows import ShowerFile, ShowerSource, default_chunk_rows, read_file_rows
-from farm.geometry import CaloGeometry, load_geometry
+from farm.geometry import CaloGeometry, load_cell_geometry, load_geometry
 from farm.records import CampaignRecord, MetricSummary, ValidationRecord
 from farm.samples import ShowerSample
 from farm.specs import SIMULATOR_REFERENCE, CampaignJob, CampaignValidation
@@ -55,6 +60,9 @@ def check(
     """Submit-time checks of a validation block: one FarmError line naming the problem."""
     v = job.validation
     if v is None:
+        return
+    if card.kind == "points":
+        check_reference(job, card, load_cell_geometry(geometry), model, bounds)
         return
     geo = load_geometry(geometry)
     if v.reference == SIMULATOR_REFERENCE:
@@ -188,10 +196,7 @@ def _run(
     campaign: CampaignRecord, spec: CampaignValidation, doc: ValidationRecord, k: int
 ) -> ValidationRecord:
     """Read, compare, gate and log one validation."""
-    geometry = load_geometry(campaign.geometry)
     ids = sample_event_ids(campaign.plan.events, k, spec.seed)
-    generated = read_events(campaign, ids)
-    reference = reference_showers(spec, geometry, generated.e_inc)
     report_dir = campaign.path(VALIDATION_DIR)
     labels = {
         "model": doc.model,
@@ -200,7 +205,18 @@ def _run(
         "reference": spec.reference,
     }
     options = EvaluationOptions(seed=spec.seed, classifier=spec.classifier, labels=labels)
-    result = evaluate_showers(reference, generated, geometry, out_url=report_dir, options=options)
+    if campaign.kind == "points":
+        cells = load_cell_geometry(campaign.geometry)
+        points = read_point_events(campaign, ids, cells)
+        reference = reference_points(spec, cells, points.e_inc)
+        result = evaluate_points(reference, points, out_url=report_dir, options=options)
+    else:
+        geometry = load_geometry(campaign.geometry)
+        generated = read_events(campaign, ids)
+        reference = reference_showers(spec, geometry, generated.e_inc)
+        result = evaluate_showers(
+            reference, generated, geometry, out_url=report_dir, options=options
+        )
     gates = gates_for(dict(registry.resolve(doc.model).tags), spec)
     judge(result, gates, hint=f"farm campaign validate {campaign.id}")
     result.write(report_dir)  # the report names the verdict
