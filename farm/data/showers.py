@@ -7,6 +7,8 @@ before it or where it runs.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from farm import store
@@ -70,10 +72,12 @@ def _write_shard(
 
 
 def _use_ray(n_tasks: int) -> bool:
-    """Use Ray when it is already initialised and there is more than one task."""
-    import ray
+    """Use Ray when it is already initialised and there is more than one task.
 
-    return n_tasks > 1 and ray.is_initialized()
+    Ray not imported yet cannot be initialised: simulating then needs no Ray installed.
+    """
+    ray = sys.modules.get("ray")
+    return n_tasks > 1 and ray is not None and ray.is_initialized()
 
 
 def generate_showers(
