@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from torch import Tensor
 
@@ -19,4 +21,16 @@ class TrainData:
         return self.x.shape[0]
 
 
-__all__ = ["TrainData"]
+@runtime_checkable
+class BatchStream(Protocol):
+    """Training batches that arrive one by one (a Ray Data shard, a file reader): `models.stream`."""
+
+    n_events: int
+    """Events in the whole training set (all ranks): fixes the steps per epoch."""
+
+    def batches(self, epoch: int, rank: int, batch_size: int) -> Iterator[tuple[Tensor, ...]]:
+        """This rank's batches of `batch_size` events for `epoch` (full batches only)."""
+        ...
+
+
+__all__ = ["BatchStream", "TrainData"]

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -31,10 +31,7 @@ from models.checkpoint import (
     save_train_state,
 )
 from models.config import OptimConfig
-from models.data import TrainData
-
-if TYPE_CHECKING:
-    from models.stream import BatchStream
+from models.data import BatchStream, TrainData
 
 Report = Callable[[dict[str, float], str | None], None]
 """report(metrics, checkpoint_dir): called once per epoch on every rank (checkpoint on rank 0 only)."""

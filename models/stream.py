@@ -1,39 +1,26 @@
 """Streamed training data: batches that arrive from an iterator instead of tensors held in memory.
 
-A `BatchStream` yields physical-unit (x, cond) batches for one (epoch, rank); `TransformedStream`
-maps them into network space with a fitted preprocessing, seeding the preprocessing's random
+A `BatchStream` (`models.data`) yields physical-unit (x, cond) batches for one (epoch, rank);
+`TransformedStream` maps them into network space with a fitted preprocessing, seeding its random
 stream (dequantisation noise) from (seed, epoch, rank, batch) so the same epoch of the same stream
 always gives the same network-space batches. `StreamData` is what `models.training.fit` takes in
 place of `TrainData` when the training set does not fit in memory: a subsample to fit the
-preprocessing on and the stream itself. This module never imports Ray; farm supplies the stream.
+preprocessing on, and the stream itself. This module never imports Ray; farm supplies the stream.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-from models.data import TrainData
+from models.data import BatchStream, TrainData
 from models.loop import Batch, seeded_generator
 
 TRANSFORM_STREAM = 2
 """The preprocessing's random stream for training data (fit = 1, train = 2, val = 3), as in memory."""
-
-
-@runtime_checkable
-class BatchStream(Protocol):
-    """Training batches that arrive one by one (a Ray Data shard, a file reader)."""
-
-    n_events: int
-    """Events in the whole training set (all ranks): fixes the steps per epoch."""
-
-    def batches(self, epoch: int, rank: int, batch_size: int) -> Iterator[tuple[Tensor, ...]]:
-        """This rank's batches of `batch_size` events for `epoch` (full batches only)."""
-        ...
 
 
 @dataclass

@@ -53,6 +53,7 @@ MODELS_RANKS = {
     "unrolled": 6,
     "loop": 6,
     "objectives": 7,
+    "stream": 7,
     "two_stage": 8,
     "points": 8,
     "set_model": 8,
