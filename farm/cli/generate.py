@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         if url is not None:
             file_format(url)
     loaded = registry.load(args.model)
+    if loaded.card.kind == "points":
+        check_points_request(loaded.key, loaded.card.data.geometry, args)
     reference = reference_sample(loaded.card, loaded.key, args.conditions, args.events, args.seed)
     t0 = time.perf_counter()
     settings = SamplerSettings(sampler=args.sampler, nfe=args.nfe)
@@ -87,3 +89,35 @@ def run(args: argparse.Namespace) -> int:
         f"({len(reference) / seconds:,.0f}/s) -> {args.out}"
     )
     return 0
+
+
+def check_points_request(key: str, geometry: str | None, args: argparse.Namespace) -> None:
+    """Before any work: a point-cloud model writes Parquet and takes clouds of its own geometry.
+
+    Otherwise one FarmError line naming the file, the model's geometry and the file's.
+    """
+    from farm.errors import FarmError
+    from farm.formats.files import data_files, file_format
+    from farm.formats.points_parquet import read_metadata
+    from farm.formats.reader import kind_of, recorded_geometry, resolve
+
+    model = f"model {key} generates point-cloud showers of geometry {geometry!r}"
+    for url in (args.out, args.reference_out):
+        if url is not None and file_format(url) != "parquet":
+            raise FarmError(f"{url}: {model}, written as Parquet (.parquet), not voxels in HDF5")
+    if args.conditions == "test":
+        return
+    kind = kind_of(args.conditions)
+    described = {"showers": "voxel showers", "points": "point clouds"}
+    first = data_files(resolve(args.conditions))[0]
+    held = ""
+    if kind == "showers":
+        held = recorded_geometry(first)
+    elif kind == "points":
+        held = read_metadata(first).get("geometry", "")
+    if kind != "points" or held != geometry:
+        what = described.get(kind, kind) + (f" of geometry {held!r}" if held else "")
+        raise FarmError(
+            f"{args.conditions}: holds {what}, but {model}; give a point-cloud Parquet "
+            "file of that geometry or --conditions test"
+        )

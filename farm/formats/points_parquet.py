@@ -93,6 +93,12 @@ def metadata(schema: pa.Schema) -> dict:
     return json.loads(raw) if raw else {}
 
 
+def read_metadata(url: str) -> dict:
+    """The farm metadata of a points Parquet file (its schema only)."""
+    with store.open_input(url) as handle:
+        return metadata(pq.ParquetFile(handle).schema_arrow)
+
+
 def _read_table(url: str) -> pa.Table:
     try:
         with store.open_input(url) as handle:

@@ -1,10 +1,11 @@
-"""Point-cloud showers through the whole path: farm train, registry, farm generate, evaluate."""
+"""Point-cloud showers through the whole path: farm train, registry, generate, evaluate, distil."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from tiny_kinds import register_model, tiny_point_model
 
 from farm import registry
 from farm.errors import FarmError
@@ -44,10 +45,30 @@ def test_points_job_file_parses_and_kinds_must_match():
         parse_job(doc, "test", kind="train")
 
 
-def test_train_register_generate_and_evaluate(ray_session, farm_home, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def points_home(tmp_path_factory, ray_session):
+    """A FARM_HOME with the tiny teacher trained through `farm train`; yields (home, result)."""
+    home = tmp_path_factory.mktemp("points-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FARM_HOME", str(home))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        yield home, run_training(tiny_points_job())
+
+
+@pytest.fixture
+def teacher(points_home, monkeypatch):
+    """The environment of points_home; returns the teacher's TrainResult."""
+    monkeypatch.setenv("FARM_HOME", str(points_home[0]))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    return points_home[1]
+
+
+def test_train_register_generate_and_evaluate(teacher, tmp_path, capsys):
     from farm.cli import main
 
-    result = run_training(tiny_points_job())
+    result = teacher
     info = registry.show("tiny-points@candidate")
     assert info["card"]["data"]["kind"] == "points"
     assert info["card"]["data"]["geometry"] == "ild-ecal-like"
@@ -92,3 +113,148 @@ def test_train_register_generate_and_evaluate(ray_session, farm_home, tmp_path, 
     assert (data.hits[:, 3] > 0).all() and (data.counts >= 1).all()
     with pytest.raises(FarmError, match="Parquet only"):
         submit(parse_job({**doc, "name": "h5", "formats": ["h5"]}, "test", kind="campaign"))
+
+
+def test_distil_job_file_to_a_one_step_student(teacher, tmp_path, capsys):
+    """jobs/distill-points-ild-epic.yaml, shrunk, through `farm train`: a 1-step student that keeps
+    the teacher's count and visible-energy model and its data split."""
+    import yaml
+
+    from farm.cli import main
+    from farm.generation import point_sample
+    from farm.geometry import load_cell_geometry
+
+    job = load_job("jobs/distill-points-ild-epic.yaml")
+    assert job.kind == "distill" and job.distill.sampler_nfe == 1
+    assert job.teacher == "points-ild-epic@candidate"  # the train job's name and alias
+    assert load_job("jobs/train-points-ild-epic.yaml").name == job.teacher.split("@")[0]
+    doc = job.model_dump(mode="json", exclude_none=True)
+    doc.update(
+        name="tiny-points-cd",
+        teacher="tiny-points@candidate",
+        optim={"epochs": 2, "batch_size": 32, "warmup_steps": 0},
+        resources={"workers": 1, "use_gpu": False},
+        validation_events=40,
+    )
+    doc["distill"]["n_steps"] = 6
+    path = tmp_path / "distill.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["train", str(path)]) == 0, capsys.readouterr().err
+
+    mv = registry.resolve("tiny-points-cd@candidate")
+    assert mv.tags["farm.teacher"] == f"tiny-points/{teacher.version}"
+    assert "sep_mean" in mv.tags["farm.gates"]
+    student = registry.load("tiny-points-cd@candidate")
+    config = student.card.config
+    assert config["kind"] == "point_showers"
+    assert config["hits"]["process"]["kind"] == "consistency"
+    assert config["hits"]["sampler"] == {"name": "consistency", "nfe": 1, "options": {}}
+    assert (
+        student.card.data.split == registry.show("tiny-points@candidate")["card"]["data"]["split"]
+    )
+    t_model, s_model = registry.load("tiny-points@candidate").model, student.model
+    t_card, s_card = t_model.cardinality.state_dict(), s_model.cardinality.state_dict()
+    assert t_card.keys() == s_card.keys()
+    for k in t_card:  # the count model is copied, not retrained
+        torch.testing.assert_close(s_card[k], t_card[k], rtol=0, atol=0)
+
+    calls = []
+    s_model.net.register_forward_hook(lambda *args: calls.append(1))
+    e_inc = torch.tensor([[1e4], [2e4], [1.5e4]])
+    clouds = s_model.generate(e_inc, generator=torch.Generator().manual_seed(5))
+    assert len(calls) == 1  # one network evaluation for the whole batch
+    _, e_sum = s_model.cardinality.sample_totals(e_inc, torch.Generator().manual_seed(5))
+    e_hits = clouds.reshape(3, -1, 4)[..., 3].double().sum(1)
+    torch.testing.assert_close(e_hits, e_sum, rtol=1e-5, atol=0)  # calibrated to E_sum
+    geo = load_cell_geometry("ild-ecal-like")
+    gen = point_sample(s_model, np.full(8, 1e4), geo, generator=torch.Generator().manual_seed(1))
+    assert geo.contains(gen.hits[:, 0], gen.hits[:, 1], gen.layer).all()
+    assert (gen.hits[:, 3] > 0).all() and (gen.counts >= 1).all()
+
+    # a student is not a teacher: one line, exit 2
+    doc.update(name="tiny-points-cd2", teacher="tiny-points-cd@candidate")
+    path.write_text(yaml.safe_dump(doc))
+    capsys.readouterr()
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("farm: error: teacher tiny-points-cd@candidate (tiny-points-cd/1) is ")
+    assert err.endswith("already a consistency model; distil a diffusion or flow-matching model")
+    with pytest.raises(FarmError, match="not found"):
+        registry.resolve("tiny-points-cd2@candidate")  # nothing registered
+
+
+def test_generate_refuses_voxels_other_geometries_and_bad_files(farm_home, tmp_path, capsys):
+    """A point-cloud model asked for voxels, or conditioned on another geometry's showers, or on
+    a broken point-cloud file: one line naming the file and both geometries, exit 2, no output."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from farm.cli import main
+    from farm.data.points import simulate_point_shard
+    from farm.formats.calochallenge import write_calochallenge
+    from farm.formats.points_parquet import METADATA_KEY, to_table
+    from farm.geometry import load_cell_geometry, load_geometry
+    from farm.sharding import Plan
+
+    register_model("tiny-points", tiny_point_model(), "points", tmp_path)  # untrained, no Ray
+
+    def refused(*argv: str) -> str:
+        capsys.readouterr()
+        assert main(["generate", "tiny-points@candidate", *argv]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1, lines
+        return lines[0]
+
+    out, ref_out = tmp_path / "gen.parquet", tmp_path / "ref.h5"
+    model = "model tiny-points/1 generates point-cloud showers of geometry 'ild-ecal-like'"
+    err = refused("--out", str(tmp_path / "gen.h5"))
+    assert (
+        err == f"farm: error: {tmp_path / 'gen.h5'}: {model}, written as Parquet (.parquet), "
+        "not voxels in HDF5"
+    )
+    assert model in refused("--out", str(out), "--reference-out", str(ref_out))
+
+    ds2 = load_geometry("ds2")
+    voxels = tmp_path / "ds2.h5"
+    write_calochallenge(str(voxels), np.zeros((4, ds2.n_voxels), np.float32), np.full(4, 1e4), ds2)
+    err = refused("--out", str(out), "--conditions", str(voxels))
+    assert err.startswith(f"farm: error: {voxels}: holds voxel showers of geometry 'ds2', but ")
+    assert model in err
+
+    geo = load_cell_geometry("ild-ecal-like")
+    table = to_table(simulate_point_shard(geo, Plan(6, 6, 1).shard(0), [1e4]))
+    meta = json.loads(table.schema.metadata[METADATA_KEY])
+    other = tmp_path / "other.parquet"
+    meta_other = {METADATA_KEY: json.dumps({**meta, "geometry": "hgcal-like"}).encode()}
+    pq.write_table(table.replace_schema_metadata(meta_other), other)
+    err = refused("--out", str(out), "--conditions", str(other))
+    assert f"{other}: holds point clouds of geometry 'hgcal-like', but {model}" in err
+
+    # broken point-cloud files as conditions: the reader's one line names the file
+    counts = table.column("n_hits").to_numpy().copy()
+    counts[2] -= 1
+    bad_count = tmp_path / "count.parquet"
+    i = table.schema.get_field_index("n_hits")
+    pq.write_table(table.set_column(i, "n_hits", pa.array(counts.astype(np.int32))), bad_count)
+    err = refused("--out", str(out), "--conditions", str(bad_count))
+    assert f"{bad_count}: row 2 has n_hits = {counts[2]} but {counts[2] + 1} values" in err
+    layer = table.column("layer").combine_chunks()
+    flat = layer.flatten().to_numpy().copy()
+    flat[0] = geo.n_layers  # one past the last layer
+    outside = tmp_path / "outside.parquet"
+    col = pa.ListArray.from_arrays(layer.offsets, pa.array(flat, pa.int16()))
+    pq.write_table(table.set_column(table.schema.get_field_index("layer"), "layer", col), outside)
+    err = refused("--out", str(out), "--conditions", str(outside))
+    assert f"{outside}: hit at x = " in err and "layer 30 lies outside geometry" in err
+    capsys.readouterr()
+    good = tmp_path / "good.parquet"
+    pq.write_table(table, good)
+    for gen, ref in ((outside, good), (good, outside)):
+        assert main(["evaluate", str(gen), str(ref), "--out", str(tmp_path / "ev")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"farm: error: {outside}: hit at") and err.count("\n") == 1
+    assert not (tmp_path / "ev").exists()
+    assert not out.exists() and not ref_out.exists() and not (tmp_path / "gen.h5").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries

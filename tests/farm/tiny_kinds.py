@@ -1,4 +1,5 @@
-"""Tiny jet (EPiC flow) and set-to-set event models, fitted on synthetic data, in a real registry."""
+"""Tiny jet (EPiC flow), set-to-set event and point-cloud shower models, fitted on synthetic or
+simulated data without training, in a real registry."""
 
 from __future__ import annotations
 
@@ -69,6 +70,41 @@ def tiny_set_model(seed: int = 0):
     return model.eval()
 
 
+POINT_ENERGIES = (1e4, 2e4)
+POINT_CONFIG = {
+    "kind": "point_showers",
+    "hits": {
+        "network": {"kind": "epic", "n_features": 4, "width": 16, "global_dim": 4, "depth": 1},
+        "preprocessing": {"kind": "pointcloud", "n_features": 4, "log_features": [3]},
+        "sampler": {"name": "euler", "nfe": 2},
+    },
+}
+
+
+def tiny_point_model(seed: int = 0):
+    """An EPiC point-cloud model of ILD-like photon hits: count model and preprocessing fitted on
+    simulated hits at POINT_ENERGIES (farm.data.hit_sim), network weights perturbed."""
+    from farm.data.hit_sim import simulate_hits
+    from farm.geometry import load_cell_geometry
+    from farm.samples import PointSample
+    from models.data import TrainData
+    from models.points import point_stage_data
+
+    torch.manual_seed(seed)
+    geo = load_cell_geometry("ild-ecal-like")
+    rng = np.random.default_rng(seed)
+    e = rng.choice(np.asarray(POINT_ENERGIES), 60)
+    h = simulate_hits(geo, e, rng)
+    x, c = PointSample(h.counts, h.hits, h.layer, e, geo).model_inputs()
+    data = TrainData(torch.from_numpy(x), torch.from_numpy(c))
+    model = build_model(parse_model_config(POINT_CONFIG), x.shape[1], 1)
+    model.cardinality.fit(*point_stage_data(data))
+    g = torch.Generator().manual_seed(seed)
+    model.hits.preprocessing.fit(data.x, data.cond, g)
+    _perturb(model.net, g)
+    return model.eval()
+
+
 def register_model(name: str, model, kind: str, tmp_path, aliases=("candidate",)):
     """Register `model` under `name` with a card of data kind `kind`; returns the version."""
     from farm import registry
@@ -77,6 +113,9 @@ def register_model(name: str, model, kind: str, tmp_path, aliases=("candidate",)
     card = {"data": {"kind": kind, "source": "synthetic", "n_particles": model.dim // 3}}
     if kind == "events":
         card["data"] = {"kind": kind, "source": "synthetic", "max_truth": SET_SLOTS}
+    if kind == "points":
+        e_range = [min(POINT_ENERGIES), max(POINT_ENERGIES)]
+        card["data"] = {"kind": kind, "geometry": "ild-ecal-like", "e_inc_range": e_range}
     save_model(model, ckpt, card=card)
     client = registry.client()
     run = client.create_run(registry.experiment_id(name))
