@@ -9,12 +9,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the `farm serve` command and its options."""
     p = sub.add_parser(
         "serve",
-        help="serve registered shower, jet and events models over HTTP (Ray Serve, batching)",
-        description="Serve registered shower, jet and events models over HTTP with Ray Serve: "
-        "POST /v1/models/NAME/generate with {'energies': [MeV...], 'events': N} (showers), "
+        help="serve registered shower, point-cloud, jet and events models over HTTP (Ray Serve)",
+        description="Serve registered shower, point-cloud shower, jet and events models over "
+        "HTTP with Ray Serve: POST /v1/models/NAME/generate with {'energies': [MeV...], "
+        "'events': N} (showers and point clouds), "
         "{'jets': [{'pt': GeV, 'eta': E, 'n': N}...]} (jets) or {'truth': [[{'pt', 'eta', "
         "'phi', 'pdg', 'charge'}...]...], 'truncate': false} (events), plus 'sampler', 'nfe' "
-        "and 'seed', answers showers (MeV), jets or reco events (GeV) as JSON, or Arrow IPC "
+        "and 'seed', answers showers (MeV), hits (x, y, z mm, layer, e MeV), jets or reco "
+        "events (GeV) as JSON, or Arrow IPC "
         "with Accept: application/vnd.apache.arrow.stream; GET /v1/models, GET /healthz; "
         "OpenAPI at /docs. "
         "Concurrent requests share sampler calls (Serve's dynamic batching); a seeded request "

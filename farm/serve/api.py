@@ -1,8 +1,9 @@
 """The HTTP contract of `farm serve`: typed requests, jobs, results and their JSON / Arrow IPC bodies.
 
-Conditions per data kind: incident energies (showers), jet truth (pT, eta, constituent count) or
-truth sets (events), as `farm generate` conditions each kind. Arrow IPC bodies are the tables
-farm.formats writes to files (farm-showers, farm-jets, farm-events).
+Conditions per data kind: incident energies (showers and point-cloud showers), jet truth (pT,
+eta, constituent count) or truth sets (events), as `farm generate` conditions each kind. Arrow IPC
+bodies are the tables farm.formats writes to files (farm-showers, farm-points, farm-jets,
+farm-events).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ JET_UNITS = {
     "constituents": "[eta_rel, phi_rel, pt_rel (fraction of the jet pT), mask]",
 }
 EVENT_UNITS = {"pt": "GeV", "eta": "1", "phi": "rad", "met_x": "GeV", "met_y": "GeV", "ht": "GeV"}
-KIND_UNITS = {"showers": UNITS, "jets": JET_UNITS, "events": EVENT_UNITS}
+POINT_UNITS = {"energies": "MeV", "x": "mm", "y": "mm", "z": "mm", "e": "MeV", "layer": "index"}
+KIND_UNITS = {"showers": UNITS, "points": POINT_UNITS, "jets": JET_UNITS, "events": EVENT_UNITS}
 
 
 class JetCondition(BaseModel):
@@ -185,6 +187,23 @@ def json_body(result: Result) -> dict[str, Any]:
             "energies": result.e_inc.tolist(),
             "events": result.showers.tolist(),
         }
+    if sample.kind == "points":
+        off = sample.offsets
+        return {
+            **result.header,
+            "energies": sample.e_inc.tolist(),
+            "events": [
+                {
+                    "n_hits": int(sample.counts[i]),
+                    **{
+                        k: sample.hits[off[i] : off[i + 1], j].tolist() for j, k in enumerate("xyz")
+                    },
+                    "layer": sample.layer[off[i] : off[i + 1]].tolist(),
+                    "e": sample.hits[off[i] : off[i + 1], 3].tolist(),
+                }
+                for i in range(len(sample))
+            ],
+        }
     if sample.kind == "jets":
         f = sample.jet_features
         return {
@@ -230,6 +249,10 @@ def arrow_body(result: Result) -> bytes:
     header = result.header
     meta = {"served": json.dumps(header)}
     sample = result.sample
+    if sample is not None and sample.kind == "points":
+        from farm.formats.points_parquet import to_table as points_table
+
+        return _ipc(points_table(sample, meta))
     if sample is not None and sample.kind == "jets":
         from farm.formats.jets import jets_to_arrow
 

@@ -142,7 +142,7 @@ class Gateway:
         responses={200: {"content": {"application/json": {}, ARROW_STREAM: {}}}},
     )
     async def generate(self, name: str, body: GenerateRequest, request: Request) -> Response:
-        """Showers, jets or reco events for the kind's conditions; JSON or Arrow IPC (Accept)."""
+        """Showers, point clouds, jets or reco events for the conditions; JSON or Arrow IPC."""
         handle = self.models.get(name)
         if handle is None:
             known = ", ".join(sorted(self.models))
@@ -176,9 +176,10 @@ def build(refs: list[str], options: ServeOptions):
         info = registry.show(ref)  # an unknown model or alias is one line, before Serve starts
         name, version = info["name"], info["version"]
         kind = (info["card"].get("data") or {}).get("kind", "showers")
-        if kind not in ("showers", "jets", "events"):  # point clouds: hits, another encoder
+        if kind not in ("showers", "points", "jets", "events"):
             raise FarmError(
-                f"model {name}/{version} generates {kind}; farm serve takes showers, jets and events"
+                f"model {name}/{version} generates {kind}; farm serve takes showers, point-cloud "
+                "showers, jets and events"
             )
         if name in names:
             raise FarmError(f"model {name} is named twice")

@@ -22,15 +22,24 @@ from ray import serve
 
 from farm import registry
 from farm.errors import FarmError
-from farm.generation import NonFiniteOutput, SamplerSettings, event_sample, jet_sample
+from farm.generation import (
+    NonFiniteOutput,
+    SamplerSettings,
+    event_sample,
+    jet_sample,
+    point_sample,
+)
 from farm.generation.jets import jet_slots
 from farm.generation.settings import refuse_non_finite
+from farm.geometry import load_cell_geometry
 from farm.samples import EventSample, JetTruth, unknown_pdg
 from farm.serve.api import KIND_UNITS, UNITS, Job, Result, error
 
 log = logging.getLogger(__name__)
 BATCH_LOG = 1000
 """Batch sizes kept for /v1/models (the last this many sampler calls)."""
+CONDITIONED_AS = {"showers": "showers", "points": "showers", "jets": "jets", "events": "events"}
+"""The request kind (energies, jets, truth) that conditions each model kind."""
 
 
 class ModelServer:
@@ -94,14 +103,12 @@ class ModelServer:
         """A 4xx for conditions of another kind or outside the trained range, or a bad sampler."""
         loaded = self.loaded
         kind = loaded.card.kind
-        if job.kind != kind:
-            want = {"showers": "energies", "jets": "jets", "events": "truth"}.get(kind, kind)
-            return error(
-                400, f"model {loaded.key} generates {kind}: give '{want}', not '{job.kind}'"
-            )
-        refused = {"showers": _check_energies, "jets": _check_jets, "events": _check_truth}[kind](
-            loaded, job
-        )
+        if job.kind != CONDITIONED_AS[kind]:
+            want = {"showers": "energies", "jets": "jets", "events": "truth"}[CONDITIONED_AS[kind]]
+            given = {"showers": "energies", "jets": "jets", "events": "truth"}[job.kind]
+            return error(400, f"model {loaded.key} generates {kind}: give '{want}', not '{given}'")
+        checks = {"showers": _check_energies, "jets": _check_jets, "events": _check_truth}
+        refused = checks[job.kind](loaded, job)
         if refused is not None:
             return refused
         sampler, nfe = _sampler(loaded, job)
@@ -205,13 +212,18 @@ def _merge(jobs: list[Job]) -> Any:
 
 
 def _generate(loaded, job: Job, conditions: Any, generator: torch.Generator) -> Any:
-    """Showers (array), a JetSample or an EventSample through farm.generation, as farm generate."""
+    """Showers (array), a PointSample, JetSample or EventSample, as `farm generate` samples."""
     settings = SamplerSettings(sampler=job.sampler, nfe=job.nfe)
     if job.kind == "jets":
         return jet_sample(loaded.model, conditions, generator=generator, settings=settings)
     if job.kind == "events":
         return event_sample(
             loaded.model, conditions, generator=generator, settings=settings, truncate=job.truncate
+        )
+    if loaded.card.kind == "points":
+        geometry = load_cell_geometry(loaded.card.data.geometry)
+        return point_sample(
+            loaded.model, conditions, geometry, generator=generator, settings=settings
         )
     cond = torch.from_numpy(conditions).reshape(-1, 1).float()
     showers = settings.generate(loaded.model, cond, generator)
@@ -239,23 +251,24 @@ def _sample(loaded, jobs: list[Job]) -> list[Result]:
                 results[i] = error(500 if isinstance(exc, NonFiniteOutput) else 400, str(exc))
             continue
         sampler, nfe = _sampler(loaded, first)
+        kind = loaded.card.kind if loaded.card.kind == "points" else first.kind
         header = {
             "model": loaded.version.name,
             "version": str(loaded.version.version),
             "served_by": loaded.key,
-            "kind": first.kind,
+            "kind": kind,
             "geometry": loaded.card.data.geometry,
             "sampler": sampler,
             "nfe": nfe,
             "seed": first.seed,
             "merged_requests": len(members),
-            "units": KIND_UNITS[first.kind],
+            "units": KIND_UNITS[kind],
         }
         start = 0
         for i in members:
             n = len(jobs[i])
             rows = np.arange(start, start + n)
-            if first.kind == "showers":
+            if kind == "showers":
                 results[i] = Result(showers=out[rows], e_inc=jobs[i].conditions, header=header)
             else:
                 part = out if len(members) == 1 else out.subset(rows)
