@@ -201,7 +201,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda: torch sees no CUDA device")
     torch.set_num_threads(args.threads)
-    os.environ.setdefault("FARM_HOME", tempfile.mkdtemp(prefix="farm-gpu-bench-home-"))
     work = Path(tempfile.mkdtemp(prefix="farm-gpu-bench-"))
     output = args.output or work / "out"
     if args.model_dir:
