@@ -156,8 +156,7 @@ def training_dataset(plan: StreamPlan):
     """The Ray Dataset of the training split: one read task per block, blocks in plan order."""
     import ray.data
 
-    items = [{"file": b["file"], "rows": b["rows"]} for b in plan.blocks]
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = ray.data.from_items(plan.blocks, override_num_blocks=len(plan.blocks))
     return ds.map_batches(
         BlockReader(plan.source, plan.rows_per_block),
         batch_size=1,
