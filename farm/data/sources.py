@@ -46,8 +46,10 @@ def simulated_provenance(spec: Any, geometry: Any, simulator: str) -> dict[str, 
     }
 
 
-def load_showers(spec: SimulatedShowersData | CaloChallengeData) -> ShowerSample:
-    """Load (or simulate) the showers a data spec names."""
+def load_showers(
+    spec: SimulatedShowersData | CaloChallengeData, part: str | None = None
+) -> ShowerSample:
+    """Load (or simulate) the showers a data spec names; shower files read only split `part`."""
     geometry = load_geometry(spec.geometry)
     if isinstance(spec, SimulatedShowersData):
         check_memory(spec.events, geometry.n_voxels, f"data.events ({spec.events:,} showers)")
@@ -56,15 +58,19 @@ def load_showers(spec: SimulatedShowersData | CaloChallengeData) -> ShowerSample
     elif isinstance(spec, CaloChallengeData):
         source = ShowerSource(spec.url, geometry)  # a file, a folder of shards or a campaign
         shower_geometry([f.url for f in source.files], geometry)  # what the files record
-        showers, e_inc = source.take(np.arange(min(source.n, spec.max_events or source.n)))
+        n = min(source.n, spec.max_events or source.n)
+        rows = np.arange(n) if part is None else split_rows(n, spec)[part]
+        showers, e_inc = source.take(rows)
         check_finite_showers(spec.url, showers, e_inc)
         provenance = {
             "source": spec.source,
             "url": spec.url,
             "geometry": geometry.name,
-            "events": len(e_inc),
+            "events": n,
             "e_inc_range": [float(np.min(e_inc)), float(np.max(e_inc))],
         }
+        if part is not None:
+            provenance["part"] = part
     else:  # pragma: no cover - the spec union is closed
         raise FarmError(f"unsupported data source {spec!r}")
     return ShowerSample(
@@ -223,10 +229,16 @@ def load_dataset(spec: Any, progress: bool = False) -> ShowerSample | JetSample 
     return load_showers(spec)
 
 
+def split_rows(n: int, spec: Any) -> dict[str, np.ndarray]:
+    """Sorted event indices of each part of a data spec's recorded split over n events."""
+    s = spec.split
+    return split_indices(n, s.train, s.val, s.seed)
+
+
 def split(dataset: ShowerSample | JetSample, spec: Any) -> dict[str, Any]:
     """Deterministic train/val/test split; the split is recorded in the provenance."""
     s = spec.split
-    idx = split_indices(len(dataset), s.train, s.val, s.seed)
+    idx = split_rows(len(dataset), spec)
     dataset.provenance["split"] = {
         "train": s.train,
         "val": s.val,
@@ -248,7 +260,10 @@ def reference_sample(
         if (card.job or {}).get("data") is None:
             raise FarmError("the model card records no training data; give --conditions URL")
         data_spec = card.data_spec(ref)  # refuses files outside the store and allowed locations
-        sample = split(load_dataset(data_spec), data_spec)["test"]
+        if isinstance(data_spec, CaloChallengeData):  # read only the test rows (files may be huge)
+            sample = load_showers(data_spec, part="test")
+        else:
+            sample = split(load_dataset(data_spec), data_spec)["test"]
     elif card.kind == "jets":
         sample = read_jets(source)
     elif card.kind == "points":

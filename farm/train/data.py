@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from farm.data.sources import check_finite_showers, load_dataset, split
-from farm.data.splits import split_indices
+from farm.data.sources import check_finite_showers, load_dataset, split, split_rows
 from farm.formats.reader import shower_geometry
 from farm.formats.shower_rows import ShowerSource
 from farm.geometry import load_geometry
@@ -113,13 +112,13 @@ def prepare_streamed(
 ) -> PreparedData:
     """The in-memory parts of streamed showers (preprocessing subsample, validation) and the plan.
 
-    The split is the in-memory path's (`split_indices` over the first n rows in file order), so
+    The split is the in-memory path's (`split_rows` over the first n rows in file order), so
     the same events train and validate either way; with fit_events and val_events at least the
     split sizes the preprocessing and val_loss see exactly the in-memory path's events.
     """
     geometry = shower_geometry([f.url for f in source.files], spec.geometry)
     s, st = spec.split, spec.stream
-    idx = split_indices(n, s.train, s.val, s.seed)
+    idx = split_rows(n, spec)
     fit_cap = max(1, min(st.fit_events, FIT_BYTES // (4 * source.n_voxels)))
     fit_rows = seeded_subset(idx["train"], fit_cap, st.seed, 1)
     val_rows = seeded_subset(idx["val"], st.val_events, st.seed, 2)
