@@ -36,6 +36,11 @@ def register(data_subparsers) -> argparse.ArgumentParser:
     p.add_argument("--detector", choices=list(DETECTORS), default=None, help="(pp lhc, dis eic)")
     p.add_argument("--no-mpi", action="store_true", help="switch off multiparton interactions")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--truth-only",
+        action="store_true",
+        help="write truth-only conditions files (truth lists, no reco columns)",
+    )
     p.set_defaults(handler=run)
     return p
 
@@ -60,7 +65,12 @@ def run(args: argparse.Namespace) -> int:
         detector=args.detector,
     )
     urls = generate_events_sharded(
-        config, args.seed, args.out, args.shard_size, progress=not args.no_progress
+        config,
+        args.seed,
+        args.out,
+        args.shard_size,
+        progress=not args.no_progress,
+        truth_only=args.truth_only,
     )
     print(f"{config.n_events} {config.process} events in {len(urls)} file(s) under {args.out}")
     return 0

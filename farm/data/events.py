@@ -232,7 +232,9 @@ def shard_url(out_url: str, shard_id: int) -> str:
     return store.join(out_url, f"events-{shard_id:05d}.parquet")
 
 
-def _write_shard(config: EventGenConfig, shard: Shard, out_url: str) -> str:
+def _write_shard(
+    config: EventGenConfig, shard: Shard, out_url: str, truth_only: bool = False
+) -> str:
     """Generate one shard and commit it (the body of a Ray task)."""
     from farm.formats.events import write_events_parquet
 
@@ -243,18 +245,28 @@ def _write_shard(config: EventGenConfig, shard: Shard, out_url: str) -> str:
         "campaign_seed": int(shard.plan_seed),
         "shard_id": int(shard.id),
     }
-    return write_events_parquet(shard_url(out_url, shard.id), sample, meta)
+    return write_events_parquet(shard_url(out_url, shard.id), sample, meta, truth_only)
 
 
 def generate_events_sharded(
-    config: EventGenConfig, seed: int, out_url: str, shard_size: int, progress: bool = True
+    config: EventGenConfig,
+    seed: int,
+    out_url: str,
+    shard_size: int,
+    progress: bool = True,
+    truth_only: bool = False,
 ) -> list[str]:
-    """Generate config.n_events events as Ray tasks, one seed per shard; skip committed shards."""
+    """Generate config.n_events events as Ray tasks, one seed per shard; skip committed shards.
+
+    truth_only writes truth-only conditions files (the same truth, no reco columns).
+    """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise FarmError(f"campaign seed must be a non-negative integer, got {seed!r}")
     out_url = store.normalize(out_url)
     plan = Plan(config.n_events, shard_size, seed)
     record = {"config": config.to_dict(), "seed": seed, "shard_size": shard_size}
+    if truth_only:
+        record["truth_only"] = True
     check_output_record(store.join(out_url, RECORD), record)
     todo = [s for s in plan.shards() if not store.exists(shard_url(out_url, s.id))]
     if todo:
@@ -263,7 +275,7 @@ def generate_events_sharded(
         ensure_ray()
         run_shards(
             _write_shard,
-            [(config, s, out_url) for s in todo],
+            [(config, s, out_url, truth_only) for s in todo],
             f"{config.process} events",
             use_ray=True,
             weights=[s.n for s in todo],

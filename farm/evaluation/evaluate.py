@@ -43,7 +43,11 @@ def evaluate_files(
         from farm.evaluation.events import evaluate_events
         from farm.formats.reader import read_events
 
-        return evaluate_events(read_events(reference), read_events(generated), out_url, options)
+        samples = {url: read_events(url) for url in (reference, generated)}
+        for url, sample in samples.items():
+            if "met_x" not in sample.event:
+                raise FarmError(f"{url}: a truth-only file has no reco set to evaluate")
+        return evaluate_events(samples[reference], samples[generated], out_url, options)
     if kind == "points":
         if options.stream:
             raise FarmError(

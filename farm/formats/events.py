@@ -8,6 +8,8 @@ reco_phi list<float32>, reco_class list<int8>, reco_charge list<int8>. Units liv
 metadata; class names, detector parameters and generator provenance as JSON under b"farm.events".
 Reading refuses missing columns, counts that disagree with the lists, unknown pdg ids, events
 without truth particles, unknown classes and non-finite kinematics, in one line naming the file.
+A file without any reco column is truth-only conditions: truth lists required, event_id, n_truth,
+event_index, truth_met_x/y, truth_ht and the DIS columns optional (`arrow_to_truth`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ OPTIONAL_EVENT = {
     "x_bj": (np.float32, "1"),
     "y_inel": (np.float32, "1"),
 }
+TRUTH_COLUMNS = tuple(f"truth_{k}" for k in TRUTH)
+TRUTH_OPTIONAL = (
+    "event_id", "n_truth", "event_index", "truth_met_x", "truth_met_y", "truth_ht", *OPTIONAL_EVENT,
+)  # fmt: skip
 REQUIRED = (
     "event_id", "n_truth", "n_reco", *EVENT,
     *(f"truth_{k}" for k in TRUTH), *(f"reco_{k}" for k in RECO),
@@ -85,21 +91,29 @@ def events_to_arrow(sample: EventSample, meta: dict | None = None, url: str = "<
     return pa.Table.from_arrays([arr for _, arr, _ in cols], schema=schema)
 
 
-def write_events_parquet(url: str, sample: EventSample, meta: dict | None = None) -> str:
-    """Write events as Parquet (zstd) atomically; returns the URL."""
+def write_events_parquet(
+    url: str, sample: EventSample, meta: dict | None = None, truth_only: bool = False
+) -> str:
+    """Write events as Parquet (zstd) atomically; returns the URL.
+
+    truth_only keeps the truth columns and event_id alone (a conditions file, `arrow_to_truth`).
+    """
     table = events_to_arrow(sample, meta, url)
+    if truth_only:
+        table = table.select(
+            [c for c in table.schema.names if c in (*TRUTH_COLUMNS, *TRUTH_OPTIONAL)]
+        )
     with store.atomic_local_file(url) as tmp:
         pq.write_table(table, tmp, row_group_size=10_000, compression="zstd")
     return url
 
 
-def check_events(sample: EventSample, url: str) -> None:
-    """One FarmError line naming the file for anything a model or a hand-made file gets wrong."""
+def check_truth(sample: EventSample, url: str, sides: tuple[str, ...] = ("truth",)) -> None:
+    """The checks of `check_events` on the truth side only (truth-only conditions)."""
     n = len(sample.event_id)
-    for side, spec, counts in (
-        ("truth", TRUTH, sample.truth_counts),
-        ("reco", RECO, sample.reco_counts),
-    ):
+    specs = {"truth": (TRUTH, sample.truth_counts), "reco": (RECO, sample.reco_counts)}
+    for side in sides:
+        spec, counts = specs[side]
         if counts.shape != (n,) or (counts < 0).any():
             raise FarmError(f"{url}: {side} counts must be ({n},) non-negative, got {counts.shape}")
         values = getattr(sample, side)
@@ -121,6 +135,11 @@ def check_events(sample: EventSample, url: str) -> None:
     bad = unknown_pdg(sample.truth["pdg"])
     if bad is not None:
         raise FarmError(f"{url}: unknown pdg id {bad} in truth_pdg (known: +-{sorted(STABLE_PDG)})")
+
+
+def check_events(sample: EventSample, url: str) -> None:
+    """One FarmError line naming the file for anything a model or a hand-made file gets wrong."""
+    check_truth(sample, url, ("truth", "reco"))
     cls = sample.reco["class"]
     if len(cls) and (cls.min() < 0 or cls.max() >= N_CLASSES):
         raise FarmError(f"{url}: reco_class outside 0..{N_CLASSES - 1}")
@@ -178,13 +197,71 @@ def read_metadata(url: str) -> dict:
     return json.loads(raw) if raw else {}
 
 
+def is_truth_only(names: list[str]) -> bool:
+    """A truth-only conditions file: truth lists but no reco column at all."""
+    return not any(n == "n_reco" or n.startswith("reco_") for n in names)
+
+
+def arrow_to_truth(table: pa.Table, url: str = "<memory>") -> EventSample:
+    """Truth-only conditions from the truth lists; reco left empty.
+
+    Optional: event_id, n_truth, event_index and the truth event columns (truth MET and HT
+    recomputed from the truth set when absent).
+    """
+    from farm.generation.events import met_ht
+
+    names = table.schema.names
+    missing = [c for c in TRUTH_COLUMNS if c not in names]
+    if missing:
+        raise FarmError(
+            f"{url}: truth-only file: missing column(s) {missing} (required: "
+            f"{list(TRUTH_COLUMNS)}; optional: {list(TRUTH_OPTIONAL)})"
+        )
+    counts = _lengths(table, "truth_pt")
+    for k in TRUTH:
+        if not np.array_equal(_lengths(table, f"truth_{k}"), counts):
+            raise FarmError(f"{url}: truth_pt and truth_{k} lists differ in length")
+    if "n_truth" in names and not np.array_equal(table.column("n_truth").to_numpy(), counts):
+        raise FarmError(f"{url}: n_truth disagrees with the lists in truth_pt")
+    truth = {k: _flat(table, f"truth_{k}", d) for k, d in TRUTH.items()}
+    n = len(counts)
+    event_id = (
+        table.column("event_id").to_numpy().astype(np.int64)
+        if "event_id" in names
+        else np.arange(n)
+    )
+    event = {
+        name: table.column(name).to_numpy().astype(dtype)
+        for name, (dtype, _) in (EVENT | OPTIONAL_EVENT).items()
+        if name in names and name in TRUTH_OPTIONAL
+    }
+    event.setdefault("event_index", np.arange(n, dtype=np.int64))
+    if not {"truth_met_x", "truth_met_y", "truth_ht"} <= set(event):
+        mx, my, ht = met_ht(counts, truth["pt"].astype(np.float64), truth["phi"].astype(np.float64))
+        event |= {"truth_met_x": mx.astype(np.float32), "truth_met_y": my.astype(np.float32)}
+        event["truth_ht"] = ht.astype(np.float32)
+    reco = {k: np.zeros(0, d) for k, d in RECO.items()}
+    sample = EventSample(truth, counts, reco, np.zeros(n, np.int64), event, event_id, {"url": url})
+    check_truth(sample, url)
+    return sample
+
+
 def read_events_parquet(url: str) -> EventSample:
-    """An EventSample from a farm events Parquet file; every problem one line naming the file."""
+    """An EventSample from a farm events Parquet file; every problem one line naming the file.
+
+    A file without any reco column is read as truth-only conditions (`arrow_to_truth`, only the
+    truth columns are read); any reco column present makes it a full events file, checked whole.
+    """
     from farm.formats.files import unreadable
 
     with store.open_input(url) as handle:
         try:
-            table = pq.read_table(handle)
+            parquet = pq.ParquetFile(handle)
+            names = parquet.schema_arrow.names
+            if is_truth_only(names):
+                wanted = [c for c in (*TRUTH_COLUMNS, *TRUTH_OPTIONAL) if c in names]
+                return arrow_to_truth(parquet.read(columns=wanted), url)
+            table = parquet.read()
         except (pa.ArrowException, OSError) as exc:
             raise unreadable(url, exc) from None
     return arrow_to_events(table, url)

@@ -99,7 +99,7 @@ def detect_kind(url: str) -> str:
         return "points"
     if {"particle_features", "eta_rel"} & names:
         return "jets"
-    if {"truth_pt", "reco_pt"} <= names:
+    if "truth_pt" in names:  # full events, or truth-only conditions (no reco_* columns)
         return "events"
     raise FarmError(f"{url}: not a showers, jets or events file (found {sorted(names)[:20]})")
 
