@@ -132,3 +132,31 @@ def test_sharded_pythia_truth_only_matches_the_full_files(ray_session, tmp_path)
         assert np.array_equal(fa.event_id, fb.event_id)
         for k in fa.truth:
             assert np.array_equal(fa.truth[k], fb.truth[k]), k
+
+
+def test_campaign_over_a_truth_only_file(ray_session, farm_home, tmp_path):
+    from farm.campaign.run import execute, submit
+    from farm.formats.reader import read_sample
+    from farm.specs import parse_job
+
+    register_model("tiny-sets", tiny_set_model(), "events", tmp_path)
+    events = _events()
+    full = write_events_parquet(str(tmp_path / "full.parquet"), events)
+    truth = _truth_only(full, str(tmp_path / "truth.parquet"))
+    doc = {
+        "kind": "campaign",
+        "name": "truth-only-campaign",
+        "model": "tiny-sets@candidate",
+        "events": 16,
+        "shard_size": 8,
+        "seed": 4,
+        "conditions": {"distribution": "event-truth", "url": truth},
+        "resources": {"actors": 1, "batch_size": 64},
+    }
+    campaign = submit(parse_job(doc, "test", kind="campaign"))
+    assert execute(campaign.id).events == 16
+    data = read_sample(campaign.id)
+    order = np.argsort(data.event_id)
+    expect = events.subset(np.arange(16) % 12)
+    np.testing.assert_array_equal(data.subset(order).truth["pt"], expect.truth["pt"])
+    assert data.reco_counts.sum() > 0
