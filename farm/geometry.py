@@ -180,7 +180,7 @@ def embedded_geometry(name: str) -> CaloGeometry:
 
 
 def load_geometry(name_or_path: str) -> CaloGeometry:
-    """Load a geometry by name (ds1-photons, ds1-pions, ds2, ds3) or from a binning .xml path.
+    """Load a geometry by name (ds1-photons, ds1-pions, ds2, ds3, <cell geometry>-voxels) or .xml.
 
     Names come from farm's embedded copies, or from the challenge's XML files in
     FARM_GEOMETRY_DIR when that variable is set.
@@ -191,11 +191,16 @@ def load_geometry(name_or_path: str) -> CaloGeometry:
             path = Path(os.environ["FARM_GEOMETRY_DIR"]) / filename
             return parse_geometry(path, name=name_or_path, particle=particle)
         return embedded_geometry(name_or_path)
+    base = name_or_path.removesuffix(VOXELS_SUFFIX)
+    if base != name_or_path and base in CELL_GEOMETRIES:
+        return load_cell_geometry(base).voxel_binning
     path = Path(name_or_path)
     if not path.suffix == ".xml":
         raise FarmError(
             f"unknown geometry {name_or_path!r}: allowed names are "
-            f"{', '.join(KNOWN_GEOMETRIES)} or a path to a binning .xml file"
+            f"{', '.join(KNOWN_GEOMETRIES)}, a point-cloud geometry's projection "
+            f"({', '.join(g + VOXELS_SUFFIX for g in CELL_GEOMETRIES)}) or a path to a binning "
+            ".xml file"
         )
     return parse_geometry(path, name=path.stem)
 
@@ -245,6 +250,8 @@ def parse_geometry(path: Path, name: str, particle: str | None = None) -> CaloGe
 CELL_GEOMETRY_FORMAT = "farm-cell-geometry/1"
 CELL_GEOMETRIES = ("ild-ecal-like",)
 """High-granularity geometries farm ships for point-cloud showers (farm/geometries/<name>.json)."""
+VOXELS_SUFFIX = "-voxels"
+"""The voxel projection of cell geometry G is the CaloGeometry named G + VOXELS_SUFFIX."""
 
 
 @dataclass(frozen=True)
@@ -291,7 +298,7 @@ class CellGeometry:
         layers = tuple(
             Layer(k, self.binning_r_edges, self.binning_n_alpha) for k in range(self.n_layers)
         )
-        return CaloGeometry(f"{self.name}-voxels", self.particle, self.pid, layers, self.source)
+        return CaloGeometry(f"{self.name}{VOXELS_SUFFIX}", self.particle, self.pid, layers, self.source)
 
 
 def cell_geometry_from_doc(doc: dict, source: str) -> CellGeometry:

@@ -89,8 +89,12 @@ class Cardinality(nn.Module):
         self, e_inc: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor | None]:
         """(counts (B,) int64, E_sum (B,) float64 MeV or None without `energy`)."""
+        z = randn((2, e_inc.reshape(-1).shape[0]), generator, like=self.mu_coef)
+        return self.totals_from_noise(e_inc, z.to(self.mu_coef))
+
+    def totals_from_noise(self, e_inc: Tensor, z: Tensor) -> tuple[Tensor, Tensor | None]:
+        """`sample_totals` for given N(0, 1) noise z [2, B] float64 (row 0: count, 1: energy)."""
         mu, sigma = self.params(e_inc)
-        z = randn((2, *mu.shape), generator, like=mu).to(mu)
         counts = torch.exp(mu + sigma * z[0]).round().clamp(1, self.n_max).long()
         if not self.energy:
             return counts, None

@@ -8,6 +8,7 @@ E_sum with the count and the hit energies are scaled to sum to it (CaloClouds' c
 `generate` returns padded clouds in physical units with E = 0 on padding and on hits whose
 energy comes back non-positive (removed: callers keep E > 0 only).
 One state dict (`cardinality.*`, `hits.*`), one checkpoint folder, one `load_model`.
+`UnrolledPoints` is `generate` on given noise with the hits sampler unrolled (for farm export).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from models.data import TrainData
 from models.generative import GenerativeModel
 from models.loop import Report, prepare_batches, train_model
 from models.objectives import process_objective
+from models.unrolled import UnrolledSampler
 
 
 class PointShowerModel(nn.Module):
@@ -78,11 +80,26 @@ class PointShowerModel(nn.Module):
         counts = drawn if counts is None else counts
         c = torch.cat([e_inc, counts.reshape(-1, 1).to(e_inc)], dim=1)
         x = self.hits.generate(c, generator=generator, **kwargs)
+        return self.finish(x, e_sum)
+
+    def from_noise(
+        self, z: Tensor, z_count: Tensor, cond: Tensor, *, sampler: str, nfe: int, options: dict
+    ) -> tuple[Tensor, Tensor]:
+        """(`generate`'s clouds, the drawn counts) for given noise: hits z, totals z_count [2, B]."""
+        e_inc = cond[:, :1].float()
+        counts, e_sum = self.cardinality.totals_from_noise(e_inc, z_count)
+        c = torch.cat([e_inc, counts.reshape(-1, 1).to(e_inc)], dim=1)
+        x = self.hits.from_noise(z, c, sampler=sampler, nfe=nfe, options=options)
+        return self.finish(x, e_sum), counts
+
+    def finish(self, x: Tensor, e_sum: Tensor | None) -> Tensor:
+        """Generated hits [B, n_max * 4]: E <= 0 zeroed, the rest calibrated to e_sum if given."""
         pts = x.reshape(x.shape[0], self.n_max, POINT_FEATURES)
         keep = pts[..., -1:] > 0
         pts = torch.where(keep, pts, torch.zeros_like(pts))
         if e_sum is not None:
-            pts[..., -1] = calibrated(pts[..., -1], e_sum.to(pts.device))
+            e = calibrated(pts[..., -1], e_sum.to(pts.device))
+            pts = torch.cat([pts[..., :-1], e.unsqueeze(-1)], dim=-1)
         return pts.reshape(x.shape[0], -1)
 
 
@@ -131,4 +148,39 @@ def fit_points(
     )
 
 
-__all__ = ["PointShowerModel", "fit_points", "point_stage_data"]
+class UnrolledPoints(nn.Module):
+    """forward(z [B, n_max * 4], z_count [B, 2], cond [B, 1]) -> (hits, mask, counts).
+
+    hits [B, n_max, 4] (x mm, y mm, layer, E MeV) are `PointShowerModel.generate`'s for that
+    noise (E <= 0 and padding zeroed), mask [B, n_max] is E > 0, counts [B] the drawn counts.
+    """
+
+    def __init__(
+        self,
+        model: PointShowerModel,
+        sampler: str | None = None,
+        nfe: int | None = None,
+        options: dict[str, Any] | None = None,
+    ):
+        """Unroll the hits model's `sampler` at `nfe`; ValueError if it cannot be unrolled."""
+        super().__init__()
+        self.hits = UnrolledSampler(model.hits, sampler, nfe, options)
+        self.sampler, self.nfe, self.options = self.hits.sampler, self.hits.nfe, self.hits.options
+        self.model = model.eval()
+
+    @property
+    def noise_dim(self) -> int:
+        """Width of the hits model's prior noise z (n_max * 4)."""
+        return self.hits.noise_dim
+
+    @torch.no_grad()
+    def forward(self, z: Tensor, z_count: Tensor, cond: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(hits, mask, counts) from the prior noise for physical E_inc cond [B, 1]."""
+        x, counts = self.model.from_noise(
+            z, z_count.double().T, cond, sampler=self.sampler, nfe=self.nfe, options=self.options
+        )
+        hits = x.reshape(x.shape[0], self.model.n_max, POINT_FEATURES)
+        return hits, hits[..., -1] > 0, counts
+
+
+__all__ = ["PointShowerModel", "UnrolledPoints", "fit_points", "point_stage_data"]

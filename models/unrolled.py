@@ -4,7 +4,8 @@ The module is the same computation as `GenerativeModel.generate` for one batch a
 is drawn (`GenerativeModel.from_noise`: condition transform, `Process.sample_from`, preprocessing
 inverse), so tracing it (ONNX, TorchScript) gives one graph with the solver's steps unrolled.
 Only samplers that are a fixed function of the prior noise can be unrolled
-(`Process.unroll_refusal`); the batch size stays free.
+(`Process.unroll_refusal`); the batch size stays free (`models.points.UnrolledPoints` does the
+same for a point-cloud shower model).
 """
 
 from __future__ import annotations

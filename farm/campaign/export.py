@@ -3,12 +3,16 @@
 Shower campaigns are copied shard by shard in event-id order into one CaloChallenge HDF5 file
 (`incident_energies` (N, 1), `showers` (N, V), gzip, farm's attributes) or one farm showers Parquet
 file, so memory holds one shard at a time; jet campaigns become one JetNet HDF5 or Parquet file.
+Point-cloud campaigns become one farm-points Parquet file (farm.formats.points_parquet, a row
+group per shard) or, as HDF5, the CaloChallenge file of their voxel projection onto the cell
+geometry's binning (`PointSample.to_voxels`, geometry `<cell geometry>-voxels`).
 The file appears under its final name only when complete (farm.store.atomic_local_file).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import h5py
 import numpy as np
@@ -19,8 +23,10 @@ from farm.errors import FarmError
 from farm.formats import calochallenge as cc
 from farm.formats.files import file_format
 from farm.formats.reader import read_jets, read_showers, write_sample
-from farm.geometry import load_geometry
+from farm.geometry import CaloGeometry, geometry_to_doc, load_cell_geometry, load_geometry
 from farm.records import CampaignRecord
+from farm.samples import PointSample, ShowerSample
+from farm.sharding import Shard
 
 
 def export_campaign(campaign_id: str, out_url: str, fmt: str | None = None) -> str:
@@ -38,10 +44,18 @@ def export_campaign(campaign_id: str, out_url: str, fmt: str | None = None) -> s
         jets = read_jets(campaign.path(source))
         meta = {"campaign": campaign.id, "model": campaign.model.key, "exported_from": source}
         return write_sample(out_url, jets, meta)
+    if campaign.kind == "points":
+        _export_points(campaign, urls, out_url, fmt)
+        return out_url
+    geometry = load_geometry(campaign.geometry)
+    shards = (
+        (s, _checked(s, read_showers(u, geometry), u))
+        for s, u in zip(campaign.plan.shards(), urls, strict=True)
+    )
     if fmt == "parquet":
-        _showers_parquet(campaign, urls, out_url)
+        _showers_parquet(campaign, geometry, shards, out_url)
     else:
-        _showers_h5(campaign, urls, out_url)
+        _showers_h5(campaign, geometry, shards, out_url)
     return out_url
 
 
@@ -56,17 +70,31 @@ def _meta(campaign: CampaignRecord) -> dict:
     }
 
 
-def _showers_h5(campaign: CampaignRecord, urls: list[str], out_url: str) -> None:
+def _checked(shard: Shard, sample: ShowerSample | PointSample, url: str):
+    """The shard's sample, refused in one line when it holds another number of events."""
+    if len(sample) != shard.n:
+        raise FarmError(
+            f"{url}: {len(sample)} events, but shard {shard.id} holds {shard.n}; "
+            "the shard file is not the one its manifest committed"
+        )
+    return sample
+
+
+def _showers_h5(
+    campaign: CampaignRecord,
+    geometry: CaloGeometry,
+    shards: Iterator[tuple[Shard, ShowerSample]],
+    out_url: str,
+    extra_attrs: dict | None = None,
+) -> None:
     """One CaloChallenge HDF5 file, filled shard by shard."""
-    geometry = load_geometry(campaign.geometry)
     n, v = campaign.plan.events, geometry.n_voxels
     rows = max(1, min(n, (1 << 20) // (4 * v)))
     opts = {"compression": "gzip", "compression_opts": 4}
     with store.atomic_local_file(out_url) as tmp, h5py.File(tmp, "w") as f:
         e_ds = f.create_dataset(cc.E_KEY, (n, 1), np.float64, chunks=(min(n, 65536), 1), **opts)
         s_ds = f.create_dataset(cc.SHOWERS_KEY, (n, v), np.float32, chunks=(rows, v), **opts)
-        for shard, url in zip(campaign.plan.shards(), urls, strict=True):
-            sample = read_showers(url, geometry)
+        for shard, sample in shards:
             e_ds[shard.start : shard.stop, 0] = sample.e_inc
             s_ds[shard.start : shard.stop] = sample.showers
         attrs = {
@@ -75,25 +103,62 @@ def _showers_h5(campaign: CampaignRecord, urls: list[str], out_url: str) -> None
             "units": {cc.E_KEY: "MeV", cc.SHOWERS_KEY: "MeV"},
             "voxel_order": cc.VOXEL_ORDER,
             **_meta(campaign),
+            **(extra_attrs or {}),
         }
         f.attrs[cc.ATTRS_KEY] = json.dumps(attrs)
 
 
-def _showers_parquet(campaign: CampaignRecord, urls: list[str], out_url: str) -> None:
+def _showers_parquet(
+    campaign: CampaignRecord,
+    geometry: CaloGeometry,
+    shards: Iterator[tuple[Shard, ShowerSample]],
+    out_url: str,
+) -> None:
     """One farm showers Parquet file, a row group per shard."""
     import pyarrow.parquet as pq
 
     from farm.formats.showers_parquet import showers_schema, to_table
 
-    geometry = load_geometry(campaign.geometry)
     schema = showers_schema(geometry.n_voxels, geometry.name, _meta(campaign))
     with (
         store.atomic_local_file(out_url) as tmp,
         pq.ParquetWriter(tmp, schema, compression="zstd") as w,
     ):
-        for shard, url in zip(campaign.plan.shards(), urls, strict=True):
-            sample = read_showers(url, geometry)
+        for shard, sample in shards:
             table = to_table(
                 sample.showers, sample.e_inc, shard.event_ids(), geometry.name, _meta(campaign)
             )
             w.write_table(table)
+
+
+def _export_points(campaign: CampaignRecord, urls: list[str], out_url: str, fmt: str) -> None:
+    """A point-cloud campaign as one farm-points Parquet file or its voxel projection in HDF5."""
+    import pyarrow.parquet as pq
+
+    from farm.formats.points_parquet import points_schema, read_points_parquet, to_table
+
+    cells = load_cell_geometry(campaign.geometry)
+
+    def shards() -> Iterator[tuple[Shard, PointSample]]:
+        for shard, url in zip(campaign.plan.shards(), urls, strict=True):
+            sample = _checked(shard, read_points_parquet(url, cells), url)
+            sample.event_id = shard.event_ids()
+            yield shard, sample
+
+    if fmt == "h5":
+        binning = cells.voxel_binning
+        projected = ((shard, points.to_voxels(binning)) for shard, points in shards())
+        projection = {
+            "projected_from": {"format": "farm-points", "geometry": cells.name},
+            "projection": "farm.samples.project_points: hit energy summed into its voxel",
+            "binning": geometry_to_doc(binning, cells.source),
+        }
+        _showers_h5(campaign, binning, projected, out_url, projection)
+        return
+    meta = {**_meta(campaign), "exported_from": "parquet"}
+    with (
+        store.atomic_local_file(out_url) as tmp,
+        pq.ParquetWriter(tmp, points_schema(cells, meta), compression="zstd") as w,
+    ):
+        for _, sample in shards():
+            w.write_table(to_table(sample, meta))

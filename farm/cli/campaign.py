@@ -80,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="merge a finished campaign's shards into one file (CaloChallenge HDF5 or Parquet)",
         description="Write a finished campaign as one file, as the CaloChallenge's own tools take "
         "one input file: showers as a CaloChallenge HDF5 (or one farm showers Parquet), jets as "
-        "one JetNet HDF5 or Parquet. Shards are copied one at a time in event-id order; the file "
+        "one JetNet HDF5 or Parquet, point-cloud showers as one farm points Parquet (or, as "
+        "HDF5, the CaloChallenge file of their voxel projection). Shards are copied one at a time in event-id order; the file "
         "appears under its name only when complete.",
     )
     export.add_argument("id", help="campaign id (see `farm campaign ls`)")

@@ -9,11 +9,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the `farm export` command and its options."""
     p = sub.add_parser(
         "export",
-        help="export a shower model as one ONNX or TorchScript graph (noise, conditions) -> events",
+        help="export a shower or point-cloud model as one ONNX or TorchScript graph",
         description="Write a registered shower model's deterministic sampler, unrolled for a fixed "
         "NFE with the preprocessing inverse included, as one graph from prior noise "
         "N(0, 1) [batch, noise_dim] and incident energies (MeV) [batch, 1] to voxel energies "
-        "(MeV) [batch, voxels], for ONNX Runtime or LibTorch (Geant4 Par04, key4hep DDML). "
+        "(MeV) [batch, voxels], for ONNX Runtime or LibTorch (Geant4 Par04, key4hep DDML); a "
+        "point-cloud model's graph takes noise, count_noise [batch, 2] (float64) and energies "
+        "and gives hits [batch, n_max, 4] (x, y mm, layer, E MeV), mask and counts. "
         "The folder gets model.onnx or model.pt, card.json (the model card and the graph's "
         "inputs, outputs and units), reference.npz (noise, energies and farm's own events for "
         "them) and check.py (compares the graph with them; needs numpy and onnxruntime or "
@@ -46,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
     )
     out.print(
         f"{result.key} ({result.sampler}, nfe {result.nfe}) -> {result.out} ({result.format}; "
-        f"max |exported - farm| = {result.max_abs_deviation:.3g} MeV on the reference)"
+        f"max |exported - farm| = {result.max_abs_deviation:.3g} {result.unit} on the reference)"
     )
     return 0

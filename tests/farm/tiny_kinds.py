@@ -81,9 +81,10 @@ POINT_CONFIG = {
 }
 
 
-def tiny_point_model(seed: int = 0):
-    """An EPiC point-cloud model of ILD-like photon hits: count model and preprocessing fitted on
-    simulated hits at POINT_ENERGIES (farm.data.hit_sim), network weights perturbed."""
+def tiny_point_model(seed: int = 0, config: dict | None = None):
+    """An EPiC point-cloud model of ILD-like photon hits (or of `config`): count model and
+    preprocessing fitted on simulated hits at POINT_ENERGIES (farm.data.hit_sim), network weights
+    perturbed."""
     from farm.data.hit_sim import simulate_hits
     from farm.geometry import load_cell_geometry
     from farm.samples import PointSample
@@ -97,7 +98,7 @@ def tiny_point_model(seed: int = 0):
     h = simulate_hits(geo, e, rng)
     x, c = PointSample(h.counts, h.hits, h.layer, e, geo).model_inputs()
     data = TrainData(torch.from_numpy(x), torch.from_numpy(c))
-    model = build_model(parse_model_config(POINT_CONFIG), x.shape[1], 1)
+    model = build_model(parse_model_config(config or POINT_CONFIG), x.shape[1], 1)
     model.cardinality.fit(*point_stage_data(data))
     g = torch.Generator().manual_seed(seed)
     model.hits.preprocessing.fit(data.x, data.cond, g)
