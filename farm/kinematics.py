@@ -97,3 +97,12 @@ def cluster_antikt(fj, events: list[np.ndarray], R: float, pt_min: float):
     n_const = ak.to_numpy(ak.flatten(ak.num(index, axis=2)))
     offsets = np.concatenate([[0], np.cumsum(n_const)])
     return jet_event, jet_p4.reshape(-1, 4), ak.to_numpy(ak.flatten(index, axis=None)), offsets
+
+
+def met_ht(counts: np.ndarray, pt: np.ndarray, phi: np.ndarray):
+    """Per event (missing px, missing py, scalar sum pT) of a flat set, GeV."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    n = len(counts)
+    mx = -np.bincount(owner, weights=pt * np.cos(phi), minlength=n)
+    my = -np.bincount(owner, weights=pt * np.sin(phi), minlength=n)
+    return mx, my, np.bincount(owner, weights=pt, minlength=n)

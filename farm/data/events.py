@@ -163,7 +163,7 @@ def dis_kinematics(process) -> tuple[float, float, float]:
 
 def _met_ht(counts: np.ndarray, pt: np.ndarray, phi: np.ndarray):
     """Per event (missing px, missing py, scalar sum pT) of a flat set (farm.generation.events)."""
-    from farm.generation.events import met_ht
+    from farm.kinematics import met_ht
 
     return met_ht(counts, pt, phi)
 

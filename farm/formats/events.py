@@ -208,7 +208,7 @@ def arrow_to_truth(table: pa.Table, url: str = "<memory>") -> EventSample:
     Optional: event_id, n_truth, event_index and the truth event columns (truth MET and HT
     recomputed from the truth set when absent).
     """
-    from farm.generation.events import met_ht
+    from farm.kinematics import met_ht
 
     names = table.schema.names
     missing = [c for c in TRUTH_COLUMNS if c not in names]

@@ -16,6 +16,7 @@ import torch
 
 from farm.errors import FarmError
 from farm.generation.settings import DEFAULT_SETTINGS, SamplerSettings, refuse_non_finite
+from farm.kinematics import met_ht
 from farm.samples import RECO_SLOT, EventSample
 
 CHARGED_CLASSES = (0, 1, 2)
@@ -25,15 +26,6 @@ CHARGED_CLASSES = (0, 1, 2)
 def is_set_model(model: Any) -> bool:
     """Whether a loaded model generates events (config kind sets)."""
     return getattr(getattr(model, "config", None), "kind", "") == "sets"
-
-
-def met_ht(counts: np.ndarray, pt: np.ndarray, phi: np.ndarray):
-    """Per event (missing px, missing py, scalar sum pT) of a flat set, GeV."""
-    owner = np.repeat(np.arange(len(counts)), counts)
-    n = len(counts)
-    mx = -np.bincount(owner, weights=pt * np.cos(phi), minlength=n)
-    my = -np.bincount(owner, weights=pt * np.sin(phi), minlength=n)
-    return mx, my, np.bincount(owner, weights=pt, minlength=n)
 
 
 def _charges(reco: np.ndarray, valid: np.ndarray, truth: EventSample, truth_max: int):

@@ -159,7 +159,7 @@ def jet_truth(jets: list[JetCondition]):
 
 def event_truth(events: list[list[Particle]]):
     """An EventSample of a request's truth sets (no reco yet), truth MET and HT per event."""
-    from farm.generation.events import met_ht
+    from farm.kinematics import met_ht
     from farm.samples import EventSample
 
     flat = [p for event in events for p in event]

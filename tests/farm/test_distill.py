@@ -57,6 +57,7 @@ def distill_job(teacher: str) -> object:
     )
 
 
+@pytest.mark.slow  # ~55 s; farm distil runs in the default suite through test_train_points
 def test_jet_teacher_trains_and_distils_to_a_one_step_student(ray_session, farm_home):
     teacher = run_training(jets_job())
     info = registry.show("tiny-jets@candidate")

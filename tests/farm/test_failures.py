@@ -73,6 +73,7 @@ def test_training_on_missing_data_leaves_no_run(farm_home, tmp_path):
     assert all_runs() == [] and not (farm_home / "train").exists()
 
 
+@pytest.mark.slow  # ~30 s; the killed-run test covers the run status path by default
 def test_a_failed_training_run_ends_failed(ray_session, farm_home, monkeypatch):
     monkeypatch.setenv(FAULT_ENV, "1")
     with pytest.raises(FarmError, match=r"simulated crash after epoch 1"):

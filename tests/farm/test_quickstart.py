@@ -12,6 +12,7 @@ def ci_env(monkeypatch):
     monkeypatch.setenv("CI", "true")
 
 
+@pytest.mark.slow  # 5-6 min; .ci/run's first command runs `farm quickstart` at this size itself
 def test_quickstart_end_to_end(ray_session, farm_home, ci_env, capsys, tmp_path):
     assert main(["quickstart", "--campaign-events", "20000"]) == 0
     out = capsys.readouterr().out

@@ -104,12 +104,3 @@ def test_serve_point_clouds(served):
     )
     lo, hi = POINT_ENERGIES
     _one_line_error(_post(url, {"energies": [5e5]}), 400, f"trained on {lo:.4g}-{hi:.4g} MeV")
-
-
-def test_export_refuses_point_cloud_models_in_one_line(farm_home, tmp_path, capsys):
-    register_model("tiny-points", tiny_point_model(), "points", tmp_path)
-    out = tmp_path / "graph"
-    assert main(["export", "tiny-points@candidate", "--format", "onnx", "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == "farm: error: model tiny-points/1 generates points; export takes showers"
-    assert not out.exists()

@@ -95,6 +95,7 @@ def test_crash_after_first_checkpoint_then_resume(ray_session, farm_home, monkey
     assert len(registry.list_models()) == 1
 
 
+@pytest.mark.slow  # two Ray Train runs (~60 s); versioning is also covered by the registry tests
 def test_rerunning_a_finished_job_starts_a_new_version(ray_session, farm_home):
     first = run_training(tiny_job(epochs=1))
     second = run_training(tiny_job(epochs=1))
