@@ -298,7 +298,9 @@ class CellGeometry:
         layers = tuple(
             Layer(k, self.binning_r_edges, self.binning_n_alpha) for k in range(self.n_layers)
         )
-        return CaloGeometry(f"{self.name}{VOXELS_SUFFIX}", self.particle, self.pid, layers, self.source)
+        return CaloGeometry(
+            f"{self.name}{VOXELS_SUFFIX}", self.particle, self.pid, layers, self.source
+        )
 
 
 def cell_geometry_from_doc(doc: dict, source: str) -> CellGeometry:
