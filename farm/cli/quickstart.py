@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "patch transformer with Ray Train on 2 workers, register it in MLflow, generate 50,000 showers over 2 "
         "Ray actors (Parquet + CaloChallenge HDF5), evaluate 10,000 of them against 10,000 held-out "
         "reference showers, check the promotion gates (auc_low, sep_mean, sep_max) and print a "
-        "summary with the verdict. Outputs go to FARM_HOME (default ./farm-home). With CI=true "
+        "summary with the verdict (exit 1 when the model fails its gates). Outputs go to FARM_HOME (default ./farm-home). With CI=true "
         "the reference set and training are smaller (same code path).",
     )
     p.add_argument("--reference-events", type=int, help="reference showers to simulate")
@@ -109,4 +109,4 @@ def run(args: argparse.Namespace) -> int:
         out.print(f"[bold red]verdict: FAIL[/] {'; '.join(evaluation.failures)}")
         out.print("not promoted: `farm registry promote` refuses a version that fails its gates")
     out.print("browse runs and models: farm registry ui   (MLflow UI on http://127.0.0.1:5000)")
-    return 0
+    return 0 if evaluation.verdict == "pass" else 1  # a model that fails its gates fails the run
