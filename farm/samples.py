@@ -318,6 +318,11 @@ class EventSample:
         """Number of events."""
         return len(self.event_id)
 
+    @property
+    def truth_only(self) -> bool:
+        """Conditions read from a truth-only file: no reco set (and no reco MET) to compare."""
+        return "met_x" not in self.event
+
     def subset(self, idx: np.ndarray) -> EventSample:
         """The events at the given indices (provenance shared)."""
         idx = np.arange(len(self))[idx]

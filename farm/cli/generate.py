@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if loaded.card.kind == "points":
         check_points_request(loaded.key, loaded.card.data.geometry, args)
     reference = reference_sample(loaded.card, loaded.key, args.conditions, args.events, args.seed)
-    if args.reference_out and reference.kind == "events" and "met_x" not in reference.event:
+    if args.reference_out and reference.kind == "events" and reference.truth_only:
         raise FarmError(
             f"{args.conditions}: a truth-only conditions file has no reco set to write as "
             "--reference-out"

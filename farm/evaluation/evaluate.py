@@ -45,7 +45,7 @@ def evaluate_files(
 
         samples = {url: read_events(url) for url in (reference, generated)}
         for url, sample in samples.items():
-            if "met_x" not in sample.event:
+            if sample.truth_only:
                 raise FarmError(f"{url}: a truth-only file has no reco set to evaluate")
         return evaluate_events(samples[reference], samples[generated], out_url, options)
     if kind == "points":
