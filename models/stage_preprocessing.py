@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from torch import Tensor, nn
 
-from models.preprocessing import VOXEL_OPTIONS, VoxelCodingConfig
+from models.preprocessing import VOXEL_OPTIONS, VoxelCodingConfig, omit_defaults
 from models.quantile import ConditionalQuantiles
 
 CHUNK_ELEMENTS = 2**22
@@ -123,14 +123,29 @@ def _seed_from(generator: torch.Generator | None) -> int:
 class LayerEnergyPreprocessing(nn.Module):
     """Energy stage: layer energies [N, L] (MeV) given E_inc [N, 1] <-> z [N, L + 1]."""
 
-    def __init__(self, dim: int, cond_dim: int, threshold_mev: float, noise_fraction: float):
-        """`dim` layers, conditioned on E_inc alone (`cond_dim` 1)."""
+    def __init__(
+        self,
+        dim: int,
+        cond_dim: int,
+        threshold_mev: float,
+        noise_fraction: float,
+        quantiles: int | None = None,
+        quantile_knots: int = 16,
+    ):
+        """`dim` layers, conditioned on E_inc alone (`cond_dim` 1).
+
+        With `quantiles`, the standardised coordinates are Gaussianised by that many quantile
+        levels at `quantile_knots` values of E_inc (`models.quantile.ConditionalQuantiles`).
+        """
         super().__init__()
         if cond_dim != 1:
             raise ValueError(f"the energy stage is conditioned on E_inc alone, got {cond_dim}")
         self.threshold_mev, self.floor_mev = threshold_mev, noise_fraction * threshold_mev
         self.n_layers, self.out_dim = dim, dim + 1
         self.standardiser = PolynomialStandardiser(dim + 1, sigma_floor=1e-4, sigma_cap=1e3)
+        self.quantiles = (
+            ConditionalQuantiles(dim + 1, quantiles, quantile_knots) if quantiles else None
+        )
         self.register_buffer("log_ratio_max", torch.zeros((), dtype=torch.float64))
 
     def _coordinates(
@@ -156,6 +171,9 @@ class LayerEnergyPreprocessing(nn.Module):
         z, _ = next(chunks())
         self.log_ratio_max.copy_(z[:, 0].max())
         self.standardiser.fit(chunks, e_inc)
+        if self.quantiles is not None:
+            x = self.standardiser.standardise(z, e_inc)
+            self.quantiles.fit(x, self.standardiser.condition(e_inc))
 
     def transform_cond(self, e_inc: Tensor) -> Tensor:
         """Standardised log E_inc [N, 1]."""
@@ -166,10 +184,15 @@ class LayerEnergyPreprocessing(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """(x, c) in network space."""
         z = self._coordinates(layer_e, e_inc, generator)
-        return self.standardiser.standardise(z, e_inc).float(), self.transform_cond(e_inc)
+        x = self.standardiser.standardise(z, e_inc)
+        if self.quantiles is not None:
+            x = self.quantiles.transform(x, self.standardiser.condition(e_inc))
+        return x.float(), self.transform_cond(e_inc)
 
     def inverse(self, x: Tensor, e_inc: Tensor) -> Tensor:
         """Network space -> layer energies [N, L] in MeV (float64), summing to E_tot."""
+        if self.quantiles is not None:
+            x = self.quantiles.inverse(x, self.standardiser.condition(e_inc))
         z = self.standardiser.unstandardise(x, e_inc)
         e_tot = torch.exp(z[:, :1].clamp(max=float(self.log_ratio_max))) * e_inc.double()
         return torch.softmax(z[:, 1:], dim=1) * e_tot.reshape(-1, 1)
@@ -293,10 +316,25 @@ class LayerEnergyPreprocessingConfig(BaseModel):
     kind: Literal["layer_energies"] = "layer_energies"
     threshold_mev: float = Field(1.0, gt=0.0)
     noise_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    quantiles: int | None = Field(
+        None, ge=2, description="Gaussianise the energy coordinates by this many quantile levels"
+    )
+    quantile_knots: int = Field(16, ge=2, description="E_inc knots of the quantile tables")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return omit_defaults(self, handler(self), ("quantiles", "quantile_knots"))
 
     def build(self, dim: int, cond_dim: int) -> LayerEnergyPreprocessing:
         """The module for `dim` layers and a `cond_dim`-column condition."""
-        return LayerEnergyPreprocessing(dim, cond_dim, self.threshold_mev, self.noise_fraction)
+        return LayerEnergyPreprocessing(
+            dim,
+            cond_dim,
+            self.threshold_mev,
+            self.noise_fraction,
+            self.quantiles,
+            self.quantile_knots,
+        )
 
 
 class VoxelShapePreprocessingConfig(VoxelCodingConfig):
@@ -320,11 +358,21 @@ class ShowerStagesConfig(VoxelCodingConfig):
     """The shower settings both stages share (the voxel options apply to the shape stage)."""
 
     kind: Literal["shower_stages"] = "shower_stages"
+    energy_quantiles: int | None = Field(
+        None, ge=2, description="Gaussianise the energy stage's coordinates by this many levels"
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return omit_defaults(self, handler(self), (*VOXEL_OPTIONS, "energy_quantiles"))
 
     def energy(self) -> LayerEnergyPreprocessingConfig:
-        """The energy stage's preprocessing."""
+        """The energy stage's preprocessing (quantile knots shared with the voxels')."""
         return LayerEnergyPreprocessingConfig(
-            threshold_mev=self.threshold_mev, noise_fraction=self.noise_fraction
+            threshold_mev=self.threshold_mev,
+            noise_fraction=self.noise_fraction,
+            quantiles=self.energy_quantiles,
+            quantile_knots=self.quantile_knots,
         )
 
     def shape(self) -> VoxelShapePreprocessingConfig:

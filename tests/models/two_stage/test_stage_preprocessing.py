@@ -114,3 +114,36 @@ def test_voxel_shape_coordinates_invert_in_chunks(monkeypatch):
     assert bool((back[~hit] < THRESHOLD).all())
     # each voxel's share of its layer: at most the whole layer
     assert bool((back <= cond[:, 1:].repeat_interleave(torch.tensor(sizes), dim=1) + 1e-9).all())
+
+
+def test_layer_energy_quantiles_gaussianise_and_invert():
+    sizes = [6, 4, 3]
+    voxels, e_inc = _showers(4_000, sizes, 5)
+    layer_e = _layer_sums(voxels, sizes)
+    p = LayerEnergyPreprocessing(len(sizes), 1, THRESHOLD, 0.1, quantiles=32, quantile_knots=4)
+    p.fit(layer_e, e_inc, torch.Generator().manual_seed(1))
+    x, _ = p.transform(layer_e, e_inc, torch.Generator().manual_seed(2))
+    # each coordinate is marginally N(0, 1) after the rank-Gaussian map
+    assert bool((x.mean(0).abs() < 0.05).all()) and bool(((x.std(0) - 1).abs() < 0.05).all())
+    back = p.inverse(x.double(), e_inc)
+    counts, q = rebuild_layers(back, THRESHOLD)
+    exact = torch.isclose(counts.double() * q[:, None], layer_e, rtol=1e-5, atol=0).all(1)
+    # exact wherever the tables cover the event; the table ends clip (|x| = Phi^-1(1 - U_EPS))
+    inside = (x.abs() < 4.75).all(1)
+    assert bool(exact[inside].all()) and float(inside.float().mean()) > 0.99
+    # the tables travel in the state dict: a fresh module built the same way inverts the same
+    fresh = LayerEnergyPreprocessing(len(sizes), 1, THRESHOLD, 0.1, quantiles=32, quantile_knots=4)
+    fresh.load_state_dict(p.state_dict())
+    assert torch.equal(fresh.inverse(x.double(), e_inc), back)
+
+
+def test_shower_stages_dump_omits_unset_energy_quantiles():
+    base = pre.ShowerStagesConfig(threshold_mev=THRESHOLD, layer_sizes=[6, 4, 3])
+    # unset, the option stays out of dumps: the cards of existing models keep their hash
+    assert "energy_quantiles" not in base.model_dump()
+    assert "quantiles" not in base.energy().model_dump()
+    assert base.energy().build(3, 1).quantiles is None
+    tuned = base.model_copy(update={"energy_quantiles": 64})
+    assert tuned.model_dump()["energy_quantiles"] == 64
+    assert tuned.energy().quantiles == 64
+    assert pre.ShowerStagesConfig.model_validate(tuned.model_dump()) == tuned
