@@ -9,7 +9,8 @@ flow matching, learnt count + E_sum model) on the ild-ecal-like reference, disti
 2. showers/s of teacher (its NFE) and student (1 step), threads 1 and 2, median of --repeats,
    with the ratio (farm.generation.point_sample: generation, cell assignment, merging);
 3. fidelity of teacher and student against the reference with its reference-vs-reference floor
-   (farm.evaluation.points, no classifier: point features and the voxel projection's);
+   (farm.evaluation.points: point features and the voxel projection's, with the projection's
+   low- and high-level classifier AUCs unless --no-classifier);
 4. bytes per shower on disk: points Parquet vs the voxel projection (Parquet zstd, HDF5 gzip).
 """
 
@@ -121,6 +122,9 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=1200, help="training showers")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument(
+        "--no-classifier", dest="classifier", action="store_false", help="skip the AUC rows"
+    )
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -147,13 +151,14 @@ def main() -> None:
     full = reference(2 * args.n, 3)
     print("\n| metric | teacher | student | floor (ref vs ref) |")
     print("| --- | --- | --- | --- |")
-    options = EvaluationOptions(classifier=False, plots=False)
+    options = EvaluationOptions(classifier=args.classifier, plots=False)
     results = {}
     for name, model in (("teacher", teacher), ("student", student)):
         gen = point_sample(model, full.e_inc, GEO, generator=torch.Generator().manual_seed(7))
         results[name] = evaluate_points(full, gen, options=options).metrics
     keys = ("sep/n_hits", "sep/e_sum_ratio", "sep/cog_z", "sep/width_r", "sep_hit_spectrum")
-    for key in (*keys, "sep_mean", "sep_max", "fpd", "kpd"):
+    aucs = ("auc_low", "auc_high") if args.classifier else ()
+    for key in (*keys, "sep_mean", "sep_max", "fpd", "kpd", *aucs):
         t, s = results["teacher"][key], results["student"][key]
         print(f"| {key} | {t['value']:.4g} | {s['value']:.4g} | {t['floor']:.4g} |")
     b = sizes(full)
