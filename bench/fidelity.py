@@ -96,6 +96,10 @@ LADDER: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
             "small": {"data.events": 30_000, "optim.epochs": 20},
             "full": {"data.events": 100_000, "optim.epochs": 200},
         },
+        "electrons-two-stage-mlp": {
+            "small": {"optim.epochs": 30},
+            "full": {"data.events": 100_000, "optim.epochs": 200},
+        },
     },
     "jets-top": {
         "flow": {
