@@ -295,6 +295,12 @@ def pad_sets(
     return out
 
 
+ELECTRON_COLUMNS = ("electron_e", "electron_pt", "electron_eta", "electron_phi")
+"""The scattered electron per DIS event: E (GeV), pT (GeV), eta, phi (rad)."""
+DIS_KINEMATICS = ("x_bj", "q2", "y_inel")
+"""Event-level DIS kinematics a scattered-electron model may add to its condition (x, Q^2, y)."""
+
+
 @dataclass
 class EventSample:
     """Whole events: a truth set and a reconstructed set per event (flat arrays with counts).
@@ -349,11 +355,53 @@ class EventSample:
         return sets.reshape(len(self), -1)
 
     def model_inputs(
-        self, truth_max: int, reco_max: int, truncate: bool = False
+        self,
+        truth_max: int,
+        reco_max: int,
+        truncate: bool = False,
+        condition: str = "truth_set",
+        dis_kinematics: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(x (N, reco_max * 4) reco (pT, eta, phi, class), cond (N, truth_max * 5)) padded."""
+        """(x (N, reco_max * 4) reco (pT, eta, phi, class) padded, cond (`condition_inputs`))."""
         reco = pad_sets(self.reco_counts, self.reco, RECO_SLOT, reco_max, "reco", truncate)
-        return reco.reshape(len(self), -1), self.truth_inputs(truth_max, truncate)
+        cond = self.condition_inputs(condition, truth_max, truncate, dis_kinematics)
+        return reco.reshape(len(self), -1), cond
+
+    def condition_inputs(
+        self,
+        condition: str,
+        truth_max: int,
+        truncate: bool = False,
+        dis_kinematics: bool = False,
+    ) -> np.ndarray:
+        """A set model's conditions: padded truth sets (truth_set) or the scattered electron."""
+        if condition == "scattered_electron":
+            return self.electron_inputs(dis_kinematics)
+        return self.truth_inputs(truth_max, truncate)
+
+    def electron_inputs(self, dis_kinematics: bool = False) -> np.ndarray:
+        """Conditions (N, 4) (E, pT, eta, phi) of the scattered electron, + (x, Q^2, y): (N, 7).
+
+        Files without those columns (not DIS, or written before farm stored the electron) are
+        one FarmError line naming the file and the missing columns.
+        """
+        names = (*ELECTRON_COLUMNS, *(DIS_KINEMATICS if dis_kinematics else ()))
+        where = self.provenance.get("url") or self.provenance.get("cache") or "events"
+        missing = [c for c in names if c not in self.event]
+        if missing:
+            raise FarmError(
+                f"{where}: no column(s) {missing}: a model conditioned on the scattered electron "
+                f"needs {list(names)} (DIS events from `farm data events --process dis`; files "
+                "written before farm stored the electron lack them: regenerate)"
+            )
+        cond = np.stack([np.asarray(self.event[c], np.float32) for c in names], axis=1)
+        bad = ~np.isfinite(cond).all(1) | (cond[:, 0] <= 0) | (cond[:, 1] <= 0)
+        if bad.any():
+            raise FarmError(
+                f"{where}: {int(bad.sum())} event(s) with a non-finite or non-positive scattered "
+                f"electron (first: event_id {int(self.event_id[np.argmax(bad)])})"
+            )
+        return cond
 
     @staticmethod
     def offsets(counts: np.ndarray) -> np.ndarray:

@@ -273,6 +273,7 @@ class TrainJob(RegisteredJob):
     @model_validator(mode="after")
     def _model_fits_data(self) -> TrainJob:
         check_model_for_data(self.model, self.data.source)
+        check_event_condition(self.model, self.data)
         return self
 
 
@@ -282,6 +283,22 @@ def check_aliases(aliases: list[str]) -> list[str]:
         if not re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", alias) or re.match(r"^v\d+$", alias):
             raise ValueError(f"invalid alias {alias!r} (letters, digits, _ and -; not v<N>)")
     return aliases
+
+
+def check_event_condition(model: Any, data: Any) -> None:
+    """A set model conditioned on the scattered electron: DIS events, no truth slots."""
+    if getattr(model, "condition", "truth_set") != "scattered_electron":
+        return
+    if getattr(data, "process", "dis") != "dis":
+        raise ValueError(
+            f"data.process: a model conditioned on the scattered electron needs DIS events "
+            f"(process: dis), got {data.process!r}"
+        )
+    if data.max_truth is not None:
+        raise ValueError(
+            "data.max_truth: a model conditioned on the scattered electron takes no truth set; "
+            "drop max_truth (max_reco sets its candidate slots, default 50)"
+        )
 
 
 def check_model_for_data(model: ModelConfig | TwoStageConfig, source: str) -> None:

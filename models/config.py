@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    model_serializer,
+    model_validator,
+)
 
 from models.cardinality import CardinalityConfig
 from models.networks.epic import EPiCConfig
@@ -19,6 +28,7 @@ from models.preprocessing import (
     PointCloudPreprocessingConfig,
     ShowerPreprocessingConfig,
     StandardPreprocessingConfig,
+    omit_defaults,
 )
 from models.processes.consistency import ConsistencyConfig
 from models.processes.edm import EDMConfig
@@ -198,7 +208,9 @@ class SetModelConfig(BaseModel):
 
     Flow matching in two stages (`models.sets`): the event-level flow (reco multiplicity, MET,
     HT), then the transformer over reco tokens with cross-attention to truth; sizes of the sets
-    come from the data (dim = reco slots * 4, cond_dim = truth slots * 5).
+    come from the data (dim = reco slots * 4, cond_dim = truth slots * 5). With `condition:
+    scattered_electron` (EIC, DIS events) the condition is the scattered electron's (E, pT, eta,
+    phi), plus (x, Q^2, y) with `dis_kinematics`: cond_dim 4 or 7, one condition token.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -206,8 +218,29 @@ class SetModelConfig(BaseModel):
     width: int = Field(64, ge=8)
     heads: int = Field(4, ge=1)
     layers: int = Field(2, ge=1)
+    condition: Literal["truth_set", "scattered_electron"] = Field(
+        "truth_set",
+        description="what the reco set is generated given: the truth set, or (DIS) the "
+        "scattered electron's kinematics",
+    )
+    dis_kinematics: bool = Field(
+        False, description="scattered_electron: also condition on x, Q^2 and y of the event"
+    )
     preprocessing: SetPreprocessingConfig = Field(default_factory=SetPreprocessingConfig)
     sampler: SamplerConfig = Field(default_factory=lambda: SamplerConfig(name="midpoint"))
+
+    @model_validator(mode="after")
+    def _condition(self) -> SetModelConfig:
+        if self.dis_kinematics and self.condition != "scattered_electron":
+            raise ValueError(
+                "dis_kinematics: true needs condition: scattered_electron (a truth-set model "
+                "takes no event-level condition)"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return omit_defaults(self, handler(self), ("condition", "dis_kinematics"))
 
     @property
     def process(self) -> FlowMatchingConfig:

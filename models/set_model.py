@@ -2,7 +2,8 @@
 
 `SetModel` wraps `models.sets.SetToSetModel` (Parnassus, arXiv:2406.01620: event-level flow, then
 reco tokens cross-attending to truth) and `SetPreprocessing`; it takes and returns physical
-padded sets (cond (B, T * 5) truth, x (B, R * 4) reco, padded slots zero), so `save_model`,
+padded sets (cond (B, T * 5) truth, x (B, R * 4) reco, padded slots zero; with `condition:
+scattered_electron` cond (B, 4 or 7), `models.set_conditions`), so `save_model`,
 `load_model` and farm's generation treat it like every other model. One state dict
 (`preprocessing.*`, `flow.*`), one checkpoint folder.
 """
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 from models.config import OptimConfig, SetModelConfig
 from models.data import TrainData
 from models.loop import Objective, Report, prepare_batches, train_model
+from models.set_conditions import ElectronPreprocessing, condition_dim
 from models.set_preprocessing import (
     EVENT_DIM,
     SET_RECO,
@@ -36,15 +38,36 @@ class SetModel(nn.Module):
     def __init__(self, config: SetModelConfig, dim: int, cond_dim: int):
         """A model for reco sets of dim / 4 slots given truth sets of cond_dim / 5 slots."""
         super().__init__()
-        for what, size, per in (("dim", dim, SET_RECO), ("cond_dim", cond_dim, SET_TRUTH)):
+        electron = config.condition == "scattered_electron"
+        checks = [("dim", dim, SET_RECO)] + (
+            [] if electron else [("cond_dim", cond_dim, SET_TRUTH)]
+        )
+        for what, size, per in checks:
             if size % per or size == 0:
                 raise ValueError(f"{what} {size} is not a positive multiple of {per} features")
+        if electron and cond_dim != condition_dim(config.dis_kinematics):
+            raise ValueError(
+                f"cond_dim {cond_dim}: a scattered-electron model takes "
+                f"{condition_dim(config.dis_kinematics)} condition columns (E, pT, eta, phi"
+                f"{', x, Q^2, y' if config.dis_kinematics else ''})"
+            )
         self.config, self.dim, self.cond_dim = config, dim, cond_dim
-        self.reco_max, self.truth_max = dim // SET_RECO, cond_dim // SET_TRUTH
-        self.preprocessing = SetPreprocessing(config.preprocessing, self.truth_max, self.reco_max)
+        self.reco_max = dim // SET_RECO
+        self.truth_max = 0 if electron else cond_dim // SET_TRUTH
+        """Truth slots of a truth-set model (0: conditioned on the scattered electron)."""
+        if electron:
+            self.preprocessing = ElectronPreprocessing(
+                config.preprocessing, self.reco_max, config.dis_kinematics
+            )
+            token_dim = self.preprocessing.token_dim
+        else:
+            self.preprocessing = SetPreprocessing(
+                config.preprocessing, self.truth_max, self.reco_max
+            )
+            token_dim = TRUTH_TOKEN
         self.flow = SetToSetModel(
             SetFlowConfig(
-                truth_dim=TRUTH_TOKEN,
+                truth_dim=token_dim,
                 reco_dim=3,
                 n_classes=N_CLASSES,
                 event_dim=EVENT_DIM,
@@ -54,6 +77,11 @@ class SetModel(nn.Module):
                 layers=config.layers,
             )
         )
+
+    @property
+    def condition(self) -> str:
+        """What the model is conditioned on: 'truth_set' or 'scattered_electron'."""
+        return self.config.condition
 
     @property
     def default_sampler(self) -> str:
@@ -71,7 +99,10 @@ class SetModel(nn.Module):
         batch_size: int = 4096,
         **kwargs: Any,
     ) -> Tensor:
-        """Reco sets x (B, R * 4) (pT, eta, phi, class; padded slots zero) for truth `cond`."""
+        """Reco sets x (B, R * 4) (pT, eta, phi, class; padded slots zero) for `cond`.
+
+        cond: padded truth sets (B, T * 5), or the scattered electron (B, 4 or 7).
+        """
         sampler = sampler or self.default_sampler
         nfe = nfe or self.config.sampler.nfe
         device = next(self.parameters()).device

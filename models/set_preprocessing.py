@@ -69,10 +69,17 @@ def _masked_moments(v: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 class SetPreprocessing(nn.Module):
     """Physical padded sets <-> network tensors; statistics are buffers (saved with the weights)."""
 
-    def __init__(self, config: SetPreprocessingConfig, truth_max: int, reco_max: int):
+    def __init__(
+        self,
+        config: SetPreprocessingConfig,
+        truth_max: int,
+        reco_max: int,
+        condition: tuple[str, int] = ("truth", 3),
+    ):
+        """Buffers: `condition` (name, size) statistics of the condition, then reco and event."""
         super().__init__()
         self.config, self.truth_max, self.reco_max = config, truth_max, reco_max
-        for name, size in (("truth", 3), ("reco", 3), ("event", EVENT_DIM)):
+        for name, size in (condition, ("reco", 3), ("event", EVENT_DIM)):
             self.register_buffer(f"{name}_mu", torch.zeros(size))
             self.register_buffer(f"{name}_sd", torch.ones(size))
 
@@ -91,14 +98,25 @@ class SetPreprocessing(nn.Module):
 
     def fit(self, x: Tensor, cond: Tensor) -> None:
         """Means and widths over the valid particles of training data in physical units."""
-        truth, reco = self.split(x, cond)
-        for name, p in (("truth", truth), ("reco", reco)):
-            mu, sd = _masked_moments(*self._kinematics(p))
-            getattr(self, f"{name}_mu").copy_(mu)
-            getattr(self, f"{name}_sd").copy_(sd)
+        self.fit_condition(cond)
+        reco = self.reco(x)
+        mu, sd = _masked_moments(*self._kinematics(reco))
+        self.reco_mu.copy_(mu)
+        self.reco_sd.copy_(sd)
         event = self._event(reco)
         self.event_mu.copy_(event.mean(0))
         self.event_sd.copy_(event.std(0, unbiased=False).clamp_min(1e-3))
+
+    def fit_condition(self, cond: Tensor) -> None:
+        """Means and widths of the truth (log pT, eta, phi) over valid truth particles."""
+        truth, _ = self.split(None, cond)
+        mu, sd = _masked_moments(*self._kinematics(truth))
+        self.truth_mu.copy_(mu)
+        self.truth_sd.copy_(sd)
+
+    def reco(self, x: Tensor) -> Tensor:
+        """Reco x (B, R * 4) -> (B, R, 4)."""
+        return x.float().reshape(len(x), self.reco_max, SET_RECO)
 
     def _event(self, reco: Tensor) -> Tensor:
         mask = reco[..., 0] > 0
@@ -117,7 +135,7 @@ class SetPreprocessing(nn.Module):
     def transform(self, x: Tensor, cond: Tensor) -> tuple[Tensor, ...]:
         """(truth tokens, truth mask, reco (B, R, 3), class (B, R) long, reco mask, event (B, 3))."""
         tokens, truth_mask = self.truth_tokens(cond)
-        _, reco = self.split(x, cond)
+        reco = self.reco(x)
         k, mask = self._kinematics(reco)
         k = ((k - self.reco_mu) / self.reco_sd) * mask.unsqueeze(-1)
         cls = torch.where(mask, reco[..., 3].round().long(), 0)

@@ -47,6 +47,7 @@ MODELS_RANKS = {
     "stage_preprocessing": 3,
     "sets": 3,
     "set_preprocessing": 3,
+    "set_conditions": 4,
     "config": 4,
     "likelihood": 4,
     "generative": 5,

@@ -9,6 +9,7 @@ Processes:
 - dis:   ep neutral-current DIS, 18 GeV electrons on 275 GeV protons, Q^2 > q2_min (10 GeV^2),
          as in Pythia's DIS example (dipole recoil, no lepton PDF, no QED shower off leptons).
 Truth = stable visible final-state particles with pT > truth_pt_min and |eta| < truth_eta_max.
+DIS events also store Q^2, x, y and the scattered electron (`scattered_electron`) per event.
 """
 
 from __future__ import annotations
@@ -161,6 +162,27 @@ def dis_kinematics(process) -> tuple[float, float, float]:
     return q2, q2 / (2 * pq), pq / _minkowski(P, k)
 
 
+def scattered_electron(event) -> tuple[float, float, float, float]:
+    """(E GeV, pT GeV, eta, phi) of the scattered electron, from the generator record.
+
+    The outgoing lepton of the hard process (|status| 23, |id| 11, the k' of `dis_kinematics`)
+    followed to its last copy (`iBotCopyId`: after recoil boosts; with farm's settings, no QED
+    shower off leptons, it is the final-state electron). Lab frame, proton along +z.
+    """
+    for i in range(event.size()):
+        p = event[i]
+        if abs(p.status()) == 23 and p.idAbs() == 11:
+            last = event[p.iBotCopyId()]
+            if not last.isFinal():
+                raise FarmError(f"scattered electron (record entry {i}) has no final copy")
+            return last.e(), last.pT(), last.eta(), last.phi()
+    raise FarmError("no outgoing hard-process electron in a DIS event record")
+
+
+DIS_COLUMNS = ("q2", "x_bj", "y_inel", "electron_e", "electron_pt", "electron_eta", "electron_phi")
+"""Per-event DIS columns, in the order `generate_events` collects them."""
+
+
 def _met_ht(counts: np.ndarray, pt: np.ndarray, phi: np.ndarray):
     """Per event (missing px, missing py, scalar sum pT) of a flat set (farm.generation.events)."""
     from farm.kinematics import met_ht
@@ -195,7 +217,7 @@ def build_sample(truths: list[np.ndarray], index: np.ndarray, dis: np.ndarray | 
         "truth_met_x": tx, "truth_met_y": ty, "truth_ht": tht,
     }  # fmt: skip
     if dis is not None:
-        event |= {"q2": dis[:, 0], "x_bj": dis[:, 1], "y_inel": dis[:, 2]}
+        event |= {name: dis[:, j] for j, name in enumerate(DIS_COLUMNS)}
     return EventSample(truth, counts, reco, reco_counts, event, np.arange(len(counts)))
 
 
@@ -219,8 +241,9 @@ def generate_events(config: EventGenConfig, seed: int) -> EventSample:
         truths.append(truth)
         index.append(n_tried - 1)
         if config.process == "dis":
-            dis.append(dis_kinematics(pythia.process))
-    dis_arr = np.asarray(dis, dtype=np.float64).reshape(-1, 3) if config.process == "dis" else None
+            dis.append((*dis_kinematics(pythia.process), *scattered_electron(pythia.event)))
+    n_dis = len(DIS_COLUMNS)
+    dis_arr = np.asarray(dis, np.float64).reshape(-1, n_dis) if config.process == "dis" else None
     return build_sample(truths, np.asarray(index, dtype=np.int64), dis_arr, det, rng)
 
 

@@ -189,6 +189,8 @@ def events_cache_url(spec: SimulatedEventsData) -> str:
     """Where `simulated_events` data is generated once and reused (keyed by the generator settings)."""
     key = spec.model_dump(mode="json", include={"process", "events", "seed", "pt_hat_min",
                                                  "pt_hat_max", "mpi", "shard_size"})  # fmt: skip
+    if spec.process == "dis":  # DIS shards gained the scattered-electron columns: a new cache
+        key["columns"] = "electron"
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return store.join(store.home(), "datasets", "events", f"{spec.process}-{digest}")
 

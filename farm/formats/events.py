@@ -2,7 +2,8 @@
 
 Columns (plain Arrow types, so pyarrow, pandas, polars and awkward read the files without farm):
 event_id, event_index int64; n_truth, n_reco int32; met_x, met_y, ht, truth_met_x, truth_met_y,
-truth_ht float32 (GeV) and, for DIS, q2 (GeV^2), x_bj, y_inel float32; truth_pt, truth_eta,
+truth_ht float32 (GeV) and, for DIS, q2 (GeV^2), x_bj, y_inel and the scattered electron's
+electron_e, electron_pt (GeV), electron_eta, electron_phi (rad) float32; truth_pt, truth_eta,
 truth_phi list<float32>, truth_pdg list<int32>, truth_charge list<int8>; reco_pt, reco_eta,
 reco_phi list<float32>, reco_class list<int8>, reco_charge list<int8>. Units live in field
 metadata; class names, detector parameters and generator provenance as JSON under b"farm.events".
@@ -43,6 +44,10 @@ OPTIONAL_EVENT = {
     "q2": (np.float32, "GeV^2"),
     "x_bj": (np.float32, "1"),
     "y_inel": (np.float32, "1"),
+    "electron_e": (np.float32, "GeV"),
+    "electron_pt": (np.float32, "GeV"),
+    "electron_eta": (np.float32, "1"),
+    "electron_phi": (np.float32, "rad"),
 }
 TRUTH_COLUMNS = tuple(f"truth_{k}" for k in TRUTH)
 TRUTH_OPTIONAL = (

@@ -4,7 +4,10 @@ The model (models.set_model.SetModel) takes the truth sets padded to its truth s
 events are refused, or truncated by pT when asked) and returns padded reco sets; the valid slots
 (pT > 0) become each event's reco candidates. MET and HT are recomputed from the generated
 candidates, the truth columns are kept. The charge of a charged candidate is that of the nearest
-charged truth particle in (eta, phi) (the model generates the class, not the sign).
+charged truth particle in (eta, phi) (the model generates the class, not the sign). A model
+conditioned on the scattered electron (`condition: scattered_electron`) takes the electron
+columns of the conditions events instead (`EventSample.electron_inputs`); their truth sets are
+kept as they are and only give the charges.
 """
 
 from __future__ import annotations
@@ -80,16 +83,27 @@ def event_sample(
         raise FarmError(
             "events take a set-to-set model (kind sets); this model generates another kind"
         )
-    truth_max = model.truth_max
-    cond = torch.from_numpy(truth.truth_inputs(truth_max, truncate))
-    x = settings.generate(model, cond, generator)
+    condition = getattr(model, "condition", "truth_set")
+    truth_max, provenance = model.truth_max, {}
+    if condition == "scattered_electron":
+        dis = bool(model.config.dis_kinematics)
+        cond = truth.electron_inputs(dis)  # the condition file's electron (and x, Q^2, y) columns
+        provenance = {"condition": condition, "dis_kinematics": dis}
+        truncated = 0
+        charge_slots = int(truth.truth_counts.max(initial=1))  # every truth particle for charges
+    else:
+        cond = truth.truth_inputs(truth_max, truncate)
+        truncated = int((truth.truth_counts > truth_max).sum())
+        charge_slots = truth_max
+    x = settings.generate(model, torch.from_numpy(cond), generator)
     refuse_non_finite("reco", x)
-    out = reco_from_padded(x, truth, truth_max)
+    out = reco_from_padded(x, truth, charge_slots)
     out.provenance = {
         "truth_slots": truth_max,
         "reco_slots": model.reco_max,
         "truncate": truncate,
-        "truncated_events": int((truth.truth_counts > truth_max).sum()),
+        "truncated_events": truncated,
+        **provenance,
     }
     return out
 

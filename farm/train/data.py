@@ -58,19 +58,36 @@ def complete_model_config(model_config: Any, shapes: list[tuple[int, int]] | Non
     return with_geometry(model_config, shapes)
 
 
-def event_slots(dataset: EventSample, data_spec: Any) -> tuple[int, int, bool]:
-    """(truth slots, reco slots, truncate) of a set model, recorded in the data's provenance."""
-    truth_max = data_spec.max_truth or int(dataset.truth_counts.max(initial=1))
-    reco_max = data_spec.max_reco or int(dataset.reco_counts.max(initial=1))
+ELECTRON_RECO_SLOTS = 50
+"""Default reco slots of a model conditioned on the scattered electron (EIC point clouds)."""
+
+
+def event_slots(dataset: EventSample, data_spec: Any, model_config: Any = None) -> dict[str, Any]:
+    """`EventSample.model_inputs` keywords of a set model, recorded in the data's provenance.
+
+    A truth-set model: truth and reco slots (None: the data's maxima). A model conditioned on the
+    scattered electron has no truth slots and ELECTRON_RECO_SLOTS reco slots unless data.max_reco.
+    """
+    condition = getattr(model_config, "condition", "truth_set")
+    electron = condition == "scattered_electron"
+    truth_max = 0 if electron else data_spec.max_truth or int(dataset.truth_counts.max(initial=1))
+    default_reco = ELECTRON_RECO_SLOTS if electron else int(dataset.reco_counts.max(initial=1))
+    reco_max = data_spec.max_reco or default_reco
+    over = dataset.reco_counts > reco_max
+    if not electron:
+        over |= dataset.truth_counts > truth_max
     dataset.provenance["sets"] = {
         "max_truth": truth_max,
         "max_reco": reco_max,
         "truncate": data_spec.truncate,
-        "truncated_events": int(
-            ((dataset.truth_counts > truth_max) | (dataset.reco_counts > reco_max)).sum()
-        ),
+        "truncated_events": int(over.sum()),
     }
-    return truth_max, reco_max, data_spec.truncate
+    kwargs = {"truth_max": truth_max, "reco_max": reco_max, "truncate": data_spec.truncate}
+    if electron:
+        dis = bool(model_config.dis_kinematics)
+        dataset.provenance["sets"] |= {"condition": condition, "dis_kinematics": dis}
+        kwargs |= {"condition": condition, "dis_kinematics": dis}
+    return kwargs
 
 
 def prepare_data(data_spec: Any, model_config: Any, *, distill: bool = False) -> PreparedData:
@@ -98,10 +115,9 @@ def prepare_data(data_spec: Any, model_config: Any, *, distill: bool = False) ->
         if dataset.kind == "points"
         else ()
     )
-    if dataset.kind == "events":
-        slots = event_slots(dataset, data_spec)
-    x_train, c_train = parts["train"].model_inputs(*slots)
-    x_val, c_val = parts["val"].model_inputs(*slots)
+    keywords = event_slots(dataset, data_spec, model_config) if dataset.kind == "events" else {}
+    x_train, c_train = parts["train"].model_inputs(*slots, **keywords)
+    x_val, c_val = parts["val"].model_inputs(*slots, **keywords)
     arrays = {"x_train": x_train, "c_train": c_train, "x_val": x_val, "c_val": c_val}
     model_config = complete_model_config(model_config, layer_shapes(dataset))
     return PreparedData(dataset, parts, arrays, model_config)
