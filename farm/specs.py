@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from farm.errors import FarmError
 from farm.samples import JET_POINT_FEATURES
@@ -529,6 +537,12 @@ class CampaignJob(Strict):
     )
     conditions: EnergyConditions
     formats: list[Literal["parquet", "h5"]] = Field(default_factory=lambda: ["parquet"])
+    parquet_layout: Literal["dense", "sparse"] = Field(
+        "dense",
+        description="layout of voxel-shower Parquet shards: dense (a fixed-size showers list) or "
+        "sparse (the non-zero voxels' indices and energies, lossless; every farm reader "
+        "densifies it)",
+    )
     output: str | None = None
     seed: int = 0
     resources: CampaignResources = Field(default_factory=CampaignResources)
@@ -549,12 +563,25 @@ class CampaignJob(Strict):
             )
         if not self.formats:
             raise ValueError("formats must name at least one of: parquet, h5")
+        if self.parquet_layout == "sparse" and "parquet" not in self.formats:
+            raise ValueError(
+                f"parquet_layout: 'sparse' lays out Parquet shards, but formats is "
+                f"[{', '.join(self.formats)}]; add parquet to formats or drop parquet_layout"
+            )
         v = self.validation
         if v is not None and v.events is not None and v.events > self.events:
             raise ValueError(
                 f"validation.events ({v.events}) is larger than events ({self.events})"
             )
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """Omit parquet_layout when dense: campaign.json of jobs without it stays unchanged."""
+        data = handler(self)
+        if self.parquet_layout == "dense":
+            data.pop("parquet_layout", None)
+        return data
 
     @property
     def validation_events(self) -> int:

@@ -197,7 +197,7 @@ class ShardMaker:
         return record
 
     def _write_files(self, shard: Shard, sample: Sample) -> tuple[dict[str, ShardFile], int]:
-        """Each format's file, committed atomically with retries: ({fmt: file}, bytes)."""
+        """Each format's file (Parquet in the job's parquet_layout), atomic, with retries."""
         from farm.formats.reader import write_sample
 
         meta = {"campaign": self.campaign.id, "model": self.campaign.model.key, "shard": shard.id}
@@ -205,7 +205,10 @@ class ShardMaker:
         for fmt in self.campaign.job.formats:
             path = shard_path(fmt, shard.id)
             url = self.campaign.path(path)
-            write: Callable[[], str] = lambda url=url: write_sample(url, sample, meta)  # noqa: E731
+            layout = self.campaign.job.parquet_layout if fmt == "parquet" else "dense"
+            write: Callable[[], str] = lambda url=url, layout=layout: write_sample(  # noqa: E731
+                url, sample, meta, layout
+            )
             with_retries(write, f"writing {url}")
             fs, fs_path = store.filesystem(url)
             size = int(with_retries(lambda fs=fs, p=fs_path: fs.size(p), f"stat {url}"))

@@ -36,6 +36,11 @@ def submit(job: CampaignJob) -> CampaignRecord:
     except ValueError as exc:
         raise FarmError(f"{job.name}: {exc}") from None
     kind = card.kind
+    if job.parquet_layout != "dense" and kind != "showers":
+        raise FarmError(
+            f"{job.name}: parquet_layout: {job.parquet_layout!r} is a layout of voxel showers, "
+            f"but model {ref} generates {kind}; drop parquet_layout (or use 'dense')"
+        )
     truth_of = {"jets": "jet-truth", "events": "event-truth"}
     if truth_of.get(kind) != (d := job.conditions.distribution) and (
         kind in truth_of or d in truth_of.values()

@@ -93,7 +93,7 @@ def detect_kind(url: str) -> str:
         raise
     except Exception as exc:  # h5py's OSError, pyarrow's ArrowInvalid: the file, not the store
         raise unreadable(url, exc) from None
-    if "showers" in names:
+    if "showers" in names or {"voxel_index", "voxel_energy"} <= names:  # dense or sparse
         return "showers"
     if {"n_hits", "e"} <= names:
         return "points"

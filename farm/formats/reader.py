@@ -176,9 +176,17 @@ def read_truth_jets(location: str) -> JetTruth:
     return jets.truth()
 
 
-def write_sample(url: str, sample: Sample, meta: dict[str, Any] | None = None) -> str:
-    """Write showers (.h5 or .parquet), point-cloud showers or events (.parquet), jets atomically."""
+def write_sample(
+    url: str, sample: Sample, meta: dict[str, Any] | None = None, layout: str = "dense"
+) -> str:
+    """Write showers (.h5 or .parquet), point-cloud showers or events (.parquet), jets atomically.
+
+    `layout` is that of showers Parquet (farm.formats.showers_parquet.LAYOUTS); other files refuse
+    a sparse one.
+    """
     file_format(url)
+    if layout != "dense" and (sample.kind != "showers" or file_format(url) != "parquet"):
+        raise FarmError(f"{url}: the {layout} layout is one of voxel showers in Parquet only")
     if sample.kind == "events":
         from farm.formats.events import write_events_parquet
 
@@ -199,7 +207,9 @@ def write_sample(url: str, sample: Sample, meta: dict[str, Any] | None = None) -
         from farm.formats.showers_parquet import write_showers_parquet
 
         ids = sample.event_id if sample.event_id is not None else np.arange(len(sample))
-        write_showers_parquet(url, sample.showers, sample.e_inc, ids, sample.geometry.name, meta)
+        write_showers_parquet(
+            url, sample.showers, sample.e_inc, ids, sample.geometry.name, meta, layout=layout
+        )
     else:
         from farm.formats.calochallenge import write_calochallenge
 

@@ -103,6 +103,31 @@ def test_shipped_jobs_parse(path):
             },
             "conditions: distribution 'log-uniform' needs max",
         ),
+        (
+            {
+                "kind": "campaign",
+                "name": "c",
+                "model": "m@a",
+                "events": 10,
+                "shard_size": 5,
+                "conditions": {"distribution": "uniform", "min": 1, "max": 2},
+                "parquet_layout": "coo",
+            },
+            "parquet_layout: Input should be 'dense' or 'sparse'",
+        ),
+        (
+            {
+                "kind": "campaign",
+                "name": "c",
+                "model": "m@a",
+                "events": 10,
+                "shard_size": 5,
+                "conditions": {"distribution": "uniform", "min": 1, "max": 2},
+                "formats": ["h5"],
+                "parquet_layout": "sparse",
+            },
+            "parquet_layout: 'sparse' lays out Parquet shards, but formats is [h5]; add parquet",
+        ),
         ({"kind": "nope"}, "kind: must be one of train, distill, campaign, tune, got 'nope'"),
         (
             {"kind": "train", "name": "j", "data": {"source": "simulated_jets"}},
