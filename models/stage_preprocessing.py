@@ -21,6 +21,14 @@ from torch import Tensor, nn
 from models.preprocessing import VOXEL_OPTIONS, VoxelCodingConfig, omit_defaults
 from models.quantile import ConditionalQuantiles
 
+ShareOf = Literal["layer", "incident"]
+SHARE_OF_HELP = (
+    "the energy a voxel's log share is taken of: 'layer' (E_l) or 'incident' (E_inc). With 'layer'"
+    " the band of empty voxels, log(E_floor / E_l), moves with the layer energy, so a Gaussianisation"
+    " given E_inc alone blurs empty voxels into hits where E_l spreads widely (the shower start);"
+    " with 'incident' the band sits where the single-stage coding puts it"
+)
+
 CHUNK_ELEMENTS = 2**22
 """Float64 elements per chunk when preprocessing many voxels (about 32 MB)."""
 
@@ -212,11 +220,14 @@ class VoxelShapePreprocessing(nn.Module):
         voxel_sigma_cap: float = 1.0,
         voxel_quantiles: int | None = None,
         quantile_knots: int = 16,
+        share_of: ShareOf = "layer",
     ):
         """`dim` voxels in layers of `layer_sizes`, conditioned on [E_inc, layer energies].
 
         With `voxel_quantiles`, the standardised shares are Gaussianised by that many quantile
         levels at `quantile_knots` values of E_inc (`models.quantile.ConditionalQuantiles`).
+        `share_of` is the energy each voxel's log share is taken of: its layer's (E_l) or the
+        incident one (E_inc; SHARE_OF says why); the rebuild makes the layer sums exact either way.
         """
         super().__init__()
         sizes = list(layer_sizes) if layer_sizes else [dim]
@@ -229,6 +240,7 @@ class VoxelShapePreprocessing(nn.Module):
             )
         self.threshold_mev, self.floor_mev = threshold_mev, noise_fraction * threshold_mev
         self.n_layers, self.out_dim = len(sizes), dim
+        self.share_of = share_of
         layer_of = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
         self.register_buffer("layer_of_voxel", layer_of, persistent=False)
         # as ShowerPreprocessing's voxels: a floor keeps rare hits from being 100-sigma outliers,
@@ -251,13 +263,21 @@ class VoxelShapePreprocessing(nn.Module):
         e_in = c[:, :1]
         return torch.cat([torch.log(e_in), torch.log(c[:, 1:].clamp_min(self.floor_mev) / e_in)], 1)
 
-    def _coordinates(self, showers: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _coordinates(
+        self, showers: Tensor, e_inc: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
         e = showers.double()
         e = torch.where(e < self.threshold_mev, 0.0, e)
+        v = dequantise(e, self.threshold_mev, self.floor_mev, generator)
+        return torch.log(v / self._reference(e, e_inc))
+
+    def _reference(self, e: Tensor, e_inc: Tensor) -> Tensor:
+        """The energy each voxel's share is of: [N, V] (layer) or [N, 1] (incident), MeV."""
+        if self.share_of == "incident":
+            return e_inc.double().reshape(-1, 1)
         s = self._layer_sum(e)
         s = torch.where(s > 0, s, self.threshold_mev)  # an empty layer: its voxels sit in the band
-        v = dequantise(e, self.threshold_mev, self.floor_mev, generator)
-        return torch.log(v / s[:, self.layer_of_voxel.to(e.device)])
+        return s[:, self.layer_of_voxel.to(e.device)]
 
     @torch.no_grad()
     def fit(self, showers: Tensor, cond: Tensor, generator: torch.Generator | None = None) -> None:
@@ -271,7 +291,7 @@ class VoxelShapePreprocessing(nn.Module):
         def chunks() -> Iterator[tuple[Tensor, Tensor]]:
             gen = torch.Generator(device=showers.device).manual_seed(seed)
             for rows in _row_chunks(showers.shape[0], self.out_dim):
-                yield self._coordinates(showers[rows], gen), e_inc[rows]
+                yield self._coordinates(showers[rows], e_inc[rows], gen), e_inc[rows]
 
         self.standardiser.fit(chunks, e_inc)
         if self.quantiles is not None:
@@ -295,7 +315,7 @@ class VoxelShapePreprocessing(nn.Module):
         """(x, c) in network space; x is computed in chunks of events."""
         x = torch.empty(showers.shape[0], self.out_dim, dtype=torch.float32, device=showers.device)
         for rows in _row_chunks(showers.shape[0], self.out_dim):
-            z = self._coordinates(showers[rows], generator)
+            z = self._coordinates(showers[rows], cond[rows, 0], generator)
             x_rows = self.standardiser.standardise(z, cond[rows, 0])
             x[rows] = self._gaussianise(x_rows, cond[rows, 0]).float()
         return x, self.transform_cond(cond)
@@ -305,8 +325,10 @@ class VoxelShapePreprocessing(nn.Module):
         if self.quantiles is not None:
             x = self.quantiles.inverse(x, self.standardiser.condition(cond[:, 0]))
         z = self.standardiser.unstandardise(x, cond[:, 0])
-        layer_e = cond.double()[:, 1:][:, self.layer_of_voxel.to(x.device)]
-        return torch.exp(z.clamp(max=0.0)) * layer_e
+        c = cond.double()
+        layer_of = self.layer_of_voxel.to(x.device)
+        scale = c[:, :1] if self.share_of == "incident" else c[:, 1:][:, layer_of]
+        return torch.exp(z.clamp(max=0.0)) * scale
 
 
 class LayerEnergyPreprocessingConfig(BaseModel):
@@ -341,6 +363,11 @@ class VoxelShapePreprocessingConfig(VoxelCodingConfig):
     """Shape-stage coordinates (built by a two-stage model; rarely written by hand)."""
 
     kind: Literal["voxel_shapes"] = "voxel_shapes"
+    share_of: ShareOf = Field("layer", description=SHARE_OF_HELP)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return omit_defaults(self, handler(self), (*VOXEL_OPTIONS, "share_of"))
 
     def build(self, dim: int, cond_dim: int) -> VoxelShapePreprocessing:
         """The module for `dim` voxels and a `cond_dim`-column condition."""
@@ -351,6 +378,7 @@ class VoxelShapePreprocessingConfig(VoxelCodingConfig):
             self.layer_sizes,
             self.noise_fraction,
             **{name: getattr(self, name) for name in VOXEL_OPTIONS},
+            share_of=self.share_of,
         )
 
 
@@ -361,10 +389,11 @@ class ShowerStagesConfig(VoxelCodingConfig):
     energy_quantiles: int | None = Field(
         None, ge=2, description="Gaussianise the energy stage's coordinates by this many levels"
     )
+    share_of: ShareOf = Field("layer", description=SHARE_OF_HELP)
 
     @model_serializer(mode="wrap")
     def _dump(self, handler):
-        return omit_defaults(self, handler(self), (*VOXEL_OPTIONS, "energy_quantiles"))
+        return omit_defaults(self, handler(self), (*VOXEL_OPTIONS, "energy_quantiles", "share_of"))
 
     def energy(self) -> LayerEnergyPreprocessingConfig:
         """The energy stage's preprocessing (quantile knots shared with the voxels')."""
@@ -382,6 +411,7 @@ class ShowerStagesConfig(VoxelCodingConfig):
             layer_sizes=self.layer_sizes,
             noise_fraction=self.noise_fraction,
             **{name: getattr(self, name) for name in VOXEL_OPTIONS},
+            share_of=self.share_of,
         )
 
 

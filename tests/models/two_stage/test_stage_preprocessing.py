@@ -147,3 +147,24 @@ def test_shower_stages_dump_omits_unset_energy_quantiles():
     assert tuned.model_dump()["energy_quantiles"] == 64
     assert tuned.energy().quantiles == 64
     assert pre.ShowerStagesConfig.model_validate(tuned.model_dump()) == tuned
+
+
+def test_incident_shares_invert_and_keep_empties_in_a_fixed_band():
+    sizes = [6, 4, 3]
+    voxels, e_inc = _showers(300, sizes, 4)
+    cond = torch.cat([e_inc.double(), _layer_sums(voxels, sizes)], dim=1)
+    p = VoxelShapePreprocessing(13, 4, THRESHOLD, sizes, 0.1, share_of="incident")
+    p.fit(voxels, cond, torch.Generator().manual_seed(1))
+    z = p._coordinates(voxels, e_inc[:, 0], torch.Generator().manual_seed(2))
+    empty = voxels == 0
+    # empty voxels sit in the band log(floor 10^[-0.05, 0] / E_inc) whatever their layer's energy
+    floor = 0.1 * THRESHOLD * torch.tensor([10**-0.05, 1.0], dtype=torch.float64)
+    band = torch.log(floor / e_inc)
+    assert bool(((z >= band[:, :1] - 1e-9) & (z <= band[:, 1:] + 1e-9) | ~empty).all())
+    x, _ = p.transform(voxels, cond, torch.Generator().manual_seed(2))
+    back = p.inverse(x.double(), cond)
+    assert torch.allclose(back[~empty], voxels.double()[~empty], rtol=1e-5)
+    assert bool((back[empty] < THRESHOLD).all())
+    config = pre.ShowerStagesConfig(threshold_mev=THRESHOLD, layer_sizes=sizes)
+    assert "share_of" not in config.model_dump() and "share_of" not in config.shape().model_dump()
+    assert config.model_copy(update={"share_of": "incident"}).shape().share_of == "incident"
