@@ -396,7 +396,8 @@ class EnergyConditions(Strict):
     Showers: incident energies, `discrete` (uniform over `values`), `log-uniform`/`uniform` in
     [min, max], or a `file` of truth energies. Jets: `jet-truth`, a jets file whose (pT, eta,
     constituent count) condition the events, row by row. Events: `event-truth`, a farm events
-    file or folder whose truth sets condition the events (event i takes truth event i, cyclically).
+    file or folder whose truth sets condition the events (event i takes truth event i, cyclically);
+    a model conditioned on the scattered electron takes the file's electron columns instead.
     """
 
     distribution: Literal[
@@ -409,7 +410,8 @@ class EnergyConditions(Strict):
     truncate: bool = Field(
         False,
         description="event-truth: keep the highest-pT truth particles of events bigger than the "
-        "model's truth slots (default: refuse the campaign)",
+        "model's truth slots (default: refuse the campaign); refused for a model conditioned on "
+        "the scattered electron (no truth slots)",
     )
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ from farm.formats.reader import read_truth_energies, read_truth_jets
 from farm.generation import SamplerSettings, jet_sample, shower_sample
 from farm.geometry import load_geometry
 from farm.records import CampaignRecord, CampaignStatus, ModelVersionRef
-from farm.samples import JET_POINT_FEATURES
+from farm.samples import JET_POINT_FEATURES, EventSample
 from farm.sharding import Plan
 from farm.specs import CampaignJob
 
@@ -156,7 +156,7 @@ def _check_jet_truth(
 
 
 def _check_event_truth(job: CampaignJob, card: ModelCard, ref: str) -> None:
-    """An events campaign: Parquet only; its truth events must exist and fit the model's slots."""
+    """An events campaign: Parquet only; its events must fit the slots or carry the electron."""
     from farm.formats.reader import read_events
 
     if job.validation is not None or list(job.formats) != ["parquet"]:
@@ -165,7 +165,20 @@ def _check_event_truth(job: CampaignJob, card: ModelCard, ref: str) -> None:
             "block (validate with `farm evaluate CAMPAIGN_ID REFERENCE`)"
         )
     truth = read_events(job.conditions.url)
+    if card.config.get("condition") == "scattered_electron":
+        _check_electron(job, card, ref, truth)
+        return
     truth.truth_inputs(card.cond_dim // 5, job.conditions.truncate)  # oversize: one line, now
+
+
+def _check_electron(job: CampaignJob, card: ModelCard, ref: str, truth: EventSample) -> None:
+    """An electron-conditioned model: the file's electron columns, no truth slots to fit."""
+    if job.conditions.truncate:
+        raise FarmError(
+            f"{job.name}: conditions.truncate: model {ref} is conditioned on the scattered "
+            "electron, not on truth sets: there is nothing to truncate (drop truncate)"
+        )
+    truth.electron_inputs(bool(card.config.get("dis_kinematics")))  # missing columns: one line
 
 
 def _store(job: CampaignJob, mv, geometry: str | None, kind: str) -> CampaignRecord:

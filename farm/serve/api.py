@@ -28,6 +28,12 @@ JET_UNITS = {
 EVENT_UNITS = {"pt": "GeV", "eta": "1", "phi": "rad", "met_x": "GeV", "met_y": "GeV", "ht": "GeV"}
 POINT_UNITS = {"energies": "MeV", "x": "mm", "y": "mm", "z": "mm", "e": "MeV", "layer": "index"}
 KIND_UNITS = {"showers": UNITS, "points": POINT_UNITS, "jets": JET_UNITS, "events": EVENT_UNITS}
+ELECTRON_REFUSED = (
+    "conditioned on the scattered electron (condition: scattered_electron), but farm serve "
+    "conditions events on truth sets only; generate with `farm generate MODEL --conditions "
+    "DIS_FILE` or a campaign (conditions: event-truth)"
+)
+"""Why an electron-conditioned set model is not served (requests carry truth sets, no electron)."""
 
 
 class JetCondition(BaseModel):

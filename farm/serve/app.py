@@ -21,6 +21,7 @@ from farm import __version__, registry
 from farm.errors import FarmError
 from farm.serve.api import (
     ARROW_STREAM,
+    ELECTRON_REFUSED,
     GenerateRequest,
     Job,
     arrow_body,
@@ -181,6 +182,8 @@ def build(refs: list[str], options: ServeOptions):
                 f"model {name}/{version} generates {kind}; farm serve takes showers, point-cloud "
                 "showers, jets and events"
             )
+        if (info["card"].get("config") or {}).get("condition") == "scattered_electron":
+            raise FarmError(f"model {name}/{version}: {ELECTRON_REFUSED}")
         if name in names:
             raise FarmError(f"model {name} is named twice")
         deployment = serve.deployment(ModelServer, name=f"model-{name}").options(

@@ -33,7 +33,7 @@ from farm.generation.jets import jet_slots
 from farm.generation.settings import refuse_non_finite
 from farm.geometry import load_cell_geometry
 from farm.samples import EventSample, JetTruth, unknown_pdg
-from farm.serve.api import KIND_UNITS, UNITS, Job, Result, error
+from farm.serve.api import ELECTRON_REFUSED, KIND_UNITS, UNITS, Job, Result, error
 
 log = logging.getLogger(__name__)
 BATCH_LOG = 1000
@@ -107,6 +107,8 @@ class ModelServer:
             want = {"showers": "energies", "jets": "jets", "events": "truth"}[CONDITIONED_AS[kind]]
             given = {"showers": "energies", "jets": "jets", "events": "truth"}[job.kind]
             return error(400, f"model {loaded.key} generates {kind}: give '{want}', not '{given}'")
+        if getattr(loaded.model, "condition", "truth_set") == "scattered_electron":
+            return error(400, f"model {loaded.key}: {ELECTRON_REFUSED}")  # an alias moved to it
         checks = {"showers": _check_energies, "jets": _check_jets, "events": _check_truth}
         refused = checks[job.kind](loaded, job)
         if refused is not None:
