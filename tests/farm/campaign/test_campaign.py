@@ -111,10 +111,9 @@ def test_campaign_to_s3(in_store, s3_bucket, reference_run):
     assert summary.dataset_sha256 == reference_run[1].dataset_sha256
 
 
-def _wait_for_records(output: str, n: int, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
+def _wait_for_records(output: str, n: int) -> None:
+    """Until n shards are committed; no wall-clock deadline (pytest-timeout bounds the test)."""
     while len(manifest.committed_ids(output)) < n:
-        assert time.time() < deadline, "campaign made no progress"
         time.sleep(0.05)
 
 
