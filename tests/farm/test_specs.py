@@ -16,6 +16,15 @@ from farm.specs import (
 )
 
 JOBS = sorted(Path(__file__).resolve().parents[2].joinpath("jobs").glob("*.yaml"))
+CAMPAIGN = {
+    "kind": "campaign",
+    "name": "c",
+    "model": "m@a",
+    "events": 10,
+    "shard_size": 5,
+    "conditions": {"distribution": "uniform", "min": 1, "max": 2},
+}
+"""A valid campaign document the parquet_layout cases change one key of."""
 
 
 @pytest.mark.parametrize("path", JOBS, ids=[p.name for p in JOBS])
@@ -104,28 +113,11 @@ def test_shipped_jobs_parse(path):
             "conditions: distribution 'log-uniform' needs max",
         ),
         (
-            {
-                "kind": "campaign",
-                "name": "c",
-                "model": "m@a",
-                "events": 10,
-                "shard_size": 5,
-                "conditions": {"distribution": "uniform", "min": 1, "max": 2},
-                "parquet_layout": "coo",
-            },
+            {**CAMPAIGN, "parquet_layout": "coo"},
             "parquet_layout: Input should be 'dense' or 'sparse'",
         ),
         (
-            {
-                "kind": "campaign",
-                "name": "c",
-                "model": "m@a",
-                "events": 10,
-                "shard_size": 5,
-                "conditions": {"distribution": "uniform", "min": 1, "max": 2},
-                "formats": ["h5"],
-                "parquet_layout": "sparse",
-            },
+            {**CAMPAIGN, "formats": ["h5"], "parquet_layout": "sparse"},
             "parquet_layout: 'sparse' lays out Parquet shards, but formats is [h5]; add parquet",
         ),
         ({"kind": "nope"}, "kind: must be one of train, distill, campaign, tune, got 'nope'"),
