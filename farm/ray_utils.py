@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from farm import store
 from farm.errors import FarmError, Stopped
@@ -104,6 +105,7 @@ def start_local_ray(num_cpus: int, kwargs: dict) -> None:
     import ray
     from ray._private import ray_constants
 
+    package_root_first_on_worker_path()
     cluster = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
@@ -112,6 +114,24 @@ def start_local_ray(num_cpus: int, kwargs: dict) -> None:
         ray_constants.ENABLE_RAY_CLUSTER = cluster
     if ray.is_initialized():
         start_reaper()
+
+
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+"""The directory holding the farm and models packages (the clone for an editable install)."""
+
+
+def package_root_first_on_worker_path() -> None:
+    """Put PACKAGE_ROOT first on the PYTHONPATH the local instance's workers inherit.
+
+    Ray adds the driver's working directory to its workers' sys.path. A folder there named
+    farm or models without an __init__.py (a FARM_HOME called farm, the clone seen from its
+    parent) is a namespace package to Python's path finder, which answers before an editable
+    install's finder is asked: workers then fail on `import farm.train.worker`. A regular
+    package on an earlier path entry wins over any namespace folder.
+    """
+    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if PACKAGE_ROOT not in parts:
+        os.environ["PYTHONPATH"] = os.pathsep.join([PACKAGE_ROOT, *parts])
 
 
 def start_reaper() -> None:
