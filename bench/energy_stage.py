@@ -42,13 +42,11 @@ def compare(ref_a, e_a, ref_b, e_b, gen, e_gen) -> None:
     def sep(x, y):
         return separation_power(x, y)[0]
 
-    rows = [
-        ("E_tot / E_inc", sep(ref_a.sum(1) / e_a, gen.sum(1) / e_gen)),
-        ("floor", sep(ref_a.sum(1) / e_a, ref_b.sum(1) / e_b)),
-    ]
+    ratio_a = ref_a.sum(1) / e_a
+    e_tot, e_tot_floor = sep(ratio_a, gen.sum(1) / e_gen), sep(ratio_a, ref_b.sum(1) / e_b)
     per = np.array([sep(ref_a[:, k], gen[:, k]) for k in range(ref_a.shape[1])])
     floor = np.array([sep(ref_a[:, k], ref_b[:, k]) for k in range(ref_a.shape[1])])
-    print(f"sep E_tot/E_inc {rows[0][1]:.4f} (floor {rows[1][1]:.4f})")
+    print(f"sep E_tot/E_inc {e_tot:.4f} (floor {e_tot_floor:.4f})")
     print(f"sep layer energies: mean {per.mean():.4f} (floor {floor.mean():.4f})")
     worst = np.argsort(per)[::-1][:8]
     print("worst layers: " + ", ".join(f"{k}: {per[k]:.4f}" for k in worst))

@@ -27,6 +27,7 @@ from models.config import (
     TwoStageConfig,
 )
 from models.distill import DistillConfig
+from models.preprocessing import omit_defaults
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 Scalar = bool | int | float | str
@@ -580,10 +581,7 @@ class CampaignJob(Strict):
     @model_serializer(mode="wrap")
     def _dump(self, handler):
         """Omit parquet_layout when dense: campaign.json of jobs without it stays unchanged."""
-        data = handler(self)
-        if self.parquet_layout == "dense":
-            data.pop("parquet_layout", None)
-        return data
+        return omit_defaults(self, handler(self), ("parquet_layout",))
 
     @property
     def validation_events(self) -> int:
