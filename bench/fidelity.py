@@ -328,6 +328,10 @@ def run_recipe(args: argparse.Namespace, recipe: str, overrides: dict[str, Any],
     model, seconds, curve = train(job, config, train_data, val_data, log)
     model.eval()
     out_url = str(args.out / args.dataset / recipe)
+    if args.keep:
+        from models.checkpoint import save_model
+
+        save_model(model, Path(out_url) / "model")
     if refs["kind"] == "jets":
         generated, rate = generate_jets(model, refs["truth"], args.seed, args.batch)
         result = evaluate(
@@ -335,6 +339,8 @@ def run_recipe(args: argparse.Namespace, recipe: str, overrides: dict[str, Any],
         )
     else:
         showers, rate = generate_showers(model, refs["e_inc"], args.dataset, args.seed, args.batch)
+        if args.keep:
+            np.savez(Path(out_url) / "generated.npz", showers=showers, e_inc=refs["e_inc"])
         geometry = job.data.geometry
         result = evaluate(
             "showers", refs["reference"], (showers, refs["e_inc"]), geometry, out_url, args.plots
@@ -424,6 +430,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7, help="generation seed")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--no-plots", dest="plots", action="store_false")
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="also write each recipe's model (DIR/<dataset>/<recipe>/model) and generated.npz",
+    )
     ap.add_argument("--tag", default="", help="suffix of the results files (results<tag>.json)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
