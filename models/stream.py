@@ -10,6 +10,7 @@ preprocessing on, and the stream itself. This module never imports Ray; farm sup
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -36,10 +37,15 @@ class StreamData:
 
 
 class TransformedStream:
-    """A physical-unit stream mapped into network space by a fitted preprocessing, per batch."""
+    """A physical-unit stream mapped into network space by a fitted preprocessing, per batch.
+
+    The transform runs on a CPU copy of the preprocessing, taken here: the model that owns the
+    original may move to the training device, while streamed batches arrive on the CPU.
+    """
 
     def __init__(self, stream: BatchStream, preprocessing: nn.Module, seed: int | None):
-        self.stream, self.preprocessing, self.seed = stream, preprocessing, seed
+        self.stream, self.seed = stream, seed
+        self.preprocessing = copy.deepcopy(preprocessing).cpu()
         self.n_events = stream.n_events
 
     def batches(self, epoch: int, rank: int, batch_size: int) -> Iterator[tuple[Tensor, ...]]:

@@ -47,7 +47,8 @@ def fit(
         config: A `ModelConfig` (one network and process) or a `TwoStageConfig`.
         optim: Optimiser, schedule, EMA, precision and checkpoint settings.
         train: Training data in physical units (showers [N, voxels], E_inc [N, 1] for showers),
-            or a `StreamData` for data that does not fit in memory (single-stage models).
+            or a `StreamData` for data that does not fit in memory (single- and two-stage
+            shower models).
         val: Validation data in physical units.
         report: report(metrics, checkpoint_dir) once per epoch.
         device: Training device.
@@ -57,10 +58,10 @@ def fit(
     Returns:
         The trained model in eval mode.
     """
-    if isinstance(train, StreamData) and not isinstance(config, ModelConfig):
+    if isinstance(train, StreamData) and not isinstance(config, ModelConfig | TwoStageConfig):
         raise ValueError(
-            f"streamed training data supports single-stage models, not {type(config).__name__} "
-            "(train it from memory: data.loading: memory)"
+            "streamed training data supports single-stage and two-stage shower models, not "
+            f"{type(config).__name__} (train it from memory: data.loading: memory)"
         )
     if isinstance(config, TwoStageConfig):
         return fit_two_stage(

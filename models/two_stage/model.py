@@ -45,6 +45,7 @@ class TwoStageModel(nn.Module):
         self.energy = GenerativeModel(config.stage("energy"), len(sizes), 1)
         self.shape = GenerativeModel(config.stage("shape"), dim, 1 + len(sizes))
         self.layout = VoxelLayout(sizes)
+        self.n_layers = len(sizes)
         layer_of = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
         self.register_buffer("layer_of_voxel", layer_of, persistent=False)
 
@@ -67,20 +68,11 @@ class TwoStageModel(nn.Module):
 
     def layer_energies(self, showers: Tensor) -> Tensor:
         """[N, L] float64 sums of each layer's voxels above the readout threshold."""
-        e = showers.double()
-        e = torch.where(e < self.threshold_mev, 0.0, e)
-        out = torch.zeros(e.shape[0], self.layout.slot.shape[0], dtype=e.dtype, device=e.device)
-        return out.index_add_(1, self.layer_of_voxel.to(e.device), e)
+        return layer_energies(showers, self.layer_of_voxel, self.n_layers, self.threshold_mev)
 
     def stage_data(self, data: TrainData) -> tuple[TrainData, TrainData]:
-        """Split physical (showers, E_inc) into the two stages' training data.
-
-        Returns the energy stage's (layer energies, E_inc) and the shape stage's
-        (showers, [E_inc, layer energies]).
-        """
-        e_inc = data.cond[:, :1].double()
-        layer_e = self.layer_energies(data.x)
-        return TrainData(layer_e, e_inc), TrainData(data.x, torch.cat([e_inc, layer_e], dim=1))
+        """Split physical (showers, E_inc) into the two stages' training data; see `stage_data`."""
+        return stage_data(data, self.layer_of_voxel, self.n_layers, self.threshold_mev)
 
     @torch.no_grad()
     def generate_parts(
@@ -162,4 +154,27 @@ class TwoStageModel(nn.Module):
         ).voxels.float()
 
 
-__all__ = ["TwoStageModel"]
+def layer_energies(
+    showers: Tensor, layer_of_voxel: Tensor, n_layers: int, threshold_mev: float
+) -> Tensor:
+    """[N, L] float64 sums of each layer's voxels above the readout threshold."""
+    e = showers.double()
+    e = torch.where(e < threshold_mev, 0.0, e)
+    out = torch.zeros(e.shape[0], n_layers, dtype=e.dtype, device=e.device)
+    return out.index_add_(1, layer_of_voxel.to(e.device), e)
+
+
+def stage_data(
+    data: TrainData, layer_of_voxel: Tensor, n_layers: int, threshold_mev: float
+) -> tuple[TrainData, TrainData]:
+    """Split physical (showers, E_inc) into the two stages' training data.
+
+    Returns the energy stage's (layer energies, E_inc) and the shape stage's
+    (showers, [E_inc, layer energies]).
+    """
+    e_inc = data.cond[:, :1].double()
+    layer_e = layer_energies(data.x, layer_of_voxel, n_layers, threshold_mev)
+    return TrainData(layer_e, e_inc), TrainData(data.x, torch.cat([e_inc, layer_e], dim=1))
+
+
+__all__ = ["TwoStageModel", "layer_energies", "stage_data"]
