@@ -1,10 +1,12 @@
 """In-memory against streamed training data: events/s and peak memory per worker, same job.
 
     python bench/streaming.py [--geometry ds2] [--events 20000] [--budget-gib 0.5] [--epochs 3]
+        [--model mlp|two-stage]
 
 Writes CaloChallenge HDF5 files of `--events` showers and of four times `--budget-gib` of float32
 voxels (the worker memory budget the large file exceeds four times over), then runs `farm train`
-(Ray Train, one CPU worker, a small MLP flow-matching model, MLflow in a throwaway FARM_HOME) on
+(Ray Train, one CPU worker, a small MLP flow-matching model, or with `--model two-stage` a
+two-stage model of two such MLPs, MLflow in a throwaway FARM_HOME) on
 the small file with data.loading memory and stream, and on the large file streamed only. Each
 training runs in its own process so the driver's peak memory is its own. The showers are farm's
 simulator's (seed 0) tiled to the file size: a throughput and memory benchmark, not a fidelity
@@ -28,6 +30,11 @@ import numpy as np
 BASE_SHOWERS = 5_000
 """Simulated showers the files are tiled from."""
 
+MLP = {"network": {"kind": "mlp", "width": 256, "depth": 2, "embed_dim": 32},
+       "sampler": {"name": "euler", "nfe": 2}}  # fmt: skip
+MODELS = {"mlp": MLP, "two-stage": {"kind": "two_stage", "energy": MLP, "shape": MLP}}
+"""The model block of each --model choice."""
+
 
 def write_file(url: str, geometry: str, n: int) -> None:
     """n showers: BASE_SHOWERS simulated ones repeated, in chunks (the file never sits in memory)."""
@@ -50,7 +57,7 @@ def write_file(url: str, geometry: str, n: int) -> None:
             e_ds[start:stop, 0] = e[: stop - start]
 
 
-def run_one(url: str, geometry: str, loading: str, epochs: int, batch: int) -> dict:
+def run_one(url: str, geometry: str, loading: str, epochs: int, batch: int, model: str) -> dict:
     """Train once (in this process) and return the figures."""
     from farm import registry
     from farm.specs import parse_job
@@ -62,8 +69,7 @@ def run_one(url: str, geometry: str, loading: str, epochs: int, batch: int) -> d
             "name": f"bench-{loading}",
             "data": {"source": "calochallenge", "url": url, "geometry": geometry,
                      "loading": loading, "stream": {"fit_events": 5_000, "val_events": 1_000}},
-            "model": {"network": {"kind": "mlp", "width": 256, "depth": 2, "embed_dim": 32},
-                      "sampler": {"name": "euler", "nfe": 2}},
+            "model": MODELS[model],
             "optim": {"epochs": epochs, "batch_size": batch, "lr": 1e-3, "warmup_steps": 10},
             "resources": {"workers": 1, "use_gpu": False},
             "validation_events": 0,
@@ -88,7 +94,8 @@ def in_subprocess(url: str, args: argparse.Namespace, loading: str, home: str) -
     """run_one in a fresh Python (its own driver memory and Ray)."""
     env = {**os.environ, "FARM_HOME": home}
     cmd = [sys.executable, __file__, "--one", url, loading, "--geometry", args.geometry,
-           "--epochs", str(args.epochs), "--batch", str(args.batch)]  # fmt: skip
+           "--epochs", str(args.epochs), "--batch", str(args.batch),
+           "--model", args.model]  # fmt: skip
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -101,10 +108,13 @@ def main() -> None:
     ap.add_argument("--budget-gib", type=float, default=0.5)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--model", default="mlp", choices=sorted(MODELS))
     ap.add_argument("--one", nargs=2, metavar=("URL", "LOADING"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one[0], args.geometry, args.one[1], args.epochs, args.batch)))
+        url, loading = args.one
+        figures = run_one(url, args.geometry, loading, args.epochs, args.batch, args.model)
+        print(json.dumps(figures))
         return
     from farm.geometry import load_geometry
 
@@ -124,7 +134,8 @@ def main() -> None:
             rows.append({"events": n, "gib": n * voxels * 4 / 2**30, "loading": loading, **figures})
             print(rows[-1], file=sys.stderr)
     memory_rate = rows[0]["rate"]
-    print(f"# {args.geometry} ({voxels} voxels), 1 CPU worker, MLP 256x2, batch {args.batch}, "
+    what = "MLP 256x2" if args.model == "mlp" else "two-stage, MLPs 256x2"
+    print(f"# {args.geometry} ({voxels} voxels), 1 CPU worker, {what}, batch {args.batch}, "
           f"{args.epochs} epochs; worker budget {args.budget_gib} GiB (large file: 4x)")  # fmt: skip
     print("| data | events | float32 GiB | loading | events/s (median) | vs memory | "
           "worker peak RSS MiB | driver peak RSS MiB | wall s |")  # fmt: skip

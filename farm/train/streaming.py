@@ -194,16 +194,16 @@ class ShardStream:
 
 
 def check_streamable(model_config: Any, distill: bool) -> None:
-    """FarmError unless the job can train from a stream (single-stage models, not distillation)."""
-    from models.config import ModelConfig
+    """FarmError unless the job can train from a stream (shower models, not distillation)."""
+    from models.config import ModelConfig, TwoStageConfig
 
     if distill:
         raise FarmError(
             "data.loading: stream: distillation trains from memory; set data.loading: memory "
             "(or data.max_events) in the teacher's data"
         )
-    if not isinstance(model_config, ModelConfig):
+    if not isinstance(model_config, ModelConfig | TwoStageConfig):
         raise FarmError(
-            f"data.loading: stream supports single-stage models, not {type(model_config).__name__}"
-            "; set data.loading: memory (or data.max_events)"
+            "data.loading: stream supports single-stage and two-stage shower models, not "
+            f"{type(model_config).__name__}; set data.loading: memory (or data.max_events)"
         )
