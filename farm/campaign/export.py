@@ -2,7 +2,8 @@
 
 Shower campaigns are copied shard by shard in event-id order into one CaloChallenge HDF5 file
 (`incident_energies` (N, 1), `showers` (N, V), gzip, farm's attributes) or one farm showers Parquet
-file, so memory holds one shard at a time; jet campaigns become one JetNet HDF5 or Parquet file.
+file (dense, or with `layout="sparse"` the lossless sparse layout whatever the shards' layout),
+so memory holds one shard at a time; jet campaigns become one JetNet HDF5 or Parquet file.
 Point-cloud campaigns become one farm-points Parquet file (farm.formats.points_parquet, a row
 group per shard) or, as HDF5, the CaloChallenge file of their voxel projection onto the cell
 geometry's binning (`PointSample.to_voxels`, geometry `<cell geometry>-voxels`).
@@ -29,12 +30,23 @@ from farm.samples import PointSample, ShowerSample
 from farm.sharding import Shard
 
 
-def export_campaign(campaign_id: str, out_url: str, fmt: str | None = None) -> str:
-    """Merge a finished campaign's shards into one file at `out_url`; returns the URL."""
+def export_campaign(
+    campaign_id: str, out_url: str, fmt: str | None = None, layout: str | None = None
+) -> str:
+    """Merge a finished campaign's shards into one file at `out_url`; returns the URL.
+
+    `layout` (dense, the default, or sparse) lays out a shower campaign's Parquet file,
+    whatever layout its shards have.
+    """
     campaign = records.load(campaign_id)
     fmt = fmt or file_format(out_url)
     if file_format(out_url) != fmt:
         raise FarmError(f"{out_url}: the name ends in another suffix than format {fmt!r} writes")
+    if layout is not None and (fmt != "parquet" or campaign.kind != "showers"):
+        raise FarmError(
+            f"--layout {layout} lays out voxel showers in Parquet, but campaign {campaign_id} "
+            f"holds {campaign.kind} and the export is {fmt}; drop --layout"
+        )
     summary = records.read_summary(campaign)
     if summary is None:
         raise FarmError(f"campaign {campaign_id} is not complete yet (no summary.json); resume it")
@@ -53,7 +65,7 @@ def export_campaign(campaign_id: str, out_url: str, fmt: str | None = None) -> s
         for s, u in zip(campaign.plan.shards(), urls, strict=True)
     )
     if fmt == "parquet":
-        _showers_parquet(campaign, geometry, shards, out_url)
+        _showers_parquet(campaign, geometry, shards, out_url, layout or "dense")
     else:
         _showers_h5(campaign, geometry, shards, out_url)
     return out_url
@@ -113,22 +125,22 @@ def _showers_parquet(
     geometry: CaloGeometry,
     shards: Iterator[tuple[Shard, ShowerSample]],
     out_url: str,
+    layout: str = "dense",
 ) -> None:
-    """One farm showers Parquet file, a row group per shard."""
+    """One farm showers Parquet file (dense or sparse layout), a row group per shard."""
     import pyarrow.parquet as pq
 
-    from farm.formats.showers_parquet import showers_schema, to_table
+    from farm.formats.showers_parquet import parquet_options, showers_schema, to_table
 
-    schema = showers_schema(geometry.n_voxels, geometry.name, _meta(campaign))
+    meta = _meta(campaign)
+    schema = showers_schema(geometry.n_voxels, geometry.name, meta, layout)
     with (
         store.atomic_local_file(out_url) as tmp,
-        pq.ParquetWriter(tmp, schema, compression="zstd") as w,
+        pq.ParquetWriter(tmp, schema, **parquet_options(layout)) as w,
     ):
         for shard, sample in shards:
-            table = to_table(
-                sample.showers, sample.e_inc, shard.event_ids(), geometry.name, _meta(campaign)
-            )
-            w.write_table(table)
+            ids = shard.event_ids()
+            w.write_table(to_table(sample.showers, sample.e_inc, ids, geometry.name, meta, layout))
 
 
 def _export_points(campaign: CampaignRecord, urls: list[str], out_url: str, fmt: str) -> None:

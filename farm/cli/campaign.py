@@ -92,6 +92,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="file format (default: from the --out suffix; a mismatch is an error)",
     )
+    export.add_argument(
+        "--layout",
+        choices=("dense", "sparse"),
+        default=None,
+        help="Parquet layout of voxel showers: dense (default) or the lossless sparse "
+        "voxel_index + voxel_energy lists, whatever the shards' layout",
+    )
     export.set_defaults(handler=run_export)
 
 
@@ -322,6 +329,6 @@ def run_export(args: argparse.Namespace) -> int:
     from farm.campaign.export import export_campaign
     from farm.cli.progress import out
 
-    url = export_campaign(args.id, args.out, args.format)
+    url = export_campaign(args.id, args.out, args.format, args.layout)
     out.print(f"campaign {args.id} -> {url}")
     return 0

@@ -104,19 +104,21 @@ def write_showers_parquet(
 ) -> None:
     """Write one Parquet file atomically (row groups of row_group_size showers), dense or sparse."""
     table = to_table(showers, e_inc, event_ids, geometry_name, extra_metadata, layout)
-    # No dictionary encoding (pyarrow's default): voxel energies are not repeated values, so
-    # building the dictionary costs about as much as compressing (a 15k DS1 shard: 0.29 s with,
-    # 0.15 s without) and its fallback pages compress worse (823 vs 744 B/shower)
-    sparse = {"column_encoding": PARQUET_ENCODING} if layout == "sparse" else {}
     with store.atomic_local_file(url) as tmp:
         pq.write_table(
-            table,
-            tmp,
-            row_group_size=row_group_size,
-            compression=compression,
-            use_dictionary=False,
-            **sparse,
+            table, tmp, row_group_size=row_group_size, **parquet_options(layout, compression)
         )
+
+
+def parquet_options(layout: str, compression: str = "zstd") -> dict:
+    """Writer options of a layout: zstd, no dictionary; sparse columns delta / byte-stream-split.
+
+    No dictionary encoding (pyarrow's default): voxel energies are not repeated values, so
+    building the dictionary costs about as much as compressing (a 15k DS1 shard: 0.29 s with,
+    0.15 s without) and its fallback pages compress worse (823 vs 744 B/shower).
+    """
+    sparse = {"column_encoding": PARQUET_ENCODING} if layout == "sparse" else {}
+    return {"compression": compression, "use_dictionary": False, **sparse}
 
 
 def _parquet_file(url: str) -> tuple[pq.ParquetFile, object]:

@@ -91,6 +91,31 @@ def test_a_sparse_campaign_exports_and_streams_as_the_dense_one(
     assert (source.n, source.n_voxels) == (PLAN["events"], b["showers"].shape[1])
 
 
+def test_export_layout_sparse_is_lossless_and_smaller_whatever_the_shards(
+    in_store, dense_and_sparse, tmp_path
+):
+    (dense, _), (sparse, _) = dense_and_sparse
+    dense_file = export_campaign(dense.id, str(tmp_path / "dense.parquet"))
+    want = read_showers_parquet(dense_file)
+    for campaign in (dense, sparse):
+        url = export_campaign(campaign.id, str(tmp_path / f"{campaign.id}.parquet"), None, "sparse")
+        schema = pq.read_schema(url)
+        assert metadata(schema)["layout"] == "sparse" and "showers" not in schema.names
+        assert pq.ParquetFile(url).metadata.num_row_groups == SHARDS  # a row group per shard
+        got = read_showers_parquet(url)
+        for key in ("event_id", "incident_energy", "showers"):
+            assert got[key].tobytes() == want[key].tobytes(), (campaign.id, key)
+        assert os.path.getsize(url) < os.path.getsize(dense_file)
+
+
+def test_export_layout_refuses_what_it_cannot_lay_out(in_store, dense_and_sparse, tmp_path):
+    (dense, _), _ = dense_and_sparse
+    out = tmp_path / "x.h5"
+    with pytest.raises(FarmError, match=r"--layout sparse lays out voxel showers in Parquet"):
+        export_campaign(dense.id, str(out), None, "sparse")
+    assert not out.exists()
+
+
 def test_the_layout_is_recorded_and_dense_campaign_json_is_unchanged(in_store, dense_and_sparse):
     (dense, _), (sparse, _) = dense_and_sparse
     assert records.load(sparse.id).job.parquet_layout == "sparse"
