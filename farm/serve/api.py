@@ -28,12 +28,6 @@ JET_UNITS = {
 EVENT_UNITS = {"pt": "GeV", "eta": "1", "phi": "rad", "met_x": "GeV", "met_y": "GeV", "ht": "GeV"}
 POINT_UNITS = {"energies": "MeV", "x": "mm", "y": "mm", "z": "mm", "e": "MeV", "layer": "index"}
 KIND_UNITS = {"showers": UNITS, "points": POINT_UNITS, "jets": JET_UNITS, "events": EVENT_UNITS}
-ELECTRON_REFUSED = (
-    "conditioned on the scattered electron (condition: scattered_electron), but farm serve "
-    "conditions events on truth sets only; generate with `farm generate MODEL --conditions "
-    "DIS_FILE` or a campaign (conditions: event-truth)"
-)
-"""Why an electron-conditioned set model is not served (requests carry truth sets, no electron)."""
 
 
 class JetCondition(BaseModel):
@@ -56,10 +50,25 @@ class Particle(BaseModel):
     charge: int = Field(ge=-1, le=1)
 
 
+class ScatteredElectron(BaseModel):
+    """A DIS event's scattered electron: E and pT (GeV), eta, phi (rad); x, Q^2, y optional."""
+
+    model_config = ConfigDict(extra="forbid")
+    e: float = Field(gt=0, allow_inf_nan=False, description="energy in GeV")
+    pt: float = Field(gt=0, allow_inf_nan=False, description="pT in GeV")
+    eta: float = Field(allow_inf_nan=False)
+    phi: float = Field(allow_inf_nan=False, description="azimuth in rad")
+    x: float | None = Field(None, gt=0, le=1, description="Bjorken x (dis_kinematics models)")
+    q2: float | None = Field(None, gt=0, allow_inf_nan=False, description="Q^2 in GeV^2")
+    y: float | None = Field(None, gt=0, le=1, description="inelasticity y")
+
+
 class GenerateRequest(BaseModel):
     """POST /v1/models/{name}/generate: the model kind's conditions, sampler, NFE and seed.
 
-    Exactly one of `energies` (showers), `jets` (jets) or `truth` (events) is given.
+    Exactly one of `energies` (showers), `jets` (jets), `truth` (events of a truth-set model) or
+    `electrons` (events of a model conditioned on the scattered electron; `truth` may come with
+    them, one set per electron, to give the reco tracks their charges) is given.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -75,6 +84,12 @@ class GenerateRequest(BaseModel):
         None,
         min_length=1,
         description="events: per event its truth particles [{pt, eta, phi, pdg, charge}, ...]",
+    )
+    electrons: list[ScatteredElectron] | None = Field(
+        None,
+        min_length=1,
+        description="events of a scattered-electron model: one {e, pt, eta, phi[, x, q2, y]} "
+        "per event",
     )
     truncate: bool = Field(
         False,
@@ -97,11 +112,18 @@ class GenerateRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> GenerateRequest:
-        given = [k for k in ("energies", "jets", "truth") if getattr(self, k) is not None]
-        if len(given) != 1:
+        kinds = ("energies", "jets", "truth", "electrons")
+        given = [k for k in kinds if getattr(self, k) is not None]
+        if given != ["truth", "electrons"] and len(given) != 1:
             raise ValueError(
-                "give exactly one of energies (showers), jets (jets) or truth (events), "
-                f"got {given or 'none'}"
+                "give exactly one of energies (showers), jets (jets), truth or electrons "
+                f"(events; truth may come with electrons), got {given or 'none'}"
+            )
+        both = self.electrons is not None and self.truth is not None
+        if both and len(self.truth) != len(self.electrons):
+            raise ValueError(
+                f"electrons has {len(self.electrons)} events but truth {len(self.truth)}: "
+                "give one truth set per electron"
             )
         if self.events is not None and self.energies is None:
             raise ValueError("events applies to showers; jets and truth give one entry per event")
@@ -112,7 +134,12 @@ class GenerateRequest(BaseModel):
     @property
     def kind(self) -> str:
         """The data kind the request's conditions are for."""
-        return "jets" if self.jets else "events" if self.truth else "showers"
+        return "jets" if self.jets else "events" if self.truth or self.electrons else "showers"
+
+    @property
+    def condition(self) -> str:
+        """What events are conditioned on: truth_set, or scattered_electron (`electrons`)."""
+        return "scattered_electron" if self.electrons else "truth_set"
 
 
 @dataclass(frozen=True)
@@ -120,7 +147,7 @@ class Job:
     """A checked request as the model deployment receives it (energies expanded to events).
 
     conditions: incident energies (N,) MeV (showers), a JetTruth (jets) or an EventSample of
-    truth sets (events).
+    truth sets (events; with condition scattered_electron, the electrons as its event columns).
     """
 
     kind: str
@@ -129,6 +156,7 @@ class Job:
     nfe: int | None
     seed: int | None
     truncate: bool = False
+    condition: str = "truth_set"
 
     def __len__(self) -> int:
         """Number of events asked for."""
@@ -182,6 +210,22 @@ def event_truth(events: list[list[Particle]]):
     event = {"event_index": np.arange(n), "truth_met_x": mx, "truth_met_y": my, "truth_ht": ht}
     empty = {k: v[:0] for k, v in truth.items() if k != "pdg"} | {"class": np.zeros(0, np.int8)}
     return EventSample(truth, counts, empty, np.zeros(n, np.int64), event, np.arange(n))
+
+
+def event_electrons(electrons: list[ScatteredElectron], truth: list[list[Particle]] | None):
+    """An EventSample of a request's electrons and truth sets (empty without `truth`).
+
+    The electrons become the event columns farm's DIS files have (x, Q^2, y NaN where not given).
+    """
+    from farm.samples import DIS_KINEMATICS, ELECTRON_COLUMNS
+
+    sample = event_truth(truth or [[] for _ in electrons])
+    fields = dict(zip(ELECTRON_COLUMNS, ("e", "pt", "eta", "phi"), strict=True))
+    fields |= dict(zip(DIS_KINEMATICS, ("x", "q2", "y"), strict=True))
+    for column, name in fields.items():
+        values = [getattr(e, name) for e in electrons]
+        sample.event[column] = np.array([np.nan if v is None else v for v in values], np.float64)
+    return sample
 
 
 def json_body(result: Result) -> dict[str, Any]:

@@ -21,10 +21,10 @@ from farm import __version__, registry
 from farm.errors import FarmError
 from farm.serve.api import (
     ARROW_STREAM,
-    ELECTRON_REFUSED,
     GenerateRequest,
     Job,
     arrow_body,
+    event_electrons,
     event_truth,
     jet_truth,
     json_body,
@@ -99,11 +99,18 @@ async def _bounded(request: Request, call_next):
 def _job(body: GenerateRequest, limits: ServeOptions) -> Job | JSONResponse:
     """The request's conditions (energies expanded to one per event), or a 4xx."""
     if body.kind != "showers":
-        n = len(body.jets or body.truth)
+        n = len(body.jets or body.electrons or body.truth)
         if n > limits.max_events:
             return _fail(413, f"events {n} exceeds the limit of {limits.max_events} per request")
-        conditions = jet_truth(body.jets) if body.jets else event_truth(body.truth)
-        return Job(body.kind, conditions, body.sampler, body.nfe, body.seed, body.truncate)
+        if body.jets:
+            conditions = jet_truth(body.jets)
+        elif body.electrons:
+            conditions = event_electrons(body.electrons, body.truth)
+        else:
+            conditions = event_truth(body.truth)
+        return Job(
+            body.kind, conditions, body.sampler, body.nfe, body.seed, body.truncate, body.condition
+        )
     events = body.events or len(body.energies)
     if events > limits.max_events:
         return _fail(413, f"events {events} exceeds the limit of {limits.max_events} per request")
@@ -182,8 +189,6 @@ def build(refs: list[str], options: ServeOptions):
                 f"model {name}/{version} generates {kind}; farm serve takes showers, point-cloud "
                 "showers, jets and events"
             )
-        if (info["card"].get("config") or {}).get("condition") == "scattered_electron":
-            raise FarmError(f"model {name}/{version}: {ELECTRON_REFUSED}")
         if name in names:
             raise FarmError(f"model {name} is named twice")
         deployment = serve.deployment(ModelServer, name=f"model-{name}").options(

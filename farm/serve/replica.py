@@ -32,8 +32,8 @@ from farm.generation import (
 from farm.generation.jets import jet_slots
 from farm.generation.settings import refuse_non_finite
 from farm.geometry import load_cell_geometry
-from farm.samples import EventSample, JetTruth, unknown_pdg
-from farm.serve.api import ELECTRON_REFUSED, KIND_UNITS, UNITS, Job, Result, error
+from farm.samples import DIS_KINEMATICS, EventSample, JetTruth, unknown_pdg
+from farm.serve.api import KIND_UNITS, UNITS, Job, Result, error
 
 log = logging.getLogger(__name__)
 BATCH_LOG = 1000
@@ -107,9 +107,7 @@ class ModelServer:
             want = {"showers": "energies", "jets": "jets", "events": "truth"}[CONDITIONED_AS[kind]]
             given = {"showers": "energies", "jets": "jets", "events": "truth"}[job.kind]
             return error(400, f"model {loaded.key} generates {kind}: give '{want}', not '{given}'")
-        if getattr(loaded.model, "condition", "truth_set") == "scattered_electron":
-            return error(400, f"model {loaded.key}: {ELECTRON_REFUSED}")  # an alias moved to it
-        checks = {"showers": _check_energies, "jets": _check_jets, "events": _check_truth}
+        checks = {"showers": _check_energies, "jets": _check_jets, "events": _check_events}
         refused = checks[job.kind](loaded, job)
         if refused is not None:
             return refused
@@ -180,12 +178,25 @@ def _check_jets(loaded, job: Job) -> Result | None:
     return None
 
 
-def _check_truth(loaded, job: Job) -> Result | None:
-    """Truth particles must be known stable ones and fit the truth slots unless truncated."""
-    truth, slots = job.conditions, loaded.model.truth_max
+def _check_events(loaded, job: Job) -> Result | None:
+    """Events conditioned as the model is (truth sets or the scattered electron), truth pdg ids.
+
+    Truth sets must fit the truth slots unless truncated; see `_check_electrons`.
+    """
+    truth, condition = job.conditions, getattr(loaded.model, "condition", "truth_set")
+    if condition != job.condition:
+        asked = (
+            "the scattered electron: give 'electrons' (truth may come with them, for charges)"
+            if condition == "scattered_electron"
+            else "truth sets: give 'truth' without 'electrons'"
+        )
+        return error(400, f"model {loaded.key} is conditioned on {asked}")
     bad = unknown_pdg(truth.truth["pdg"])
     if bad is not None:
         return error(400, f"field 'truth': unknown pdg id {bad} (not a stable particle)")
+    if condition == "scattered_electron":
+        return _check_electrons(loaded, job)
+    slots = loaded.model.truth_max
     over = int((truth.truth_counts > slots).sum())
     if over and not job.truncate:
         return error(
@@ -193,6 +204,30 @@ def _check_truth(loaded, job: Job) -> Result | None:
             f"field 'truth': {over} event(s) have more than {slots} truth particles (largest "
             f"{int(truth.truth_counts.max())}); model {loaded.key} takes at most {slots}: "
             "set truncate: true to keep the highest-pT ones",
+        )
+    return None
+
+
+def _check_electrons(loaded, job: Job) -> Result | None:
+    """Nothing to truncate; a model with dis_kinematics needs x, q2 and y of every electron."""
+    if job.truncate:
+        return error(
+            400,
+            f"truncate: model {loaded.key} is conditioned on the scattered electron, not on "
+            "truth sets: nothing to truncate",
+        )
+    if not loaded.model.config.dis_kinematics:
+        return None
+    event = job.conditions.event
+    names = ("x", "q2", "y")
+    missing = [
+        k for k, c in zip(names, DIS_KINEMATICS, strict=True) if not np.isfinite(event[c]).all()
+    ]
+    if missing:
+        return error(
+            400,
+            f"field 'electrons': model {loaded.key} is conditioned on x, Q^2 and y as well "
+            f"(dis_kinematics): give {', '.join(missing)} for every electron",
         )
     return None
 
@@ -287,6 +322,10 @@ def _own_events(part: EventSample, job: Job, provenance: dict[str, Any]) -> Even
     n = len(part)
     part.event_id = np.arange(n)
     part.event = {**part.event, "event_index": np.arange(n)}
-    truncated = int((job.conditions.truth_counts > provenance["truth_slots"]).sum())
+    truncated = (
+        0
+        if provenance.get("condition") == "scattered_electron"
+        else int((job.conditions.truth_counts > provenance["truth_slots"]).sum())
+    )
     part.provenance = {**provenance, "truncated_events": truncated}
     return part

@@ -8,7 +8,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import requests
-from tiny_kinds import JET_SLOTS, SET_SLOTS, register_model, tiny_jet_model, tiny_set_model
+from tiny_kinds import (
+    JET_SLOTS,
+    SET_SLOTS,
+    register_model,
+    tiny_electron_model,
+    tiny_jet_model,
+    tiny_set_model,
+)
 
 from farm.cli import main
 from farm.formats.events import arrow_to_events, write_events_parquet
@@ -16,7 +23,7 @@ from farm.formats.jets import arrow_to_jets, write_jets
 from farm.formats.reader import read_events, read_jets
 from farm.samples import EVENT_CLASSES
 from farm.serve import ServeOptions, start
-from farm.serve.api import ARROW_STREAM, Particle, event_truth
+from farm.serve.api import ARROW_STREAM, Particle, ScatteredElectron, event_electrons, event_truth
 
 JETS = [{"pt": 350.0, "eta": 0.2, "n": 3}, {"pt": 420.0, "eta": -1.1, "n": JET_SLOTS}]
 TRUTH = [
@@ -40,10 +47,11 @@ def served(ray_session, farm_home, tmp_path):
 
     register_model("tiny-jets", tiny_jet_model(), "jets", tmp_path)
     register_model("tiny-sets", tiny_set_model(), "events", tmp_path)
+    register_model("tiny-eic", tiny_electron_model(), "events", tmp_path)
     options = ServeOptions(
         port=_free_port(), cpus_per_replica=0, batch_wait_ms=150, max_events=50, poll_seconds=60
     )
-    url = start(["tiny-jets@candidate", "tiny-sets@candidate"], options)
+    url = start(["tiny-jets@candidate", "tiny-sets@candidate", "tiny-eic@candidate"], options)
     try:
         yield url, tmp_path
     finally:
@@ -99,7 +107,8 @@ def test_serve_jets_and_events(served):
     assert json.loads(description["generator"]["served"])["seed"] == 7
 
     # events: the reco sets of `farm generate --seed` on an events file of this truth
-    truth = event_truth([[Particle(**p) for p in event] for event in TRUTH])
+    truth_sets = [[Particle(**p) for p in event] for event in TRUTH]
+    truth = event_truth(truth_sets)
     truth.event.update({k: np.zeros(len(truth)) for k in ("met_x", "met_y", "ht")})  # no reco
     events_file = write_events_parquet(str(tmp_path / "truth.parquet"), truth)
     _farm_generate(
@@ -116,6 +125,25 @@ def test_serve_jets_and_events(served):
     reco = [p for event in body["events"] for p in event["reco"]]
     assert [p["class"] for p in reco] == [EVENT_CLASSES[c] for c in want.reco["class"]]
     assert np.array_equal(np.array([p["pt"] for p in reco], np.float32), want.reco["pt"])
+
+    # events of the scattered-electron model: `farm generate --seed` on a DIS file of them
+    electrons = [{"e": 12.0, "pt": 3.1, "eta": -1.9, "phi": 0.4},
+                 {"e": 7.5, "pt": 2.2, "eta": -1.6, "phi": -2.8}]  # fmt: skip
+    dis = event_electrons([ScatteredElectron(**e) for e in electrons], truth_sets)
+    dis.event.update({k: np.zeros(len(dis)) for k in ("met_x", "met_y", "ht")})
+    dis_file = write_events_parquet(str(tmp_path / "dis.parquet"), dis)
+    _farm_generate("tiny-eic@candidate", dis_file, str(tmp_path / "eic.parquet"), "--seed", "5")
+    want = read_events(str(tmp_path / "eic.parquet"))
+    body = {"electrons": electrons, "truth": TRUTH, "seed": 5}
+    got = arrow_to_events(_arrow(_post(url, "tiny-eic", body, headers={"Accept": ARROW_STREAM})))
+    for k in ("pt", "eta", "phi", "class", "charge"):
+        assert np.array_equal(got.reco[k], want.reco[k]), k
+    assert np.array_equal(got.event["electron_e"], [12.0, 7.5])
+    reply = _post(url, "tiny-eic", body).json()
+    assert reply["sets"]["condition"] == "scattered_electron"
+    assert [len(e["reco"]) for e in reply["events"]] == list(want.reco_counts)
+    _one_line_error(_post(url, "tiny-eic", {"truth": TRUTH}), 400, "give 'electrons'")
+    _one_line_error(_post(url, "tiny-sets", {"electrons": electrons}), 400, "give 'truth'")
 
     # oversize events: refused in one line, or truncated by pT (recorded) as farm generate does
     big = [[{"pt": 1.0 + i, "eta": 0.0, "phi": 0.1 * i, "pdg": 22, "charge": 0} for i in range(8)]]
