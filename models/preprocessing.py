@@ -45,6 +45,7 @@ class ShowerPreprocessing(nn.Module):
         voxel_sigma_cap: float = 1.0,
         voxel_quantiles: int | None = None,
         quantile_knots: int = 16,
+        quantile_tails: int | None = None,
     ):
         super().__init__()
         sizes = list(layer_sizes) if layer_sizes else [dim]
@@ -72,7 +73,9 @@ class ShowerPreprocessing(nn.Module):
         self.register_buffer("log_ratio_max", torch.zeros(()))
         self.n_voxels = dim
         self.quantiles = (
-            ConditionalQuantiles(dim, voxel_quantiles, quantile_knots) if voxel_quantiles else None
+            ConditionalQuantiles(dim, voxel_quantiles, quantile_knots, quantile_tails or 0)
+            if voxel_quantiles
+            else None
         )
 
     def _layer_sum(self, e: Tensor) -> Tensor:
@@ -295,7 +298,13 @@ class PointCloudPreprocessing(nn.Module):
         return pts.reshape(x.shape[0], -1)
 
 
-VOXEL_OPTIONS = ("voxel_sigma_floor", "voxel_sigma_cap", "voxel_quantiles", "quantile_knots")
+VOXEL_OPTIONS = (
+    "voxel_sigma_floor",
+    "voxel_sigma_cap",
+    "voxel_quantiles",
+    "quantile_knots",
+    "quantile_tails",
+)
 """Voxel-coordinate settings added after the first checkpoints: dumped only when not default."""
 
 
@@ -330,6 +339,12 @@ class VoxelCodingConfig(BaseModel):
         None, ge=2, description="Gaussianise voxel coordinates by this many quantile levels"
     )
     quantile_knots: int = Field(16, ge=2, description="E_inc knots of the quantile tables")
+    quantile_tails: int | None = Field(
+        None,
+        ge=1,
+        description="extra quantile levels in each tail, spaced in the Gaussian coordinate, so "
+        "voxels hit in fewer than 1 / voxel_quantiles of the showers keep their hit rate",
+    )
 
     @model_serializer(mode="wrap")
     def _dump(self, handler):

@@ -1,7 +1,8 @@
 """Conditional quantile Gaussianisation: x = Phi^-1(F(z | E_inc)) per coordinate, invertible.
 
 Each coordinate's empirical quantile function Q_k(u) is tabulated at `n_levels + 1` evenly
-spaced levels u_j = j / n_levels at K knots l_k of the condition l (standardised log E_inc): the
+spaced levels u_j = j / n_levels (and, with `tail_levels` T, T more levels in each tail,
+spaced evenly in Phi^-1(u) from Phi^-1(1 / n_levels) out to |x| = TAIL_X) at K knots l_k of the condition l (standardised log E_inc): the
 knots are the distinct training energies when there are at most K of them (CaloChallenge DS1),
 else K quantiles of l, each fitted on the events nearest to it. Between knots the quantile
 functions are averaged, Q(u | l) = (1 - w) Q_k(u) + w Q_k+1(u) (displacement interpolation),
@@ -15,6 +16,14 @@ the Gaussianisation every coordinate is marginally N(0, 1) at every E_inc (the r
 transform of quantile normalisation, e.g. scikit-learn's QuantileTransformer; NFlows' and
 CaloFlow's preprocessing serve the same purpose), and the generative model learns only the
 dependences; the inverse maps any network output back into the training range.
+
+Why tail levels: a voxel hit in a fraction p < 1 / n_levels of the showers has all its hits and
+the top of its empty band inside the last level interval, where Q is linear in u from an empty
+value to the largest hit. The round trip of the training data stays exact, but the pushforward
+of N(0, 1) through the inverse does not: it puts hits wherever that line crosses the threshold,
+so the voxel is hit in about 1 / n_levels of the generated showers however rare its hits are
+(DS2's outer rings at the shower start: 1.1% against 0.13%; docs/fidelity.md). Levels spaced in
+x resolve the tails down to p ~ 1 - Phi(TAIL_X), where the training sample has events there.
 """
 
 from __future__ import annotations
@@ -30,6 +39,9 @@ TABLE_ELEMENTS = 2**23
 U_EPS = 1e-6
 """Levels are clipped to [U_EPS, 1 - U_EPS] before Phi^-1 (|x| <= 4.75)."""
 
+TAIL_X = 4.0
+"""The outermost tail level sits at Phi(+-TAIL_X) (a tail probability of 3.2e-5)."""
+
 
 def _std_normal_ppf(u: Tensor) -> Tensor:
     """Phi^-1(u), the standard normal quantile function."""
@@ -41,10 +53,26 @@ def _std_normal_cdf(x: Tensor) -> Tensor:
     return 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
 
 
-def sorted_quantiles(z: Tensor, n_levels: int) -> Tensor:
-    """[C, n_levels + 1] quantiles of z [N, C] at u_j = j / n_levels (linear interpolation)."""
+def quantile_levels(n_levels: int, tail_levels: int = 0) -> Tensor:
+    """Sorted levels u in [0, 1]: j / n_levels, and `tail_levels` per tail spaced in Phi^-1(u)."""
+    uniform = torch.linspace(0, 1, n_levels + 1, dtype=torch.float64)
+    if not tail_levels:
+        return uniform
+    inner = -float(_std_normal_ppf(torch.tensor(1.0 / n_levels, dtype=torch.float64)))
+    x = torch.linspace(inner, TAIL_X, tail_levels + 1, dtype=torch.float64)[1:]
+    upper = _std_normal_cdf(x)
+    return torch.sort(torch.cat([uniform, upper, 1.0 - upper])).values
+
+
+def sorted_quantiles(z: Tensor, n_levels: int | Tensor) -> Tensor:
+    """[C, L + 1] quantiles of z [N, C] at u_j = j / n_levels, or at the given levels [L + 1]."""
     s = torch.sort(z, dim=0).values
-    pos = torch.linspace(0, 1, n_levels + 1, dtype=torch.float64, device=z.device) * (len(s) - 1)
+    levels = (
+        torch.linspace(0, 1, n_levels + 1, dtype=torch.float64)
+        if isinstance(n_levels, int)
+        else n_levels.double()
+    )
+    pos = levels.to(z.device) * (len(s) - 1)
     lo = pos.floor().long()
     hi = torch.clamp(lo + 1, max=len(s) - 1)
     frac = (pos - lo).unsqueeze(1)
@@ -54,12 +82,15 @@ def sorted_quantiles(z: Tensor, n_levels: int) -> Tensor:
 class ConditionalQuantiles(nn.Module):
     """x = Phi^-1(F(z | l)) for coordinates z [N, C] given the condition l [N] (float64 math)."""
 
-    def __init__(self, n_coords: int, n_levels: int = 64, n_knots: int = 16):
-        """Tables of `n_levels + 1` quantiles per coordinate at `n_knots` values of l."""
+    def __init__(self, n_coords: int, n_levels: int = 64, n_knots: int = 16, tail_levels: int = 0):
+        """Tables of `n_levels + 1` quantiles (+ 2 `tail_levels`) per coordinate at `n_knots` l."""
         super().__init__()
-        self.n_levels, self.n_knots = n_levels, n_knots
+        levels = quantile_levels(n_levels, tail_levels)
+        self.uniform = not tail_levels
+        self.n_levels, self.n_knots = len(levels) - 1, n_knots
+        self.register_buffer("levels", levels, persistent=False)
         self.register_buffer("knots", torch.arange(n_knots, dtype=torch.float64))
-        self.register_buffer("table", torch.zeros(n_knots, n_coords, n_levels + 1))
+        self.register_buffer("table", torch.zeros(n_knots, n_coords, self.n_levels + 1))
 
     def _choose_knots(self, l: Tensor) -> Tensor:
         """The distinct values of l if at most K (padded above), else K quantiles of l."""
@@ -85,7 +116,7 @@ class ConditionalQuantiles(nn.Module):
         for k in range(self.n_knots):
             rows = nearest == k
             if bool(rows.any()):
-                last = sorted_quantiles(z[rows].double(), self.n_levels)
+                last = sorted_quantiles(z[rows].double(), self.levels)
             if last is not None:
                 self.table[k] = last.to(self.table.dtype)
         first = int(nearest.min())
@@ -115,16 +146,26 @@ class ConditionalQuantiles(nn.Module):
             lo = torch.gather(q, 2, (j - 1).unsqueeze(-1)).squeeze(-1)
             hi = torch.gather(q, 2, j.unsqueeze(-1)).squeeze(-1)
             frac = ((zz.squeeze(-1) - lo) / (hi - lo).clamp_min(1e-300)).clamp(0.0, 1.0)
-            u = ((j - 1) + frac) / self.n_levels
+            if self.uniform:
+                u = ((j - 1) + frac) / self.n_levels
+            else:
+                levels = self.levels.to(z.device)
+                u = levels[j - 1] + frac * (levels[j] - levels[j - 1])
             out[rows] = _std_normal_ppf(u.clamp(U_EPS, 1 - U_EPS))
         return out
 
     def inverse(self, x: Tensor, l: Tensor) -> Tensor:
         """Coordinates z [N, C] (float64) of Gaussianised x [N, C] given l [N]."""
         k, w = self._bracket(l)
-        pos = _std_normal_cdf(x.double()) * self.n_levels
-        j = pos.floor().long().clamp(0, self.n_levels - 1)
-        frac = pos - j
+        if self.uniform:  # the count form ONNX exports
+            pos = _std_normal_cdf(x.double()) * self.n_levels
+            j = pos.floor().long().clamp(0, self.n_levels - 1)
+            frac = pos - j
+        else:
+            u = _std_normal_cdf(x.double()).contiguous()
+            levels = self.levels.to(x.device)
+            j = (torch.searchsorted(levels, u, right=True) - 1).clamp(0, self.n_levels - 1)
+            frac = ((u - levels[j]) / (levels[j + 1] - levels[j])).clamp(0.0, 1.0)
         flat = self.table.to(x.device).reshape(-1)
         coord = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
 
@@ -139,4 +180,4 @@ class ConditionalQuantiles(nn.Module):
         return (1 - wk) * quantile(k) + wk * quantile(k + 1)
 
 
-__all__ = ["ConditionalQuantiles", "sorted_quantiles"]
+__all__ = ["ConditionalQuantiles", "quantile_levels", "sorted_quantiles"]

@@ -220,13 +220,14 @@ class VoxelShapePreprocessing(nn.Module):
         voxel_sigma_cap: float = 1.0,
         voxel_quantiles: int | None = None,
         quantile_knots: int = 16,
+        quantile_tails: int | None = None,
         share_of: ShareOf = "layer",
     ):
         """`dim` voxels in layers of `layer_sizes`, conditioned on [E_inc, layer energies].
 
         With `voxel_quantiles`, the standardised shares are Gaussianised by that many quantile
-        levels at `quantile_knots` values of E_inc (`models.quantile.ConditionalQuantiles`).
-        `share_of` is the energy each voxel's log share is taken of: its layer's (E_l) or the
+        levels at `quantile_knots` values of E_inc (`models.quantile.ConditionalQuantiles`), with
+        `quantile_tails` more levels in each tail. `share_of` is the energy each voxel's log share is taken of: its layer's (E_l) or the
         incident one (E_inc; SHARE_OF says why); the rebuild makes the layer sums exact either way.
         """
         super().__init__()
@@ -249,7 +250,9 @@ class VoxelShapePreprocessing(nn.Module):
             dim, sigma_floor=voxel_sigma_floor, sigma_cap=voxel_sigma_cap
         )
         self.quantiles = (
-            ConditionalQuantiles(dim, voxel_quantiles, quantile_knots) if voxel_quantiles else None
+            ConditionalQuantiles(dim, voxel_quantiles, quantile_knots, quantile_tails or 0)
+            if voxel_quantiles
+            else None
         )
         self.register_buffer("c_mean", torch.zeros(cond_dim, dtype=torch.float64))
         self.register_buffer("c_std", torch.ones(cond_dim, dtype=torch.float64))

@@ -6,7 +6,7 @@ import torch
 
 from models.config import parse_model_config
 from models.generative import GenerativeModel
-from models.quantile import ConditionalQuantiles, sorted_quantiles
+from models.quantile import ConditionalQuantiles, quantile_levels, sorted_quantiles
 
 
 def test_sorted_quantiles_of_a_ramp_are_the_levels():
@@ -90,3 +90,52 @@ def test_shape_stage_with_quantiles_round_trips_voxel_shares():
     # between E_inc knots a value beyond the interpolated table's range is clipped to its edge
     assert float((error > 1e-3).double().mean()) < 0.005 and float(error.max()) < 0.05
     assert torch.equal(back > 0, showers > 0)
+
+
+def test_tail_levels_are_sorted_and_spaced_in_the_gaussian_coordinate():
+    levels = quantile_levels(64, 16)
+    assert len(levels) == 65 + 32 and levels[0] == 0 and levels[-1] == 1
+    assert bool((levels[1:] > levels[:-1]).all())
+    assert torch.equal(quantile_levels(64), torch.linspace(0, 1, 65, dtype=torch.float64))
+    upper = levels[levels > 63 / 64]  # past the last uniform level: 16 tail levels and 1
+    assert len(upper) == 17 and float(1 - upper[-2]) < 5e-5  # the outermost near Phi(-4)
+
+
+def _rare_hits(n: int, rate: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A voxel coordinate: an empty band in [-1, 0), hits above 5 in a fraction `rate`."""
+    g = torch.Generator().manual_seed(seed)
+    hit = torch.rand(n, generator=g) < rate
+    z = torch.where(hit, 5 + torch.rand(n, generator=g).exp(), -torch.rand(n, generator=g))
+    return z.unsqueeze(1), hit
+
+
+def test_tail_levels_keep_a_rare_hit_rate_through_the_inverse():
+    # an identity model (x ~ N(0, 1)) must generate hits as often as the data has them
+    z, hit = _rare_hits(20_000, 0.002, 0)
+    l = torch.zeros(len(z))
+    noise = torch.randn(200_000, 1, generator=torch.Generator().manual_seed(1))
+    rates = {}
+    for tails in (0, 16):
+        q = ConditionalQuantiles(1, 64, 2, tail_levels=tails)
+        q.fit(z, l)
+        rates[tails] = float((q.inverse(noise, torch.zeros(len(noise))) > 0).double().mean())
+        back = q.inverse(q.transform(z, l), l)
+        assert torch.allclose(back, z.double(), atol=2e-3), tails  # the data round-trips either way
+    truth = float(hit.double().mean())
+    assert rates[0] > 5 * truth  # one uniform level interval (1/64) holds every hit
+    assert abs(rates[16] - truth) < 0.25 * truth
+
+
+def test_quantile_tails_reach_both_shower_codings_and_stay_out_of_default_dumps():
+    single = parse_model_config(
+        {"preprocessing": {"kind": "shower", "voxel_quantiles": 32, "quantile_tails": 8}}
+    )
+    assert single.preprocessing.model_dump()["quantile_tails"] == 8
+    assert GenerativeModel(single, 12, 1).preprocessing.quantiles.n_levels == 32 + 16
+    two = parse_model_config(
+        {"kind": "two_stage",
+         "preprocessing": {"layer_sizes": [4, 6], "voxel_quantiles": 32, "quantile_tails": 8}}
+    )  # fmt: skip
+    assert two.stage("shape").preprocessing.build(10, 3).quantiles.n_levels == 48
+    dump = parse_model_config({"kind": "two_stage"}).model_dump()["preprocessing"]
+    assert "quantile_tails" not in dump
