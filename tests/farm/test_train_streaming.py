@@ -173,6 +173,7 @@ def test_streamed_training_matches_the_in_memory_run(ray_session, farm_home, sho
     assert registry.show("tiny-memory@candidate")["card"]["data"]["loading"]["mode"] == "memory"
 
 
+@pytest.mark.slow  # about 55 s; tests/models/two_stage/test_two_stage_stream.py checks the stream in seconds
 def test_a_two_stage_model_trains_from_the_stream_like_from_memory(
     ray_session, farm_home, showers_h5
 ):
