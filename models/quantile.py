@@ -2,9 +2,10 @@
 
 Each coordinate's empirical quantile function Q_k(u) is tabulated at `n_levels + 1` evenly
 spaced levels u_j = j / n_levels (and, with `tail_levels` T, T more levels in each tail,
-spaced evenly in Phi^-1(u) from Phi^-1(1 / n_levels) out to |x| = TAIL_X) at K knots l_k of the condition l (standardised log E_inc): the
-knots are the distinct training energies when there are at most K of them (CaloChallenge DS1),
-else K quantiles of l, each fitted on the events nearest to it. Between knots the quantile
+spaced evenly in Phi^-1(u) from Phi^-1(1 / n_levels) out to |x| = TAIL_X) at K knots l_k of
+the condition l (standardised log E_inc): the knots are the distinct training energies when
+there are at most K of them (CaloChallenge DS1), else K quantiles of l, each fitted on the
+events nearest to it. Between knots the quantile
 functions are averaged, Q(u | l) = (1 - w) Q_k(u) + w Q_k+1(u) (displacement interpolation),
 and between levels Q is linear in u, so F = Q^-1 is exact up to the table's resolution.
 
@@ -67,11 +68,7 @@ def quantile_levels(n_levels: int, tail_levels: int = 0) -> Tensor:
 def sorted_quantiles(z: Tensor, n_levels: int | Tensor) -> Tensor:
     """[C, L + 1] quantiles of z [N, C] at u_j = j / n_levels, or at the given levels [L + 1]."""
     s = torch.sort(z, dim=0).values
-    levels = (
-        torch.linspace(0, 1, n_levels + 1, dtype=torch.float64)
-        if isinstance(n_levels, int)
-        else n_levels.double()
-    )
+    levels = quantile_levels(n_levels) if isinstance(n_levels, int) else n_levels.double()
     pos = levels.to(z.device) * (len(s) - 1)
     lo = pos.floor().long()
     hi = torch.clamp(lo + 1, max=len(s) - 1)

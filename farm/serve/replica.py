@@ -324,7 +324,7 @@ def _own_events(part: EventSample, job: Job, provenance: dict[str, Any]) -> Even
     part.event = {**part.event, "event_index": np.arange(n)}
     truncated = (
         0
-        if provenance.get("condition") == "scattered_electron"
+        if job.condition == "scattered_electron"
         else int((job.conditions.truth_counts > provenance["truth_slots"]).sum())
     )
     part.provenance = {**provenance, "truncated_events": truncated}

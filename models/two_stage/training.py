@@ -33,10 +33,13 @@ STAGE_STREAMS = {"energy": 10, "shape": 20}
 
 
 def fit_stage_preprocessing(
-    model: TwoStageModel, train: TrainData, seed: int, stages: tuple[str, ...] = STAGES
+    model: TwoStageModel,
+    parts: tuple[TrainData, TrainData],
+    seed: int,
+    stages: tuple[str, ...] = STAGES,
 ) -> None:
-    """Fit each stage's preprocessing on its part of `train` (random stream s of the stage)."""
-    per_stage = dict(zip(STAGES, model.stage_data(train), strict=True))
+    """Fit each stage's preprocessing on its part (`model.stage_data`), random stream s."""
+    per_stage = dict(zip(STAGES, parts, strict=True))
     for name in stages:
         stage: GenerativeModel = getattr(model, name)
         data = per_stage[name]
@@ -71,15 +74,24 @@ def prepared_stage_data(
 
     With `fit`, each stage's preprocessing is first fitted on its training data.
     """
+    parts = model.stage_data(train)
     if fit:
-        fit_stage_preprocessing(model, train, seed, stages)
+        fit_stage_preprocessing(model, parts, seed, stages)
+    prepared_val = None if val is None else _prepared(model, model.stage_data(val), seed, 2, stages)
+    return _prepared(model, parts, seed, 1, stages), prepared_val
+
+
+def _prepared(
+    model: TwoStageModel,
+    parts: tuple[TrainData, TrainData],
+    seed: int,
+    offset: int,
+    stages: tuple[str, ...] = STAGES,
+) -> tuple[torch.Tensor, ...]:
+    """`transform_stages` with the model's preprocessing and streams (seed, s + offset)."""
     pre = {name: getattr(model, name).preprocessing for name in stages}
-
-    def prepared(data: TrainData, offset: int) -> tuple[torch.Tensor, ...]:
-        gens = {n: seeded_generator(seed, STAGE_STREAMS[n] + offset) for n in stages}
-        return transform_stages(pre, model.stage_data(data), gens)
-
-    return prepared(train, 1), (prepared(val, 2) if val is not None else None)
+    gens = {n: seeded_generator(seed, STAGE_STREAMS[n] + offset) for n in stages}
+    return transform_stages(pre, parts, gens)
 
 
 class StageStream:
@@ -134,8 +146,8 @@ def fit_two_stage(
     sample = train.fit_sample if isinstance(train, StreamData) else train
     model = TwoStageModel(config, sample.x.shape[1], sample.cond.shape[1])
     if isinstance(train, StreamData):
-        fit_stage_preprocessing(model, sample, optim.seed)
-        _, val_batch = prepared_stage_data(model, val, val, optim.seed, fit=False)
+        fit_stage_preprocessing(model, model.stage_data(sample), optim.seed)
+        val_batch = _prepared(model, model.stage_data(val), optim.seed, 2)
         train_batch: tuple[torch.Tensor, ...] | StageStream = StageStream(
             train.stream, model, optim.seed
         )

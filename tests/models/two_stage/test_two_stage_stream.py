@@ -37,7 +37,7 @@ class ShuffledShowers:
 
 def _model(data: TrainData) -> TwoStageModel:
     model = TwoStageModel(tiny_config(transformer=False), data.x.shape[1], 1)
-    fit_stage_preprocessing(model, data, seed=3)
+    fit_stage_preprocessing(model, model.stage_data(data), seed=3)
     return model
 
 
