@@ -1,7 +1,8 @@
 """Coordinates of the two stages of a shower model (CaloDREAM, arXiv:2405.09629, Sec. 2).
 
 Energy stage: z = [log(E_tot / E_inc), log(E_l / E_tot) ...] given E_inc (the layer energies E_l
-are sums of the voxels above the readout threshold). Shape stage: z_i = log(v_i / E_l(i)), each
+are sums of the voxels above the readout threshold), and with `layer_hits` also log(1 + n_l + u),
+u ~ U(0, 1), for the number n_l of hits in each layer (dequantised counts; floor on the way back). Shape stage: z_i = log(v_i / E_l(i)), each
 voxel's share of its layer's energy, given [E_inc, E_l ...]. As in `ShowerPreprocessing`, empty
 voxels and layers are dequantised into a narrow band a decade below the threshold (noise_fraction
 x threshold, 5% wide in log), and every coordinate is standardised conditionally on E_inc,
@@ -27,6 +28,12 @@ SHARE_OF_HELP = (
     " the band of empty voxels, log(E_floor / E_l), moves with the layer energy, so a Gaussianisation"
     " given E_inc alone blurs empty voxels into hits where E_l spreads widely (the shower start);"
     " with 'incident' the band sits where the single-stage coding puts it"
+)
+
+LAYER_HITS_HELP = (
+    "the energy stage also generates each layer's number of hits, and the rebuild keeps exactly"
+    " that many of the shape stage's largest voxels (as many as the layer energy allows); without"
+    " it the number of hits is whatever the shape stage's voxels above the threshold add up to"
 )
 
 CHUNK_ELEMENTS = 2**22
@@ -129,7 +136,7 @@ def _seed_from(generator: torch.Generator | None) -> int:
 
 
 class LayerEnergyPreprocessing(nn.Module):
-    """Energy stage: layer energies [N, L] (MeV) given E_inc [N, 1] <-> z [N, L + 1]."""
+    """Energy stage: layer energies [N, L] (MeV; + hit counts [N, L]) given E_inc <-> z [N, dim + 1]."""
 
     def __init__(
         self,
@@ -139,8 +146,9 @@ class LayerEnergyPreprocessing(nn.Module):
         noise_fraction: float,
         quantiles: int | None = None,
         quantile_knots: int = 16,
+        layer_hits: bool = False,
     ):
-        """`dim` layers, conditioned on E_inc alone (`cond_dim` 1).
+        """`dim` layers (2 L columns with `layer_hits`: energies, then hit counts), given E_inc.
 
         With `quantiles`, the standardised coordinates are Gaussianised by that many quantile
         levels at `quantile_knots` values of E_inc (`models.quantile.ConditionalQuantiles`).
@@ -148,8 +156,11 @@ class LayerEnergyPreprocessing(nn.Module):
         super().__init__()
         if cond_dim != 1:
             raise ValueError(f"the energy stage is conditioned on E_inc alone, got {cond_dim}")
+        if layer_hits and dim % 2:
+            raise ValueError(f"layer_hits: {dim} columns are not L energies and L hit counts")
         self.threshold_mev, self.floor_mev = threshold_mev, noise_fraction * threshold_mev
-        self.n_layers, self.out_dim = dim, dim + 1
+        self.layer_hits = layer_hits
+        self.n_layers, self.out_dim = (dim // 2 if layer_hits else dim), dim + 1
         self.standardiser = PolynomialStandardiser(dim + 1, sigma_floor=1e-4, sigma_cap=1e3)
         self.quantiles = (
             ConditionalQuantiles(dim + 1, quantiles, quantile_knots) if quantiles else None
@@ -159,13 +170,23 @@ class LayerEnergyPreprocessing(nn.Module):
     def _coordinates(
         self, layer_e: Tensor, e_inc: Tensor, generator: torch.Generator | None
     ) -> Tensor:
-        s = layer_e.double()
+        s = layer_e[:, : self.n_layers].double()
         s = torch.where(s < self.threshold_mev, 0.0, s)
         t = s.sum(1, keepdim=True)
         s_q = dequantise(s, self.threshold_mev, self.floor_mev, generator)
         t_q = dequantise(t, self.threshold_mev, self.floor_mev, generator)
         e_in = e_inc.double().reshape(-1, 1)
-        return torch.cat([torch.log(t_q / e_in), torch.log(s_q / t_q)], dim=1)
+        z = [torch.log(t_q / e_in), torch.log(s_q / t_q)]
+        if self.layer_hits:
+            n = layer_e[:, self.n_layers :].double()
+            u = torch.rand(
+                n.shape,
+                generator=generator,
+                dtype=torch.float64,
+                device=generator.device if generator is not None else n.device,
+            ).to(n.device)
+            z.append(torch.log1p(n + u))
+        return torch.cat(z, dim=1)
 
     @torch.no_grad()
     def fit(self, layer_e: Tensor, e_inc: Tensor, generator: torch.Generator | None = None) -> None:
@@ -198,12 +219,17 @@ class LayerEnergyPreprocessing(nn.Module):
         return x.float(), self.transform_cond(e_inc)
 
     def inverse(self, x: Tensor, e_inc: Tensor) -> Tensor:
-        """Network space -> layer energies [N, L] in MeV (float64), summing to E_tot."""
+        """Network space -> layer energies [N, L] in MeV (float64) summing to E_tot (+ counts)."""
         if self.quantiles is not None:
             x = self.quantiles.inverse(x, self.standardiser.condition(e_inc))
         z = self.standardiser.unstandardise(x, e_inc)
         e_tot = torch.exp(z[:, :1].clamp(max=float(self.log_ratio_max))) * e_inc.double()
-        return torch.softmax(z[:, 1:], dim=1) * e_tot.reshape(-1, 1)
+        layer_e = torch.softmax(z[:, 1 : 1 + self.n_layers], dim=1) * e_tot.reshape(-1, 1)
+        if not self.layer_hits:
+            return layer_e
+        # n = floor(e^z - 1) inverts log(1 + n + u); clamped so that a wild value stays finite
+        n = torch.floor(torch.expm1(z[:, 1 + self.n_layers :].clamp(max=40.0))).clamp_min(0.0)
+        return torch.cat([layer_e, n], dim=1)
 
 
 class VoxelShapePreprocessing(nn.Module):
@@ -345,10 +371,11 @@ class LayerEnergyPreprocessingConfig(BaseModel):
         None, ge=2, description="Gaussianise the energy coordinates by this many quantile levels"
     )
     quantile_knots: int = Field(16, ge=2, description="E_inc knots of the quantile tables")
+    layer_hits: bool = Field(False, description=LAYER_HITS_HELP)
 
     @model_serializer(mode="wrap")
     def _dump(self, handler):
-        return omit_defaults(self, handler(self), ("quantiles", "quantile_knots"))
+        return omit_defaults(self, handler(self), ("quantiles", "quantile_knots", "layer_hits"))
 
     def build(self, dim: int, cond_dim: int) -> LayerEnergyPreprocessing:
         """The module for `dim` layers and a `cond_dim`-column condition."""
@@ -359,6 +386,7 @@ class LayerEnergyPreprocessingConfig(BaseModel):
             self.noise_fraction,
             self.quantiles,
             self.quantile_knots,
+            self.layer_hits,
         )
 
 
@@ -393,10 +421,12 @@ class ShowerStagesConfig(VoxelCodingConfig):
         None, ge=2, description="Gaussianise the energy stage's coordinates by this many levels"
     )
     share_of: ShareOf = Field("layer", description=SHARE_OF_HELP)
+    layer_hits: bool = Field(False, description=LAYER_HITS_HELP)
 
     @model_serializer(mode="wrap")
     def _dump(self, handler):
-        return omit_defaults(self, handler(self), (*VOXEL_OPTIONS, "energy_quantiles", "share_of"))
+        names = (*VOXEL_OPTIONS, "energy_quantiles", "share_of", "layer_hits")
+        return omit_defaults(self, handler(self), names)
 
     def energy(self) -> LayerEnergyPreprocessingConfig:
         """The energy stage's preprocessing (quantile knots shared with the voxels')."""
@@ -405,6 +435,7 @@ class ShowerStagesConfig(VoxelCodingConfig):
             noise_fraction=self.noise_fraction,
             quantiles=self.energy_quantiles,
             quantile_knots=self.quantile_knots,
+            layer_hits=self.layer_hits,
         )
 
     def shape(self) -> VoxelShapePreprocessingConfig:

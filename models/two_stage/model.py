@@ -42,7 +42,9 @@ class TwoStageModel(nn.Module):
         self.config = config
         self.dim, self.cond_dim = dim, cond_dim
         self.threshold_mev = config.preprocessing.threshold_mev
-        self.energy = GenerativeModel(config.stage("energy"), len(sizes), 1)
+        self.layer_hits = config.preprocessing.layer_hits
+        energy_dim = 2 * len(sizes) if self.layer_hits else len(sizes)
+        self.energy = GenerativeModel(config.stage("energy"), energy_dim, 1)
         self.shape = GenerativeModel(config.stage("shape"), dim, 1 + len(sizes))
         self.layout = VoxelLayout(sizes)
         self.n_layers = len(sizes)
@@ -72,7 +74,9 @@ class TwoStageModel(nn.Module):
 
     def stage_data(self, data: TrainData) -> tuple[TrainData, TrainData]:
         """Split physical (showers, E_inc) into the two stages' training data; see `stage_data`."""
-        return stage_data(data, self.layer_of_voxel, self.n_layers, self.threshold_mev)
+        return stage_data(
+            data, self.layer_of_voxel, self.n_layers, self.threshold_mev, self.layer_hits
+        )
 
     @torch.no_grad()
     def generate_parts(
@@ -96,8 +100,14 @@ class TwoStageModel(nn.Module):
         parts = []
         for start in range(0, cond.shape[0], batch_size):
             e_inc = cond[start : start + batch_size, :1].to(device).double()
-            layer_values = self.energy.generate(e_inc, generator=generator, batch_size=batch_size)
-            finite = torch.isfinite(layer_values).all(1)
+            energies = self.energy.generate(e_inc, generator=generator, batch_size=batch_size)
+            finite = torch.isfinite(energies).all(1)
+            layer_values = energies[:, : self.n_layers]
+            layer_hits = (
+                torch.where(finite.unsqueeze(1), energies[:, self.n_layers :], 0.0).long()
+                if self.layer_hits
+                else None
+            )
             layer_counts, quantum = rebuild_layers(
                 torch.where(finite.unsqueeze(1), layer_values, 0.0), self.threshold_mev
             )
@@ -118,6 +128,7 @@ class TwoStageModel(nn.Module):
                 quantum,
                 self.threshold_mev,
                 self.layout,
+                layer_hits,
             )
             voxels = voxel_counts.double() * quantum.unsqueeze(1)
             voxels[~finite] = float("nan")
@@ -164,17 +175,34 @@ def layer_energies(
     return out.index_add_(1, layer_of_voxel.to(e.device), e)
 
 
+def layer_hit_counts(
+    showers: Tensor, layer_of_voxel: Tensor, n_layers: int, threshold_mev: float
+) -> Tensor:
+    """[N, L] float64 number of voxels at or above the readout threshold in each layer."""
+    hit = (showers >= threshold_mev).double()
+    out = torch.zeros(hit.shape[0], n_layers, dtype=hit.dtype, device=hit.device)
+    return out.index_add_(1, layer_of_voxel.to(hit.device), hit)
+
+
 def stage_data(
-    data: TrainData, layer_of_voxel: Tensor, n_layers: int, threshold_mev: float
+    data: TrainData,
+    layer_of_voxel: Tensor,
+    n_layers: int,
+    threshold_mev: float,
+    layer_hits: bool = False,
 ) -> tuple[TrainData, TrainData]:
     """Split physical (showers, E_inc) into the two stages' training data.
 
-    Returns the energy stage's (layer energies, E_inc) and the shape stage's
-    (showers, [E_inc, layer energies]).
+    Returns the energy stage's (layer energies [+ hit counts with `layer_hits`], E_inc) and the
+    shape stage's (showers, [E_inc, layer energies]).
     """
     e_inc = data.cond[:, :1].double()
     layer_e = layer_energies(data.x, layer_of_voxel, n_layers, threshold_mev)
-    return TrainData(layer_e, e_inc), TrainData(data.x, torch.cat([e_inc, layer_e], dim=1))
+    shape = TrainData(data.x, torch.cat([e_inc, layer_e], dim=1))
+    if layer_hits:
+        hits = layer_hit_counts(data.x, layer_of_voxel, n_layers, threshold_mev)
+        return TrainData(torch.cat([layer_e, hits], dim=1), e_inc), shape
+    return TrainData(layer_e, e_inc), shape
 
 
-__all__ = ["TwoStageModel", "layer_energies", "stage_data"]
+__all__ = ["TwoStageModel", "layer_energies", "layer_hit_counts", "stage_data"]

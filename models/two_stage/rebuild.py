@@ -67,18 +67,23 @@ def cumulative_round(total: Tensor, weights: Tensor) -> Tensor:
     return torch.diff(rounded, dim=-1, prepend=torch.zeros_like(rounded[..., :1]))
 
 
-def apportion(totals: Tensor, values: Tensor, c_min: Tensor) -> Tensor:
+def apportion(
+    totals: Tensor, values: Tensor, c_min: Tensor, n_parts: Tensor | None = None
+) -> Tensor:
     """Split integer totals among parts: hits get at least c_min each, the rest zero.
 
     Args:
         totals: [B, G] int64 counts, each zero or at least c_min.
         values: [B, G, P] float64 proposed sizes of the parts, in quanta; negative = padding.
         c_min: [B] int64 quanta of the smallest hit.
+        n_parts: [B, G] int64 number of parts to take, if given (clamped to 1 .. min(real
+            parts, totals // c_min) for a nonzero total).
 
     Returns:
-        [B, G, P] int64 counts summing exactly to `totals` over P. Parts are taken largest first
-        while part m would still hold c_min after totals are shared in proportion among the m
-        largest; a nonzero total with no such part goes to its largest part.
+        [B, G, P] int64 counts summing exactly to `totals` over P. Without `n_parts`, parts are
+        taken largest first while part m would still hold c_min after totals are shared in
+        proportion among the m largest; a nonzero total with no such part goes to its largest
+        part. With `n_parts`, the n largest are taken.
 
     Raises:
         ValueError: A nonzero total below c_min (it cannot be split into hits).
@@ -90,8 +95,11 @@ def apportion(totals: Tensor, values: Tensor, c_min: Tensor) -> Tensor:
     v = torch.gather(values, -1, order)
     cum = torch.cumsum(v.clamp_min(0.0), dim=-1)
     n = totals.unsqueeze(-1).double()
-    fits = (v >= c) & (n * v >= c * cum)
-    taken = torch.cumprod(fits.long(), dim=-1).sum(-1)
+    if n_parts is None:
+        fits = (v >= c) & (n * v >= c * cum)
+        taken = torch.cumprod(fits.long(), dim=-1).sum(-1)
+    else:
+        taken = torch.minimum(n_parts.long(), (values >= 0).sum(-1))
     taken = torch.where(totals > 0, taken.clamp_min(1), 0)
     taken = torch.minimum(taken, totals // c[..., 0])
     kept = torch.arange(v.shape[-1], device=v.device) < taken.unsqueeze(-1)
@@ -146,10 +154,15 @@ def rebuild_voxels(
     quantum: Tensor,
     threshold: float,
     layout: VoxelLayout,
+    layer_hits: Tensor | None = None,
 ) -> Tensor:
-    """Shape-stage voxel energies [B, V] (MeV) -> voxel counts [B, V] summing to layer_counts."""
+    """Shape-stage voxel energies [B, V] (MeV) -> voxel counts [B, V] summing to layer_counts.
+
+    With `layer_hits` [B, L] (the energy stage's hits per layer), each layer keeps that many of
+    its largest voxels, as far as its count allows (`apportion`'s `n_parts`).
+    """
     values = layout.padded(voxel_values.double() / quantum.unsqueeze(1), -1.0)
-    counts = apportion(layer_counts, values, hit_quanta(threshold, quantum))
+    counts = apportion(layer_counts, values, hit_quanta(threshold, quantum), layer_hits)
     return layout.flatten(counts)
 
 

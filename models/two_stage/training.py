@@ -110,6 +110,7 @@ class StageStream:
         }
         self.layer_of_voxel = model.layer_of_voxel.detach().cpu()
         self.n_layers, self.threshold_mev = model.n_layers, model.threshold_mev
+        self.layer_hits = model.layer_hits
 
     def batches(self, epoch: int, rank: int, batch_size: int) -> Iterator[tuple[torch.Tensor, ...]]:
         """(x_e, c_e, x_s, c_s) for each streamed (showers, E_inc) batch of (epoch, rank)."""
@@ -119,7 +120,11 @@ class StageStream:
             }
             with torch.no_grad():  # closed before the yield: the consumer keeps its grad mode
                 parts = stage_data(
-                    TrainData(x, cond), self.layer_of_voxel, self.n_layers, self.threshold_mev
+                    TrainData(x, cond),
+                    self.layer_of_voxel,
+                    self.n_layers,
+                    self.threshold_mev,
+                    self.layer_hits,
                 )
                 batch = transform_stages(self.preprocessing, parts, gens)
             yield batch

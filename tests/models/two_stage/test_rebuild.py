@@ -49,6 +49,25 @@ def test_apportion_hand_cases():
         _split(5, [50.0], 10)
 
 
+def test_apportion_takes_the_requested_number_of_parts():
+    def split_n(total: int, values: list[float], c_min: int, n: int) -> list[int]:
+        v = torch.tensor([[values]], dtype=torch.float64)
+        out = apportion(torch.tensor([[total]]), v, torch.tensor([c_min]), torch.tensor([[n]]))
+        return out[0, 0].tolist()
+
+    # the two largest of four, although all four would stay hits: shares 62.5 : 37.5 (the
+    # remainder above 10 each splits 52.5 : 27.5; the half rounds to even)
+    assert split_n(100, [50.0, 30.0, 15.0, 5.0], 10, 2) == [62, 38, 0, 0]
+    # three requested where the proportional rule takes two: the third gets the 10 of a hit
+    assert split_n(40, [12.0, 11.0, 1.0], 10, 3) == [15, 15, 10]
+    # more than the total allows (40 // 10 = 4) or than there are parts: clamped
+    assert split_n(40, [5.0, 4.0, 3.0, 2.0, 1.0], 10, 9) == [10, 10, 10, 10, 0]
+    assert split_n(40, [5.0, -1.0, -1.0], 10, 3) == [40, 0, 0]
+    # zero requested for a nonzero total still makes one hit; a zero total none
+    assert split_n(30, [1.0, 2.0], 10, 0) == [0, 30]
+    assert split_n(0, [1.0, 2.0], 10, 2) == [0, 0]
+
+
 def test_apportion_random_is_exact_and_takes_the_largest():
     gen = torch.Generator().manual_seed(0)
     b, g, p = 64, 5, 37

@@ -3,6 +3,7 @@ energy and shape coordinates invert exactly on hits and keep empties below thres
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from models import stage_preprocessing as pre
@@ -135,6 +136,36 @@ def test_layer_energy_quantiles_gaussianise_and_invert():
     fresh = LayerEnergyPreprocessing(len(sizes), 1, THRESHOLD, 0.1, quantiles=32, quantile_knots=4)
     fresh.load_state_dict(p.state_dict())
     assert torch.equal(fresh.inverse(x.double(), e_inc), back)
+
+
+def test_layer_hit_counts_invert_beside_the_energies():
+    sizes = [6, 4, 3]
+    voxels, e_inc = _showers(2_000, sizes, 6)
+    layer_e = _layer_sums(voxels, sizes)
+    hits = torch.stack(
+        [(v >= THRESHOLD).sum(1) for v in voxels.split(sizes, dim=1)], dim=1
+    ).double()
+    p = LayerEnergyPreprocessing(
+        2 * len(sizes), 1, THRESHOLD, 0.1, quantiles=32, quantile_knots=4, layer_hits=True
+    )
+    p.fit(torch.cat([layer_e, hits], 1), e_inc, torch.Generator().manual_seed(1))
+    x, _ = p.transform(torch.cat([layer_e, hits], 1), e_inc, torch.Generator().manual_seed(2))
+    assert x.shape == (2_000, 1 + 2 * len(sizes))
+    back = p.inverse(x.double(), e_inc)
+    assert back.shape == (2_000, 2 * len(sizes))
+    inside = (x.abs() < 4.75).all(1)  # 7 coordinates: the table ends clip about 1.4% of events
+    assert float(inside.float().mean()) > 0.98
+    # counts come back as the integers they were (float32 network space: all but a sliver)
+    same = (back[:, len(sizes) :] == hits).all(1)
+    assert float(same[inside].double().mean()) > 0.999
+    counts, q = rebuild_layers(back[:, : len(sizes)], THRESHOLD)
+    exact = torch.isclose(counts.double() * q[:, None], layer_e, rtol=1e-5, atol=0).all(1)
+    assert bool(exact[inside].all())
+    config = pre.ShowerStagesConfig(threshold_mev=THRESHOLD, layer_sizes=sizes, layer_hits=True)
+    assert config.energy().build(2 * len(sizes), 1).layer_hits
+    assert "layer_hits" not in pre.ShowerStagesConfig(threshold_mev=THRESHOLD).model_dump()
+    with pytest.raises(ValueError, match="layer_hits"):
+        LayerEnergyPreprocessing(3, 1, THRESHOLD, 0.1, layer_hits=True)
 
 
 def test_shower_stages_dump_omits_unset_energy_quantiles():

@@ -146,6 +146,26 @@ def test_stage_data_uses_thresholded_layer_sums():
     assert torch.equal(shape.cond[:, 1:], energy.x) and torch.equal(shape.x, data.x)
 
 
+def test_layer_hits_fix_the_number_of_hits_per_layer(monkeypatch):
+    model = _model(tiny_config(preprocessing={"layer_hits": True}))
+    energy, _ = model.stage_data(toy_showers(50, 9))
+    assert energy.x.shape == (50, 6) and model.energy.dim == 6
+    e_inc = torch.full((4, 1), 1e5)
+    # energies of 3 layers, then the hits asked of each: 25 MeV allows two 10 MeV hits in layer 3
+    asked = torch.tensor([[2.0, 5.0, 2.0], [6.0, 12.0, 1.0], [1.0, 1.0, 2.0], [3.0, 0.0, 9.0]])
+    energies = torch.tensor([[3e4, 5e4, 25.0]]).double().expand(4, 3)
+    monkeypatch.setattr(
+        model.energy, "generate", lambda *a, **k: torch.cat([energies, asked.double()], 1)
+    )
+    parts = model.generate_parts(e_inc, generator=torch.Generator().manual_seed(0))
+    hits = torch.stack(
+        [(v > 0).sum(1) for v in parts.voxels.split([a * r for a, r in LAYER_SHAPES], dim=1)], 1
+    )
+    assert hits.tolist() == [[2, 5, 2], [6, 12, 1], [1, 1, 2], [3, 1, 2]]
+    assert torch.equal(parts.voxels.sum(1), parts.e_tot)
+    assert bool(((parts.voxels == 0) | (parts.voxels >= THRESHOLD)).all())
+
+
 def test_model_kinds_parse_and_fill_geometry():
     single = parse_model_config({"network": {"kind": "mlp"}})
     assert isinstance(single, ModelConfig) and "kind" not in single.model_dump()

@@ -42,6 +42,7 @@ def tiny_config(
     shape: dict[str, Any] | None = None,
     *,
     transformer: bool = True,
+    preprocessing: dict[str, Any] | None = None,
 ) -> TwoStageConfig:
     """A two-stage config with tiny networks, geometry filled in as farm would."""
     shape_net = (
@@ -59,7 +60,7 @@ def tiny_config(
     )
     doc = {
         "kind": "two_stage",
-        "preprocessing": {"threshold_mev": THRESHOLD},
+        "preprocessing": {"threshold_mev": THRESHOLD, **(preprocessing or {})},
         "energy": {
             "network": {"kind": "mlp", "width": 32, "depth": 1, "embed_dim": 8},
             "sampler": {"nfe": 4},
