@@ -3,7 +3,7 @@
 Energy stage: z = [log(E_tot / E_inc), log(E_l / E_tot) ...] given E_inc (the layer energies E_l
 are sums of the voxels above the readout threshold), and with `layer_hits` also log(1 + n_l + u),
 u ~ U(0, 1), for the number n_l of hits in each layer (dequantised counts; floor on the way back). Shape stage: z_i = log(v_i / E_l(i)), each
-voxel's share of its layer's energy, given [E_inc, E_l ...]. As in `ShowerPreprocessing`, empty
+voxel's share of its layer's energy, given [E_inc, E_l ...] (and the hit counts n_l ...). As in `ShowerPreprocessing`, empty
 voxels and layers are dequantised into a narrow band a decade below the threshold (noise_fraction
 x threshold, 5% wide in log), and every coordinate is standardised conditionally on E_inc,
 (z - mu(E_inc)) / sigma(E_inc), with mu and log sigma^2 quintic polynomials in log E_inc. The
@@ -31,9 +31,10 @@ SHARE_OF_HELP = (
 )
 
 LAYER_HITS_HELP = (
-    "the energy stage also generates each layer's number of hits, and the rebuild keeps exactly"
-    " that many of the shape stage's largest voxels (as many as the layer energy allows); without"
-    " it the number of hits is whatever the shape stage's voxels above the threshold add up to"
+    "the energy stage also generates each layer's number of hits, the shape stage is conditioned"
+    " on them, and the rebuild keeps exactly that many of the shape stage's largest voxels (as many"
+    " as the layer energy allows); without it the number of hits is whatever the shape stage's"
+    " voxels above the threshold add up to"
 )
 
 CHUNK_ELEMENTS = 2**22
@@ -248,6 +249,7 @@ class VoxelShapePreprocessing(nn.Module):
         quantile_knots: int = 16,
         quantile_tails: int | None = None,
         share_of: ShareOf = "layer",
+        layer_hits: bool = False,
     ):
         """`dim` voxels in layers of `layer_sizes`, conditioned on [E_inc, layer energies].
 
@@ -255,16 +257,21 @@ class VoxelShapePreprocessing(nn.Module):
         levels at `quantile_knots` values of E_inc (`models.quantile.ConditionalQuantiles`), with
         `quantile_tails` more levels in each tail. `share_of` is the energy each voxel's log share is taken of: its layer's (E_l) or the
         incident one (E_inc; SHARE_OF says why); the rebuild makes the layer sums exact either way.
+        With `layer_hits` the condition also holds each layer's number of hits ([E_inc, E_l ...,
+        n_l ...]), coded as log(1 + n_l).
         """
         super().__init__()
         sizes = list(layer_sizes) if layer_sizes else [dim]
         if sum(sizes) != dim:
             raise ValueError(f"layer_sizes sum to {sum(sizes)}, but showers have {dim} voxels")
-        if cond_dim != 1 + len(sizes):
+        expected = 1 + len(sizes) * (2 if layer_hits else 1)
+        if cond_dim != expected:
+            hits = f" and {len(sizes)} hit counts" if layer_hits else ""
             raise ValueError(
-                f"the shape stage is conditioned on [E_inc, {len(sizes)} layer energies], "
+                f"the shape stage is conditioned on [E_inc, {len(sizes)} layer energies{hits}], "
                 f"got {cond_dim} columns"
             )
+        self.layer_hits = layer_hits
         self.threshold_mev, self.floor_mev = threshold_mev, noise_fraction * threshold_mev
         self.n_layers, self.out_dim = len(sizes), dim
         self.share_of = share_of
@@ -290,7 +297,11 @@ class VoxelShapePreprocessing(nn.Module):
     def _cond_coordinates(self, cond: Tensor) -> Tensor:
         c = cond.double()
         e_in = c[:, :1]
-        return torch.cat([torch.log(e_in), torch.log(c[:, 1:].clamp_min(self.floor_mev) / e_in)], 1)
+        layer_e = c[:, 1 : 1 + self.n_layers]
+        parts = [torch.log(e_in), torch.log(layer_e.clamp_min(self.floor_mev) / e_in)]
+        if self.layer_hits:
+            parts.append(torch.log1p(c[:, 1 + self.n_layers :]))
+        return torch.cat(parts, 1)
 
     def _coordinates(
         self, showers: Tensor, e_inc: Tensor, generator: torch.Generator | None
@@ -356,7 +367,9 @@ class VoxelShapePreprocessing(nn.Module):
         z = self.standardiser.unstandardise(x, cond[:, 0])
         c = cond.double()
         layer_of = self.layer_of_voxel.to(x.device)
-        scale = c[:, :1] if self.share_of == "incident" else c[:, 1:][:, layer_of]
+        scale = (
+            c[:, :1] if self.share_of == "incident" else c[:, 1 : 1 + self.n_layers][:, layer_of]
+        )
         return torch.exp(z.clamp(max=0.0)) * scale
 
 
@@ -395,10 +408,11 @@ class VoxelShapePreprocessingConfig(VoxelCodingConfig):
 
     kind: Literal["voxel_shapes"] = "voxel_shapes"
     share_of: ShareOf = Field("layer", description=SHARE_OF_HELP)
+    layer_hits: bool = Field(False, description="condition on each layer's number of hits too")
 
     @model_serializer(mode="wrap")
     def _dump(self, handler):
-        return omit_defaults(self, handler(self), (*VOXEL_OPTIONS, "share_of"))
+        return omit_defaults(self, handler(self), (*VOXEL_OPTIONS, "share_of", "layer_hits"))
 
     def build(self, dim: int, cond_dim: int) -> VoxelShapePreprocessing:
         """The module for `dim` voxels and a `cond_dim`-column condition."""
@@ -410,6 +424,7 @@ class VoxelShapePreprocessingConfig(VoxelCodingConfig):
             self.noise_fraction,
             **{name: getattr(self, name) for name in VOXEL_OPTIONS},
             share_of=self.share_of,
+            layer_hits=self.layer_hits,
         )
 
 
@@ -446,6 +461,7 @@ class ShowerStagesConfig(VoxelCodingConfig):
             noise_fraction=self.noise_fraction,
             **{name: getattr(self, name) for name in VOXEL_OPTIONS},
             share_of=self.share_of,
+            layer_hits=self.layer_hits,
         )
 
 

@@ -18,7 +18,14 @@ from torch import Tensor, nn
 from models.config import TwoStageConfig
 from models.data import TrainData
 from models.generative import GenerativeModel
-from models.two_stage.rebuild import ShowerParts, VoxelLayout, rebuild_layers, rebuild_voxels
+from models.two_stage.rebuild import (
+    ShowerParts,
+    VoxelLayout,
+    feasible_hits,
+    hit_quanta,
+    rebuild_layers,
+    rebuild_voxels,
+)
 
 
 class TwoStageModel(nn.Module):
@@ -45,8 +52,9 @@ class TwoStageModel(nn.Module):
         self.layer_hits = config.preprocessing.layer_hits
         energy_dim = 2 * len(sizes) if self.layer_hits else len(sizes)
         self.energy = GenerativeModel(config.stage("energy"), energy_dim, 1)
-        self.shape = GenerativeModel(config.stage("shape"), dim, 1 + len(sizes))
+        self.shape = GenerativeModel(config.stage("shape"), dim, 1 + energy_dim)
         self.layout = VoxelLayout(sizes)
+        self.register_buffer("layer_sizes", torch.tensor(sizes), persistent=False)
         self.n_layers = len(sizes)
         layer_of = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
         self.register_buffer("layer_of_voxel", layer_of, persistent=False)
@@ -112,8 +120,13 @@ class TwoStageModel(nn.Module):
                 torch.where(finite.unsqueeze(1), layer_values, 0.0), self.threshold_mev
             )
             layer_e = layer_counts.double() * quantum.unsqueeze(1)
+            shape_cond = [e_inc, layer_e]
+            if layer_hits is not None:
+                c_min = hit_quanta(self.threshold_mev, quantum)
+                layer_hits = feasible_hits(layer_hits, layer_counts, c_min, self.layer_sizes)
+                shape_cond.append(layer_hits.double())
             voxel_values = self.shape.generate(
-                torch.cat([e_inc, layer_e], dim=1),
+                torch.cat(shape_cond, dim=1),
                 sampler=sampler,
                 nfe=nfe,
                 generator=generator,
@@ -193,16 +206,15 @@ def stage_data(
 ) -> tuple[TrainData, TrainData]:
     """Split physical (showers, E_inc) into the two stages' training data.
 
-    Returns the energy stage's (layer energies [+ hit counts with `layer_hits`], E_inc) and the
-    shape stage's (showers, [E_inc, layer energies]).
+    Returns the energy stage's (layer energies [+ hit counts], E_inc) and the shape stage's
+    (showers, [E_inc, layer energies (+ hit counts)]), the hit counts with `layer_hits`.
     """
     e_inc = data.cond[:, :1].double()
-    layer_e = layer_energies(data.x, layer_of_voxel, n_layers, threshold_mev)
-    shape = TrainData(data.x, torch.cat([e_inc, layer_e], dim=1))
+    energies = layer_energies(data.x, layer_of_voxel, n_layers, threshold_mev)
     if layer_hits:
         hits = layer_hit_counts(data.x, layer_of_voxel, n_layers, threshold_mev)
-        return TrainData(torch.cat([layer_e, hits], dim=1), e_inc), shape
-    return TrainData(layer_e, e_inc), shape
+        energies = torch.cat([energies, hits], dim=1)
+    return TrainData(energies, e_inc), TrainData(data.x, torch.cat([e_inc, energies], dim=1))
 
 
 __all__ = ["TwoStageModel", "layer_energies", "layer_hit_counts", "stage_data"]

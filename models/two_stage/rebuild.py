@@ -148,6 +148,18 @@ def rebuild_layers(layer_values: Tensor, threshold: float) -> tuple[Tensor, Tens
     return apportion(n_tot.unsqueeze(1), values, c)[:, 0], q
 
 
+def feasible_hits(
+    layer_hits: Tensor, layer_counts: Tensor, c_min: Tensor, layer_sizes: Tensor
+) -> Tensor:
+    """The hits [B, L] a layer can hold: n clamped to 1 .. min(size, count // c_min), 0 if empty.
+
+    These are the numbers of parts `rebuild_voxels` takes with `layer_hits`.
+    """
+    most = torch.minimum(layer_sizes.to(layer_counts.device), layer_counts // c_min.unsqueeze(1))
+    n = torch.minimum(layer_hits.long().clamp_min(1), most)
+    return torch.where(layer_counts > 0, n, 0)
+
+
 def rebuild_voxels(
     layer_counts: Tensor,
     voxel_values: Tensor,
@@ -171,6 +183,7 @@ __all__ = [
     "VoxelLayout",
     "apportion",
     "cumulative_round",
+    "feasible_hits",
     "hit_quanta",
     "rebuild_layers",
     "rebuild_voxels",

@@ -148,8 +148,13 @@ def test_stage_data_uses_thresholded_layer_sums():
 
 def test_layer_hits_fix_the_number_of_hits_per_layer(monkeypatch):
     model = _model(tiny_config(preprocessing={"layer_hits": True}))
-    energy, _ = model.stage_data(toy_showers(50, 9))
+    data = toy_showers(50, 9)
+    energy, shape = model.stage_data(data)
     assert energy.x.shape == (50, 6) and model.energy.dim == 6
+    # the shape stage is conditioned on [E_inc, E_l ..., n_l ...]
+    assert model.shape.cond_dim == 7 and torch.equal(shape.cond[:, 1:], energy.x)
+    hits = torch.stack([(v >= THRESHOLD).sum(1) for v in data.x.split([6, 12, 2], dim=1)], 1)
+    assert torch.equal(energy.x[:, 3:], hits.double())
     e_inc = torch.full((4, 1), 1e5)
     # energies of 3 layers, then the hits asked of each: 25 MeV allows two 10 MeV hits in layer 3
     asked = torch.tensor([[2.0, 5.0, 2.0], [6.0, 12.0, 1.0], [1.0, 1.0, 2.0], [3.0, 0.0, 9.0]])
