@@ -176,5 +176,36 @@ class ConditionalQuantiles(nn.Module):
         wk = w.view(-1, 1)
         return (1 - wk) * quantile(k) + wk * quantile(k + 1)
 
+    def _element_tables(self, l: Tensor, cols: Tensor) -> Tensor:
+        """[M, L + 1] quantiles of coordinate cols[m] at condition l[m], interpolated in l."""
+        k, w = self._bracket(l)
+        table = self.table.to(l.device)
+        wk = w.unsqueeze(1)
+        return (1 - wk) * table[k, cols].double() + wk * table[k + 1, cols].double()
+
+    def _level(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """(j, frac): u lies in level interval j at fraction frac."""
+        levels = self.levels.to(u.device)
+        j = (torch.searchsorted(levels, u.contiguous(), right=True) - 1).clamp(0, self.n_levels - 1)
+        return j, ((u - levels[j]) / (levels[j + 1] - levels[j])).clamp(0.0, 1.0)
+
+    def transform_elements(self, z: Tensor, l: Tensor, cols: Tensor) -> Tensor:
+        """`transform` of single elements: x [M] of z [M] in coordinate cols [M] given l [M]."""
+        q = self._element_tables(l, cols)
+        j = torch.searchsorted(q, z.double().unsqueeze(1).contiguous()).squeeze(1)
+        j = j.clamp(1, self.n_levels)
+        lo, hi = q.gather(1, (j - 1).unsqueeze(1)), q.gather(1, j.unsqueeze(1))
+        frac = ((z.double() - lo[:, 0]) / (hi - lo)[:, 0].clamp_min(1e-300)).clamp(0.0, 1.0)
+        levels = self.levels.to(z.device)
+        u = levels[j - 1] + frac * (levels[j] - levels[j - 1])
+        return _std_normal_ppf(u.clamp(U_EPS, 1 - U_EPS))
+
+    def inverse_elements(self, x: Tensor, l: Tensor, cols: Tensor) -> Tensor:
+        """`inverse` of single elements: z [M] of x [M] in coordinate cols [M] given l [M]."""
+        q = self._element_tables(l, cols)
+        j, frac = self._level(_std_normal_cdf(x.double()))
+        lo, hi = q.gather(1, j.unsqueeze(1))[:, 0], q.gather(1, (j + 1).unsqueeze(1))[:, 0]
+        return lo * (1 - frac) + hi * frac
+
 
 __all__ = ["ConditionalQuantiles", "quantile_levels", "sorted_quantiles"]

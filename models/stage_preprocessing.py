@@ -115,6 +115,13 @@ class PolynomialStandardiser(nn.Module):
         self.mu_coef.zero_()[:n_terms] = mu
         self.log_var_coef.zero_()[:n_terms] = log_var
 
+    def element_moments(self, e_inc: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
+        """(mu, sigma) [M] of coordinate cols[m] at E_inc e_inc[m] (float64)."""
+        b = self._basis(e_inc, self.degree + 1)  # [M, degree + 1]
+        mu = (b * self.mu_coef[:, cols].T).sum(1)
+        log_var = (b * self.log_var_coef[:, cols].T).sum(1)
+        return mu, torch.exp(0.5 * log_var).clamp(self.sigma_floor, self.sigma_cap)
+
     def moments(self, e_inc: Tensor) -> tuple[Tensor, Tensor]:
         """(mu, sigma) [N, C] in float64, sigma clamped to [sigma_floor, sigma_cap]."""
         b = self._basis(e_inc, self.degree + 1)
@@ -359,6 +366,42 @@ class VoxelShapePreprocessing(nn.Module):
             x_rows = self.standardiser.standardise(z, cond[rows, 0])
             x[rows] = self._gaussianise(x_rows, cond[rows, 0]).float()
         return x, self.transform_cond(cond)
+
+    @torch.no_grad()
+    def hit_values(
+        self, cond: Tensor, rows: Tensor, cols: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Energies [M] (MeV) of voxels cols[m] of events rows[m], drawn given that they are hit.
+
+        Each voxel's threshold has the network coordinate x_thr (the coordinates of `transform`,
+        element by element); x ~ N(0, 1) truncated to x >= x_thr (an inverse-CDF draw) is mapped
+        back as `inverse` maps it, so the value follows that voxel's hit spectrum given the
+        event's conditions. At least the threshold.
+        """
+        c = cond[rows].double()
+        e_inc = c[:, 0]
+        if self.share_of == "incident":
+            scale = e_inc
+        else:
+            scale = c.gather(1, 1 + self.layer_of_voxel.to(c.device)[cols].unsqueeze(1))[:, 0]
+        z_thr = torch.log(self.threshold_mev / scale)
+        mu, sigma = self.standardiser.element_moments(e_inc, cols)
+        x_thr = (z_thr - mu) / sigma
+        l = self.standardiser.condition(e_inc)[:, 0]
+        if self.quantiles is not None:
+            x_thr = self.quantiles.transform_elements(x_thr, l, cols)
+        p_thr = torch.special.ndtr(x_thr)
+        u = torch.rand(
+            p_thr.shape,
+            generator=generator,
+            dtype=torch.float64,
+            device=generator.device if generator is not None else p_thr.device,
+        ).to(p_thr.device)
+        x = torch.special.ndtri((p_thr + u * (1.0 - p_thr)).clamp(max=1.0 - 1e-12))
+        if self.quantiles is not None:
+            x = self.quantiles.inverse_elements(x, l, cols)
+        z = x * sigma + mu
+        return (torch.exp(z.clamp(max=0.0)) * scale).clamp_min(self.threshold_mev)
 
     def inverse(self, x: Tensor, cond: Tensor) -> Tensor:
         """Network space -> voxel energies [N, V] in MeV (float64), each at most its layer's."""

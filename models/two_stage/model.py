@@ -135,6 +135,10 @@ class TwoStageModel(nn.Module):
                 options=options,
             )
             finite &= torch.isfinite(voxel_values).all(1)
+            if layer_hits is not None:
+                voxel_values = self._with_kept_hits(
+                    voxel_values, layer_hits, torch.cat(shape_cond, dim=1), generator
+                )
             voxel_counts = rebuild_voxels(
                 layer_counts,
                 torch.where(finite.unsqueeze(1), voxel_values, 0.0),
@@ -153,6 +157,27 @@ class TwoStageModel(nn.Module):
             )
         e_tot, layer_e, voxels = (torch.cat(p) for p in zip(*parts, strict=True))
         return ShowerParts(e_tot, layer_e, voxels)
+
+    def _with_kept_hits(
+        self, voxels: Tensor, layer_hits: Tensor, cond: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
+        """Kept voxels generated below threshold get a value from their hit spectrum.
+
+        The rebuild keeps the n_l largest voxels of each layer; one the shape stage generated
+        below the threshold would otherwise get the least a hit holds (a spike at the
+        threshold), so it gets a draw from that voxel's spectrum given it is hit (`hit_values`).
+        The kept set does not change: every voxel outside it was below the threshold already.
+        """
+        slots = self.layout.padded(voxels.double(), -1.0)
+        rank = torch.argsort(torch.argsort(slots, dim=-1, descending=True, stable=True), dim=-1)
+        kept = rank < layer_hits.unsqueeze(-1)
+        below = self.layout.flatten(kept & (slots < self.threshold_mev))
+        if not bool(below.any()):
+            return voxels
+        rows, cols = below.nonzero(as_tuple=True)
+        out = voxels.double().clone()
+        out[rows, cols] = self.shape.preprocessing.hit_values(cond, rows, cols, generator)
+        return out
 
     @torch.no_grad()
     def generate(

@@ -83,7 +83,8 @@ def apportion(
         [B, G, P] int64 counts summing exactly to `totals` over P. Without `n_parts`, parts are
         taken largest first while part m would still hold c_min after totals are shared in
         proportion among the m largest; a nonzero total with no such part goes to its largest
-        part. With `n_parts`, the n largest are taken.
+        part. With `n_parts`, the n largest are taken, each c_min plus a share of the rest in
+        proportion to what it holds above c_min.
 
     Raises:
         ValueError: A nonzero total below c_min (it cannot be split into hits).
@@ -104,8 +105,11 @@ def apportion(
     taken = torch.minimum(taken, totals // c[..., 0])
     kept = torch.arange(v.shape[-1], device=v.device) < taken.unsqueeze(-1)
     cum_kept = torch.gather(cum, -1, (taken - 1).clamp_min(0).unsqueeze(-1))
-    share = n * v / cum_kept
-    weights = torch.where(kept, (share - c).clamp_min(0.0), 0.0).nan_to_num(0.0)
+    if n_parts is None:
+        share = n * v / cum_kept
+        weights = torch.where(kept, (share - c).clamp_min(0.0), 0.0).nan_to_num(0.0)
+    else:  # what each part holds above a hit's least, so a rescale never flattens parts onto c
+        weights = torch.where(kept, (v - c).clamp_min(0.0), 0.0)
     weights = torch.where(weights.sum(-1, keepdim=True) > 0, weights, kept.double())
     counts = torch.where(kept, c, 0) + cumulative_round(totals - taken * c[..., 0], weights)
     return torch.empty_like(counts).scatter_(-1, order, counts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from models.config import parse_model_config
@@ -139,3 +140,18 @@ def test_quantile_tails_reach_both_shower_codings_and_stay_out_of_default_dumps(
     assert two.stage("shape").preprocessing.build(10, 3).quantiles.n_levels == 48
     dump = parse_model_config({"kind": "two_stage"}).model_dump()["preprocessing"]
     assert "quantile_tails" not in dump
+
+
+@pytest.mark.parametrize("tails", [0, 8])
+def test_element_transforms_match_the_dense_ones(tails):
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(3_000, 5, generator=gen, dtype=torch.float64) ** 3
+    l = torch.randn(3_000, generator=gen, dtype=torch.float64)
+    q = ConditionalQuantiles(5, n_levels=16, n_knots=4, tail_levels=tails)
+    q.fit(z, l)
+    rows = torch.randint(0, 3_000, (400,), generator=gen)
+    cols = torch.randint(0, 5, (400,), generator=gen)
+    x = q.transform(z, l)
+    assert torch.allclose(q.transform_elements(z[rows, cols], l[rows], cols), x[rows, cols])
+    back = q.inverse(x, l)
+    assert torch.allclose(q.inverse_elements(x[rows, cols], l[rows], cols), back[rows, cols])

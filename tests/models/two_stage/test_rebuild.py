@@ -55,11 +55,13 @@ def test_apportion_takes_the_requested_number_of_parts():
         out = apportion(torch.tensor([[total]]), v, torch.tensor([c_min]), torch.tensor([[n]]))
         return out[0, 0].tolist()
 
-    # the two largest of four, although all four would stay hits: shares 62.5 : 37.5 (the
-    # remainder above 10 each splits 52.5 : 27.5; the half rounds to even)
-    assert split_n(100, [50.0, 30.0, 15.0, 5.0], 10, 2) == [62, 38, 0, 0]
+    # the two largest of four, although all four would stay hits: 10 each, and the other 80 in
+    # proportion to what each holds above 10 (40 : 20)
+    assert split_n(100, [50.0, 30.0, 15.0, 5.0], 10, 2) == [63, 37, 0, 0]
     # three requested where the proportional rule takes two: the third gets the 10 of a hit
-    assert split_n(40, [12.0, 11.0, 1.0], 10, 3) == [15, 15, 10]
+    assert split_n(40, [12.0, 11.0, 1.0], 10, 3) == [17, 13, 10]
+    # a rescale down keeps the order and flattens nothing onto c: 10 + 30 x (20 : 10 : 2) / 32
+    assert split_n(60, [30.0, 20.0, 12.0], 10, 3) == [29, 19, 12]
     # more than the total allows (40 // 10 = 4) or than there are parts: clamped
     assert split_n(40, [5.0, 4.0, 3.0, 2.0, 1.0], 10, 9) == [10, 10, 10, 10, 0]
     assert split_n(40, [5.0, -1.0, -1.0], 10, 3) == [40, 0, 0]

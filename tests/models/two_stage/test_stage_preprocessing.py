@@ -168,6 +168,27 @@ def test_layer_hit_counts_invert_beside_the_energies():
         LayerEnergyPreprocessing(3, 1, THRESHOLD, 0.1, layer_hits=True)
 
 
+@pytest.mark.parametrize("share_of", ["incident", "layer"])
+def test_hit_values_follow_each_voxels_hit_spectrum(share_of):
+    sizes = [6, 4, 3]
+    voxels, e_inc = _showers(6_000, sizes, 7)
+    cond = torch.cat([e_inc.double(), _layer_sums(voxels, sizes)], dim=1)
+    p = VoxelShapePreprocessing(
+        13, 4, THRESHOLD, sizes, 0.1, voxel_quantiles=64, quantile_knots=8, share_of=share_of
+    )
+    p.fit(voxels, cond, torch.Generator().manual_seed(1))
+    # the elements where the reference voxel is hit: a draw given the same E_inc has the same
+    # spectrum, up to the tables' resolution (64 levels, linear between them)
+    hit = voxels >= THRESHOLD
+    rows, cols = hit.nonzero(as_tuple=True)
+    draws = p.hit_values(cond, rows, cols, torch.Generator().manual_seed(2))
+    assert draws.shape == rows.shape and bool((draws >= THRESHOLD).all())
+    levels = torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9], dtype=torch.float64)
+    ref_q = torch.quantile(voxels[hit].double().log(), levels)
+    draw_q = torch.quantile(draws.log(), levels)
+    assert torch.allclose(draw_q, ref_q, atol=0.2), (draw_q, ref_q)
+
+
 def test_shower_stages_dump_omits_unset_energy_quantiles():
     base = pre.ShowerStagesConfig(threshold_mev=THRESHOLD, layer_sizes=[6, 4, 3])
     # unset, the option stays out of dumps: the cards of existing models keep their hash
