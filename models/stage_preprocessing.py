@@ -19,6 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from torch import Tensor, nn
 
+from models.noise import rand
 from models.preprocessing import VOXEL_OPTIONS, VoxelCodingConfig, omit_defaults
 from models.quantile import ConditionalQuantiles
 
@@ -48,12 +49,7 @@ def dequantise(
     e: Tensor, threshold: float, floor: float, generator: torch.Generator | None
 ) -> Tensor:
     """Values below threshold -> floor x 10^(-0.05 u), u ~ U(0, 1): a narrow band below it."""
-    u = torch.rand(
-        e.shape,
-        generator=generator,
-        dtype=torch.float64,
-        device=generator.device if generator is not None else e.device,
-    ).to(e.device)
+    u = rand(e.shape, generator, e.double())
     return torch.where(e < threshold, floor * 10 ** (-0.05 * u), e)
 
 
@@ -187,13 +183,7 @@ class LayerEnergyPreprocessing(nn.Module):
         z = [torch.log(t_q / e_in), torch.log(s_q / t_q)]
         if self.layer_hits:
             n = layer_e[:, self.n_layers :].double()
-            u = torch.rand(
-                n.shape,
-                generator=generator,
-                dtype=torch.float64,
-                device=generator.device if generator is not None else n.device,
-            ).to(n.device)
-            z.append(torch.log1p(n + u))
+            z.append(torch.log1p(n + rand(n.shape, generator, n)))
         return torch.cat(z, dim=1)
 
     @torch.no_grad()
@@ -391,12 +381,7 @@ class VoxelShapePreprocessing(nn.Module):
         if self.quantiles is not None:
             x_thr = self.quantiles.transform_elements(x_thr, l, cols)
         p_thr = torch.special.ndtr(x_thr)
-        u = torch.rand(
-            p_thr.shape,
-            generator=generator,
-            dtype=torch.float64,
-            device=generator.device if generator is not None else p_thr.device,
-        ).to(p_thr.device)
+        u = rand(p_thr.shape, generator, p_thr)
         x = torch.special.ndtri((p_thr + u * (1.0 - p_thr)).clamp(max=1.0 - 1e-12))
         if self.quantiles is not None:
             x = self.quantiles.inverse_elements(x, l, cols)
