@@ -159,10 +159,7 @@ class ConditionalQuantiles(nn.Module):
             j = pos.floor().long().clamp(0, self.n_levels - 1)
             frac = pos - j
         else:
-            u = _std_normal_cdf(x.double()).contiguous()
-            levels = self.levels.to(x.device)
-            j = (torch.searchsorted(levels, u, right=True) - 1).clamp(0, self.n_levels - 1)
-            frac = ((u - levels[j]) / (levels[j + 1] - levels[j])).clamp(0.0, 1.0)
+            j, frac = self._level(_std_normal_cdf(x.double()))
         flat = self.table.to(x.device).reshape(-1)
         coord = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
 

@@ -2,10 +2,11 @@
 
 Energy stage: z = [log(E_tot / E_inc), log(E_l / E_tot) ...] given E_inc (the layer energies E_l
 are sums of the voxels above the readout threshold), and with `layer_hits` also log(1 + n_l + u),
-u ~ U(0, 1), for the number n_l of hits in each layer (dequantised counts; floor on the way back). Shape stage: z_i = log(v_i / E_l(i)), each
-voxel's share of its layer's energy, given [E_inc, E_l ...] (and the hit counts n_l ...). As in `ShowerPreprocessing`, empty
-voxels and layers are dequantised into a narrow band a decade below the threshold (noise_fraction
-x threshold, 5% wide in log), and every coordinate is standardised conditionally on E_inc,
+u ~ U(0, 1), for the number n_l of hits in each layer (dequantised counts; floor on the way
+back). Shape stage: z_i = log(v_i / E_l(i)), each voxel's share of its layer's energy, given
+[E_inc, E_l ...] (and the hit counts n_l ...). As in `ShowerPreprocessing`, empty voxels and
+layers are dequantised into a narrow band a decade below the threshold (noise_fraction x
+threshold, 5% wide in log), and every coordinate is standardised conditionally on E_inc,
 (z - mu(E_inc)) / sigma(E_inc), with mu and log sigma^2 quintic polynomials in log E_inc. The
 inverses return float64 energies in MeV that `models.two_stage.rebuild` turns into exact showers.
 """
@@ -140,7 +141,7 @@ def _seed_from(generator: torch.Generator | None) -> int:
 
 
 class LayerEnergyPreprocessing(nn.Module):
-    """Energy stage: layer energies [N, L] (MeV; + hit counts [N, L]) given E_inc <-> z [N, dim + 1]."""
+    """Energy stage: layer energies [N, L] (MeV; + hit counts [N, L]) given E_inc <-> z."""
 
     def __init__(
         self,

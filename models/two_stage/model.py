@@ -120,13 +120,13 @@ class TwoStageModel(nn.Module):
                 torch.where(finite.unsqueeze(1), layer_values, 0.0), self.threshold_mev
             )
             layer_e = layer_counts.double() * quantum.unsqueeze(1)
-            shape_cond = [e_inc, layer_e]
+            shape_cond = torch.cat([e_inc, layer_e], dim=1)
             if layer_hits is not None:
                 c_min = hit_quanta(self.threshold_mev, quantum)
                 layer_hits = feasible_hits(layer_hits, layer_counts, c_min, self.layer_sizes)
-                shape_cond.append(layer_hits.double())
+                shape_cond = torch.cat([shape_cond, layer_hits.double()], dim=1)
             voxel_values = self.shape.generate(
-                torch.cat(shape_cond, dim=1),
+                shape_cond,
                 sampler=sampler,
                 nfe=nfe,
                 generator=generator,
@@ -136,9 +136,7 @@ class TwoStageModel(nn.Module):
             )
             finite &= torch.isfinite(voxel_values).all(1)
             if layer_hits is not None:
-                voxel_values = self._with_kept_hits(
-                    voxel_values, layer_hits, torch.cat(shape_cond, dim=1), generator
-                )
+                voxel_values = self._with_kept_hits(voxel_values, layer_hits, shape_cond, generator)
             voxel_counts = rebuild_voxels(
                 layer_counts,
                 torch.where(finite.unsqueeze(1), voxel_values, 0.0),
@@ -203,23 +201,25 @@ class TwoStageModel(nn.Module):
         ).voxels.float()
 
 
+def _per_layer(values: Tensor, layer_of_voxel: Tensor, n_layers: int) -> Tensor:
+    """[N, L] sums of float64 per-voxel `values` [N, V] over each layer."""
+    out = torch.zeros(values.shape[0], n_layers, dtype=values.dtype, device=values.device)
+    return out.index_add_(1, layer_of_voxel.to(values.device), values)
+
+
 def layer_energies(
     showers: Tensor, layer_of_voxel: Tensor, n_layers: int, threshold_mev: float
 ) -> Tensor:
     """[N, L] float64 sums of each layer's voxels above the readout threshold."""
     e = showers.double()
-    e = torch.where(e < threshold_mev, 0.0, e)
-    out = torch.zeros(e.shape[0], n_layers, dtype=e.dtype, device=e.device)
-    return out.index_add_(1, layer_of_voxel.to(e.device), e)
+    return _per_layer(torch.where(e < threshold_mev, 0.0, e), layer_of_voxel, n_layers)
 
 
 def layer_hit_counts(
     showers: Tensor, layer_of_voxel: Tensor, n_layers: int, threshold_mev: float
 ) -> Tensor:
     """[N, L] float64 number of voxels at or above the readout threshold in each layer."""
-    hit = (showers >= threshold_mev).double()
-    out = torch.zeros(hit.shape[0], n_layers, dtype=hit.dtype, device=hit.device)
-    return out.index_add_(1, layer_of_voxel.to(hit.device), hit)
+    return _per_layer((showers >= threshold_mev).double(), layer_of_voxel, n_layers)
 
 
 def stage_data(
