@@ -17,22 +17,20 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from models.linalg import correlation, least_squares, polynomial
 from models.noise import randn
 
 # E[log z^2] for z ~ N(0, 1): log 2 + digamma(1/2) = -1.2704
 _LOG_CHI2_MEAN = -1.2703628454614782
 
 
-def _lstsq(A: Tensor, y: Tensor) -> Tensor:
-    return torch.linalg.lstsq(A, y.unsqueeze(1)).solution.squeeze(1)
-
-
 def _fit_lognormal(A: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(mean coefficients, log-sigma coefficients, standardised residuals) of y on A."""
-    mu_coef = _lstsq(A, y)
-    r2 = (y - A @ mu_coef).pow(2).clamp_min(1e-12)
-    log_sigma_coef = _lstsq(A, 0.5 * (torch.log(r2) - _LOG_CHI2_MEAN))
-    return mu_coef, log_sigma_coef, (y - A @ mu_coef) / torch.exp(A @ log_sigma_coef)
+    mu_coef = least_squares(A, y)
+    resid = y - polynomial(A, mu_coef)
+    r2 = resid.pow(2).clamp_min(1e-12)
+    log_sigma_coef = least_squares(A, 0.5 * (torch.log(r2) - _LOG_CHI2_MEAN))
+    return mu_coef, log_sigma_coef, resid / torch.exp(polynomial(A, log_sigma_coef))
 
 
 class Cardinality(nn.Module):
@@ -72,12 +70,12 @@ class Cardinality(nn.Module):
             mu, log_sigma, z_e = _fit_lognormal(A, frac)
             self.e_mu_coef.copy_(mu)
             self.e_log_sigma_coef.copy_(log_sigma)
-            self.rho.copy_(torch.corrcoef(torch.stack([z_n, z_e]))[0, 1].clamp(-0.99, 0.99))
+            self.rho.copy_(correlation(z_n, z_e).clamp(-0.99, 0.99))
 
     def params(self, e_inc: Tensor) -> tuple[Tensor, Tensor]:
         """(mu, sigma) of log n for each E_inc, float64."""
         A = self._powers(e_inc.to(self.mu_coef.device))
-        return A @ self.mu_coef, torch.exp(A @ self.log_sigma_coef)
+        return polynomial(A, self.mu_coef), torch.exp(polynomial(A, self.log_sigma_coef))
 
     @torch.no_grad()
     def sample(self, e_inc: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -100,7 +98,9 @@ class Cardinality(nn.Module):
             return counts, None
         A = self._powers(e_inc.to(self.mu_coef.device))
         z_e = self.rho * z[0] + torch.sqrt(1 - self.rho**2) * z[1]
-        log_frac = A @ self.e_mu_coef + torch.exp(A @ self.e_log_sigma_coef) * z_e
+        log_frac = (
+            polynomial(A, self.e_mu_coef) + torch.exp(polynomial(A, self.e_log_sigma_coef)) * z_e
+        )
         return counts, e_inc.double().reshape(-1).to(mu) * torch.exp(log_frac)
 
 

@@ -11,6 +11,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 from torch import Tensor, nn
 
+from models.linalg import least_squares, polynomial
 from models.quantile import ConditionalQuantiles
 
 
@@ -114,8 +115,8 @@ class ShowerPreprocessing(nn.Module):
 
     def _moments(self, e_inc: Tensor) -> tuple[Tensor, Tensor]:
         b = self._basis(e_inc)
-        mu = b @ self.mu_coef.double()
-        sigma = torch.exp(0.5 * (b @ self.log_var_coef.double()))
+        mu = polynomial(b, self.mu_coef.double())
+        sigma = torch.exp(0.5 * polynomial(b, self.log_var_coef.double()))
         return mu, torch.minimum(torch.maximum(sigma, self.sigma_floor), self.sigma_cap)
 
     def fit(self, showers: Tensor, e_inc: Tensor, generator: torch.Generator | None = None) -> None:
@@ -129,10 +130,10 @@ class ShowerPreprocessing(nn.Module):
         b = self._basis(e_inc)
         n_unique = int(torch.unique(e_inc).numel())
         b = b[:, : min(self.degree + 1, n_unique)]  # fewer energies than coefficients: lower degree
-        mu = torch.linalg.lstsq(b, z).solution
-        resid2 = (z - b @ mu).pow(2).clamp_min(1e-12)
+        mu = least_squares(b, z)
+        resid2 = (z - polynomial(b, mu)).pow(2).clamp_min(1e-12)
         # E[log chi^2_1] = -1.2704: correct the log-variance regression for a Gaussian residual
-        log_var = torch.linalg.lstsq(b, torch.log(resid2)).solution
+        log_var = least_squares(b, torch.log(resid2))
         log_var[0] += 1.2704
         self.mu_coef.zero_()
         self.log_var_coef.zero_()

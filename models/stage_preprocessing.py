@@ -20,6 +20,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from torch import Tensor, nn
 
+from models.linalg import normal_equations, polynomial, solve_normal
 from models.noise import rand
 from models.preprocessing import VOXEL_OPTIONS, VoxelCodingConfig, omit_defaults
 from models.quantile import ConditionalQuantiles
@@ -99,15 +100,17 @@ class PolynomialStandardiser(nn.Module):
         moment = torch.zeros(n_terms, self.mu_coef.shape[1], dtype=torch.float64)
         moment = moment.to(e_inc.device)
         for z, e in chunks():
-            b = self._basis(e, n_terms)
-            gram += b.T @ b
-            moment += b.T @ z
-        mu = torch.linalg.solve(gram, moment)
+            g, m = normal_equations(self._basis(e, n_terms), z)
+            gram += g
+            moment += m
+        mu = solve_normal(gram, moment)
         moment.zero_()
         for z, e in chunks():
             b = self._basis(e, n_terms)
-            moment += b.T @ torch.log((z - b @ mu).pow(2).clamp_min(1e-12))
-        log_var = torch.linalg.solve(gram, moment)
+            moment += normal_equations(
+                b, torch.log((z - polynomial(b, mu)).pow(2).clamp_min(1e-12))
+            )[1]
+        log_var = solve_normal(gram, moment)
         log_var[0] -= LOG_CHI2_MEAN
         self.mu_coef.zero_()[:n_terms] = mu
         self.log_var_coef.zero_()[:n_terms] = log_var
@@ -122,8 +125,10 @@ class PolynomialStandardiser(nn.Module):
     def moments(self, e_inc: Tensor) -> tuple[Tensor, Tensor]:
         """(mu, sigma) [N, C] in float64, sigma clamped to [sigma_floor, sigma_cap]."""
         b = self._basis(e_inc, self.degree + 1)
-        sigma = torch.exp(0.5 * (b @ self.log_var_coef)).clamp(self.sigma_floor, self.sigma_cap)
-        return b @ self.mu_coef, sigma
+        log_var = polynomial(b, self.log_var_coef)
+        return polynomial(b, self.mu_coef), torch.exp(0.5 * log_var).clamp(
+            self.sigma_floor, self.sigma_cap
+        )
 
     def standardise(self, z: Tensor, e_inc: Tensor) -> Tensor:
         """(z - mu) / sigma."""
