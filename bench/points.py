@@ -1,17 +1,22 @@
 """Benchmark point-cloud showers: simulator rate, teacher vs 1-step student rate, fidelity, bytes.
 
-Run: python bench/points.py [--n 400] [--train 1200] [--epochs 6] [--repeats 5]. Prints tables;
-never asserts. On CPU (torch threads 1 and 2) it trains a small CaloClouds-like teacher (EPiC,
-flow matching, learnt count + E_sum model) on the ild-ecal-like reference, distils it into a
-1-step consistency student (models.distill), and reports:
+Run: python bench/points.py [--train 6000] [--epochs 12] [--distill-epochs 3] [--eval 10000]
+[--keep DIR | --load DIR]. Prints tables; never asserts. On CPU it trains the shipped recipes:
+the teacher of jobs/train-points-ild-epic.yaml (EPiC, flow matching, learnt count + E_sum model)
+on the ild-ecal-like reference at the given size, and distils it with
+jobs/distill-points-ild-epic.yaml's settings into a 1-step consistency student
+(models.distill). It reports:
 
 1. showers/s of farm.data.hit_sim on one core (median of --repeats);
 2. showers/s of teacher (its NFE) and student (1 step), threads 1 and 2, median of --repeats,
    with the ratio (farm.generation.point_sample: generation, cell assignment, merging);
-3. fidelity of teacher and student against the reference with its reference-vs-reference floor
-   (farm.evaluation.points: point features and the voxel projection's, with the projection's
-   low- and high-level classifier AUCs unless --no-classifier);
+3. fidelity of teacher and student against --eval reference showers, beside the
+   reference-vs-reference floor on two independent --eval samples (farm.evaluation.points:
+   point features and the voxel projection's, with the projection's low- and high-level
+   classifier AUCs unless --no-classifier);
 4. bytes per shower on disk: points Parquet vs the voxel projection (Parquet zstd, HDF5 gzip).
+
+--keep DIR writes both models (models.checkpoint); --load DIR skips training and reads them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import argparse
 import os
 import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,28 +41,17 @@ from farm.formats.showers_parquet import write_showers_parquet
 from farm.generation import point_sample
 from farm.geometry import load_cell_geometry
 from farm.samples import PointSample
-from models.config import OptimConfig, parse_model_config
+from farm.specs import load_job
+from models.checkpoint import save_model
 from models.data import TrainData
-from models.distill import DistillConfig, distill
+from models.distill import distill
+from models.loading import load_model
 from models.training import fit
 
 GEO = load_cell_geometry("ild-ecal-like")
-TEACHER = {
-    "kind": "point_showers",
-    "hits": {
-        "network": {
-            "kind": "epic",
-            "n_features": 4,
-            "width": 64,
-            "global_dim": 16,
-            "depth": 3,
-            "embed_dim": 32,
-        },
-        "process": {"kind": "edm"},
-        "preprocessing": {"kind": "pointcloud", "n_features": 4, "log_features": [3]},
-        "sampler": {"name": "heun", "nfe": 18},
-    },
-}
+JOBS = Path(__file__).resolve().parent.parent / "jobs"
+TEACHER_JOB = JOBS / "train-points-ild-epic.yaml"
+STUDENT_JOB = JOBS / "distill-points-ild-epic.yaml"
 
 
 def reference(n: int, seed: int) -> PointSample:
@@ -78,16 +74,28 @@ def simulator_rate(n: int, repeats: int) -> float:
     return float(np.median(rates))
 
 
-def train_models(train: PointSample, epochs: int):
-    """(teacher, student): the teacher trained, the student distilled from it on the same data."""
-    n_max = int(train.counts.max())
-    x, c = train.model_inputs(n_max)
-    data = TrainData(torch.from_numpy(x), torch.from_numpy(c))
-    val = TrainData(data.x[:64], data.cond[:64])
-    optim = OptimConfig(epochs=epochs, batch_size=32, lr=1e-3, warmup_steps=20, ema_decay=0.99)
-    teacher = fit(parse_model_config(TEACHER), optim, data, val, lambda m, d: None)
-    student_optim = optim.model_copy(update={"epochs": max(1, epochs // 2), "lr": 2e-4})
-    student = distill(teacher, DistillConfig(), student_optim, data, lambda m, d: None)
+def as_train_data(sample: PointSample, n_max: int) -> TrainData:
+    """Padded clouds and [E_inc, n] of a reference sample."""
+    x, c = sample.model_inputs(n_max)
+    return TrainData(torch.from_numpy(x), torch.from_numpy(c))
+
+
+def train_models(n_train: int, epochs: int, distill_epochs: int) -> tuple[Any, Any]:
+    """(teacher, student): the recipes' teacher trained, then its student distilled, same data."""
+    teacher_job = load_job(TEACHER_JOB, kind="train")
+    student_job = load_job(STUDENT_JOB, kind="distill")
+    train, val = reference(n_train, 1), reference(max(64, n_train // 8), 4)
+    n_max = int(max(train.counts.max(), val.counts.max()))
+    data, val_data = as_train_data(train, n_max), as_train_data(val, n_max)
+
+    def report(metrics: dict[str, float], checkpoint_dir: str | None = None) -> None:
+        loss = metrics.get("val_loss", metrics.get("train_loss", float("nan")))
+        print(f"  epoch {metrics['epoch']}: loss {loss:.4f}", flush=True)
+
+    optim = teacher_job.optim.model_copy(update={"epochs": epochs})
+    teacher = fit(teacher_job.model, optim, data, val_data, report)
+    student_optim = student_job.optim.model_copy(update={"epochs": distill_epochs})
+    student = distill(teacher, student_job.distill, student_optim, data, report)
     return teacher, student
 
 
@@ -118,10 +126,15 @@ def sizes(sample: PointSample) -> dict[str, float]:
 def main() -> None:
     """Print the four tables."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=400, help="showers per timed call and per fidelity")
-    ap.add_argument("--train", type=int, default=1200, help="training showers")
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--n", type=int, default=400, help="showers per timed call")
+    ap.add_argument("--train", type=int, default=6000, help="training showers")
+    ap.add_argument("--epochs", type=int, default=12, help="teacher epochs")
+    ap.add_argument("--distill-epochs", type=int, default=3, help="student epochs")
+    ap.add_argument("--eval", type=int, default=10_000, help="showers per compared sample")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for training and eval")
+    ap.add_argument("--keep", type=Path, help="write teacher/ and student/ here")
+    ap.add_argument("--load", type=Path, help="read teacher/ and student/ from here; no training")
     ap.add_argument(
         "--no-classifier", dest="classifier", action="store_false", help="skip the AUC rows"
     )
@@ -130,38 +143,20 @@ def main() -> None:
     torch.set_num_threads(1)
     sim = simulator_rate(args.n, args.repeats)
     print(f"simulator (farm.data.hit_sim), 1 core: {sim:,.0f} showers/s (median of {args.repeats})")
-    t0 = time.perf_counter()
-    teacher, student = train_models(reference(args.train, 1), args.epochs)
-    print(f"trained teacher + distilled student in {time.perf_counter() - t0:.0f} s")
-    ref = reference(args.n, 2)
-    nfe = teacher.config.sampler.nfe
-    print(f"\n| model | NFE | threads | showers/s (median of {args.repeats}) | vs simulator |")
-    print("| --- | --- | --- | --- | --- |")
-    rates = {}
-    for name, model in (("teacher", teacher), ("student", student)):
-        for threads in (1, 2):
-            rate = model_rate(model, ref.e_inc, args.repeats, threads)
-            rates[name, threads] = rate
-            steps = nfe if name == "teacher" else student.config.sampler.nfe
-            print(f"| {name} | {steps} | {threads} | {rate:,.1f} | {rate / sim:.3f} |")
-    for threads in (1, 2):
-        ratio = rates["student", threads] / rates["teacher", threads]
-        print(f"student / teacher, {threads} thread(s): {ratio:.1f}x")
-    torch.set_num_threads(2)
-    full = reference(2 * args.n, 3)
-    print("\n| metric | teacher | student | floor (ref vs ref) |")
-    print("| --- | --- | --- | --- |")
-    options = EvaluationOptions(classifier=args.classifier, plots=False)
-    results = {}
-    for name, model in (("teacher", teacher), ("student", student)):
-        gen = point_sample(model, full.e_inc, GEO, generator=torch.Generator().manual_seed(7))
-        results[name] = evaluate_points(full, gen, options=options).metrics
-    keys = ("sep/n_hits", "sep/e_sum_ratio", "sep/cog_z", "sep/width_r", "sep_hit_spectrum")
-    aucs = ("auc_low", "auc_high") if args.classifier else ()
-    for key in (*keys, "sep_mean", "sep_max", "fpd", "kpd", *aucs):
-        t, s = results["teacher"][key], results["student"][key]
-        print(f"| {key} | {t['value']:.4g} | {s['value']:.4g} | {t['floor']:.4g} |")
-    b = sizes(full)
+    torch.set_num_threads(args.threads)
+    if args.load:
+        teacher, student = (load_model(args.load / name) for name in ("teacher", "student"))
+    else:
+        t0 = time.perf_counter()
+        teacher, student = train_models(args.train, args.epochs, args.distill_epochs)
+        print(f"trained teacher + distilled student in {time.perf_counter() - t0:.0f} s")
+    if args.keep:
+        for name, model in (("teacher", teacher), ("student", student)):
+            save_model(model, args.keep / name)
+    rates_table(teacher, student, reference(args.n, 2).e_inc, sim, args.repeats)
+    torch.set_num_threads(args.threads)
+    fidelity_table(teacher, student, args.eval, args.classifier)
+    b = sizes(reference(min(args.eval, 2000), 3))
     print("\n| file | bytes per shower |")
     print("| --- | --- |")
     print(f"| points Parquet (zstd) | {b['points']:,.0f} |")
@@ -169,6 +164,42 @@ def main() -> None:
         f"| voxel projection Parquet (zstd, {GEO.voxel_binning.n_voxels} voxels) | {b['parquet']:,.0f} |"
     )
     print(f"| voxel projection HDF5 (gzip) | {b['h5']:,.0f} |")
+
+
+def rates_table(teacher: Any, student: Any, e_inc: np.ndarray, sim: float, repeats: int) -> None:
+    """Showers/s of both models at 1 and 2 threads, against the simulator's."""
+    print(f"\n| model | NFE | threads | showers/s (median of {repeats}) | vs simulator |")
+    print("| --- | --- | --- | --- | --- |")
+    rates = {}
+    for name, model in (("teacher", teacher), ("student", student)):
+        for threads in (1, 2):
+            rate = model_rate(model, e_inc, repeats, threads)
+            rates[name, threads] = rate
+            steps = model.config.hits.sampler.nfe
+            print(f"| {name} | {steps} | {threads} | {rate:,.1f} | {rate / sim:.3f} |")
+    for threads in (1, 2):
+        ratio = rates["student", threads] / rates["teacher", threads]
+        print(f"student / teacher, {threads} thread(s): {ratio:.1f}x")
+
+
+def fidelity_table(teacher: Any, student: Any, n: int, classifier: bool) -> None:
+    """Point and projection metrics of both models on n showers, with the floor's column."""
+    full = reference(2 * n, 3)
+    options = EvaluationOptions(classifier=classifier, plots=False)
+    results = {}
+    for name, model in (("teacher", teacher), ("student", student)):
+        t0 = time.perf_counter()
+        gen = point_sample(model, full.e_inc[:n], GEO, generator=torch.Generator().manual_seed(7))
+        print(f"{name}: generated {n} showers in {time.perf_counter() - t0:.0f} s", flush=True)
+        results[name] = evaluate_points(full, gen, options=options).metrics
+    print(f"\n{n:,} generated vs {2 * n:,} reference showers (floor: two independent halves)")
+    print("\n| metric | teacher | student | floor (ref vs ref) |")
+    print("| --- | --- | --- | --- |")
+    keys = ("sep/n_hits", "sep/e_sum_ratio", "sep/cog_z", "sep/width_r", "sep_hit_spectrum")
+    aucs = ("auc_low", "auc_high") if classifier else ()
+    for key in (*keys, "sep_mean", "sep_max", "fpd", "kpd", *aucs):
+        t, s = results["teacher"][key], results["student"][key]
+        print(f"| {key} | {t['value']:.4g} | {s['value']:.4g} | {t['floor']:.4g} |")
     print(f"mean hits per shower: {full.counts.mean():.0f}")
 
 
