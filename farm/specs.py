@@ -391,28 +391,80 @@ class DistillJob(RegisteredJob):
         return v
 
 
+PP_ONLY = ("pt_hat_min", "pt_hat_max", "sqrt_s")
+"""PythiaTruth keys of the pp processes (qcd, ttbar)."""
+DIS_ONLY = ("electron_energy", "proton_energy", "q2_min")
+"""PythiaTruth keys of process dis."""
+
+
+class PythiaTruth(Strict):
+    """Truth events generated with Pythia 8 in each shard (`farm data events` options).
+
+    None picks the process default of `farm.data.events.DEFAULTS`. The synthetic detector is not
+    an option: a campaign's reco sets are the model's, the generated truth is what it keeps.
+    """
+
+    process: Literal["qcd", "ttbar", "dis"]
+    pt_hat_min: float | None = Field(None, ge=0, description="GeV (default qcd 100, ttbar 0)")
+    pt_hat_max: float | None = Field(None, gt=0, description="GeV (default: open)")
+    sqrt_s: float = Field(13600.0, gt=0, description="pp centre-of-mass energy, GeV")
+    electron_energy: float = Field(18.0, gt=0, description="dis electron beam, GeV")
+    proton_energy: float = Field(275.0, gt=0, description="dis proton beam, GeV")
+    q2_min: float = Field(10.0, gt=0, description="dis Q^2 lower bound, GeV^2")
+    mpi: bool = Field(True, description="multiparton interactions")
+    truth_pt_min: float | None = Field(
+        None, ge=0, description="truth particles' pT cut, GeV (default pp 0.1, dis 0.05)"
+    )
+    truth_eta_max: float | None = Field(
+        None, gt=0, description="truth particles' |eta| cut (default pp 5, dis 4.5)"
+    )
+
+    @model_validator(mode="after")
+    def _process_keys(self) -> PythiaTruth:
+        dis = self.process == "dis"
+        for key in DIS_ONLY if not dis else PP_ONLY:
+            if key in self.model_fields_set:
+                takes = "process dis" if key in DIS_ONLY else "processes qcd, ttbar"
+                raise ValueError(f"{key} applies to {takes}, not {self.process!r}")
+        try:
+            self.gen_config(0)  # farm.data.events' own checks (the pT-hat window with defaults)
+        except FarmError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def gen_config(self, n_events: int):
+        """The `farm.data.events.EventGenConfig` of `n_events` events with these settings."""
+        from farm.data.events import EventGenConfig
+
+        return EventGenConfig(n_events=n_events, **self.model_dump())
+
+
 class EnergyConditions(Strict):
     """Campaign conditions: incident energies for showers, truth rows of a jets file for jets.
 
     Showers: incident energies, `discrete` (uniform over `values`), `log-uniform`/`uniform` in
     [min, max], or a `file` of truth energies. Jets: `jet-truth`, a jets file whose (pT, eta,
     constituent count) condition the events, row by row. Events: `event-truth`, a farm events
-    file or folder whose truth sets condition the events (event i takes truth event i, cyclically);
-    a model conditioned on the scattered electron takes the file's electron columns instead.
+    file or folder whose truth sets condition the events (event i takes truth event i, cyclically),
+    or `pythia`, truth events generated with Pythia 8 in each shard (`pythia` block, seeded by the
+    shard); a model conditioned on the scattered electron takes the events' electron instead.
     """
 
     distribution: Literal[
-        "discrete", "log-uniform", "uniform", "file", "jet-truth", "event-truth"
+        "discrete", "log-uniform", "uniform", "file", "jet-truth", "event-truth", "pythia"
     ] = "log-uniform"
     values: list[float] | None = Field(None, max_length=MAX_LIST)
     min: float | None = Field(None, gt=0)
     max: float | None = Field(None, gt=0)
     url: str | None = None
+    pythia: PythiaTruth | None = Field(
+        None, description="pythia: the generator settings of every shard's truth events"
+    )
     truncate: bool = Field(
         False,
-        description="event-truth: keep the highest-pT truth particles of events bigger than the "
-        "model's truth slots (default: refuse the campaign); refused for a model conditioned on "
-        "the scattered electron (no truth slots)",
+        description="event-truth, pythia: keep the highest-pT truth particles of events bigger "
+        "than the model's truth slots (default: refuse the campaign); refused for a model "
+        "conditioned on the scattered electron (no truth slots)",
     )
 
     @model_validator(mode="after")
@@ -424,15 +476,29 @@ class EnergyConditions(Strict):
             "file": ["url"],
             "jet-truth": ["url"],
             "event-truth": ["url"],
+            "pythia": ["pythia"],
         }[self.distribution]
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
             raise ValueError(f"distribution {self.distribution!r} needs {', '.join(missing)}")
+        unused = [k for k in ("values", "min", "max", "url", "pythia") if k not in need]
+        if self.distribution == "pythia" or self.pythia is not None:
+            extra = [k for k in unused if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(
+                    f"distribution {self.distribution!r} takes no {', '.join(extra)} "
+                    f"(it takes {', '.join(need)})"
+                )
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) > max ({self.max})")
         if self.values is not None and (not self.values or min(self.values) <= 0):
             raise ValueError("values must be a non-empty list of positive energies (MeV)")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """Omit pythia when unset: campaign.json of jobs without it stays unchanged."""
+        return omit_defaults(self, handler(self), ("pythia",))
 
 
 class CampaignResources(Strict):
