@@ -19,7 +19,7 @@ import secrets
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from farm import store
 from farm.errors import FarmError
@@ -60,6 +60,25 @@ class ModelVersionRef(BaseModel):
         return f"{self.name}/{self.version}"
 
 
+PYTHIA_SEEDS = (
+    "Shard.pythia_seed: 1 + (first 64-bit word of numpy SeedSequence([campaign seed, shard id]) "
+    "mod 900,000,000); the shard's sampling seed Shard.seed is the low 63 bits of the same word"
+)
+"""How a `distribution: pythia` campaign seeds each shard's Pythia (farm.sharding)."""
+
+
+class TruthGenerator(BaseModel):
+    """How a `distribution: pythia` campaign generates its truth: settings, version, seeds."""
+
+    model_config = ConfigDict(extra="forbid")
+    generator: Literal["Pythia 8"] = "Pythia 8"
+    pythia8mc: str = Field(description="the pythia8mc version at submit; every shard must match")
+    config: dict[str, Any] = Field(
+        description="farm.data.events.EventGenConfig, process defaults filled (n_events: per shard)"
+    )
+    seeds: str = PYTHIA_SEEDS
+
+
 class CampaignRecord(Record):
     """campaign.json: the validated job (sampler and NFE resolved), model version, plan, output."""
 
@@ -71,6 +90,17 @@ class CampaignRecord(Record):
     model: ModelVersionRef
     plan: Plan
     created: float
+    truth_generator: TruthGenerator | None = Field(
+        None, description="distribution pythia: the truth generator (absent otherwise)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """Omit truth_generator when absent: other campaigns' campaign.json stays unchanged."""
+        data = handler(self)
+        if self.truth_generator is None:
+            data.pop("truth_generator", None)
+        return data
 
     @property
     def output_url(self) -> str:
@@ -124,6 +154,24 @@ class ShardRecord(Record):
     seconds_sample: float
     seconds_write: float
     committed_at: float
+    pythia_seed: int | None = Field(
+        None, description="distribution pythia: the Random:seed of this shard's truth events"
+    )
+    pythia8mc: str | None = Field(
+        None, description="distribution pythia: the pythia8mc version that generated them"
+    )
+    seconds_truth: float | None = Field(
+        None, description="distribution pythia: seconds Pythia took (before seconds_wait)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """Omit the Pythia fields of shards whose truth was not generated (records unchanged)."""
+        data = handler(self)
+        for key in ("pythia_seed", "pythia8mc", "seconds_truth"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class MetricSummary(BaseModel):

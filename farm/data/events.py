@@ -121,14 +121,26 @@ def pythia_settings(config: EventGenConfig, seed: int) -> list[str]:
     ]
 
 
-def generator_metadata(config: EventGenConfig, seed: int) -> dict:
-    """Provenance of a shard: generator version, config, seed, Pythia settings, detector."""
+def pythia_version() -> str:
+    """The installed pythia8mc version (what a seed reproduces bit for bit with)."""
+    return importlib.metadata.version("pythia8mc")
+
+
+def truth_metadata(config: EventGenConfig, seed: int) -> dict:
+    """Provenance of a shard's truth: Pythia version, config, seed and exact Pythia settings."""
     return {
-        "generator": "Pythia 8 + farm.data.detector (synthetic particle flow)",
-        "pythia8mc": importlib.metadata.version("pythia8mc"),
+        "generator": "Pythia 8",
+        "pythia8mc": pythia_version(),
         "config": config.to_dict(),
         "pythia_seed": int(seed),
         "pythia_settings": pythia_settings(config, seed),
+    }
+
+
+def generator_metadata(config: EventGenConfig, seed: int) -> dict:
+    """Provenance of a shard: generator version, config, seed, Pythia settings, detector."""
+    return truth_metadata(config, seed) | {
+        "generator": "Pythia 8 + farm.data.detector (synthetic particle flow)",
         "detector": DETECTORS[config.detector].to_dict(),
     }
 
