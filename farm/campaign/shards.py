@@ -25,7 +25,14 @@ import numpy as np
 
 from farm import store
 from farm.campaign import manifest
-from farm.campaign.conditions import shard_energies, shard_event_truth, shard_jet_truth
+from farm.campaign.conditions import (
+    pythia_config,
+    shard_energies,
+    shard_event_truth,
+    shard_jet_truth,
+    shard_pythia_truth,
+)
+from farm.errors import FarmError
 from farm.formats.files import EXTENSION
 from farm.generation import (
     SamplerSettings,
@@ -79,11 +86,18 @@ class ShardMaker:
         self.jets = campaign.kind == "jets"
         self.points = campaign.kind == "points"
         self.events = campaign.kind == "events"
+        self.pythia = self.conditions.distribution == "pythia"
         if self.points:
             self.geometry = load_cell_geometry(campaign.geometry)
         else:
             self.geometry = None if self.jets or self.events else load_geometry(campaign.geometry)
-        if self.events:
+        self.pythia8mc = None
+        if self.pythia:
+            from farm.data.events import pythia_version
+
+            self.truth = None  # generated per shard (`shard_truth`)
+            self.pythia8mc = pythia_version()
+        elif self.events:
             self.truth = read_events(self.conditions.url)
         elif self.jets:
             self.truth = read_truth_jets(self.conditions.url)
@@ -106,25 +120,50 @@ class ShardMaker:
 
     def run(self, shard: Shard) -> ShardRecord:
         """Generate, check, write and commit one shard; returns its manifest record."""
+        t_truth = time.perf_counter()
+        truth = self.shard_truth(shard)  # Pythia, outside the lock: overlaps others' sampling
         t0 = time.perf_counter()
         with self.lock:
             t_wait = time.perf_counter()
-            sample = self.sample(shard)
+            sample = self.sample(shard, truth)
             t_sampled = time.perf_counter()
         sample.event_id = shard.event_ids()
         with self.writer_slots:  # a free writer slot (the sampling lock itself when writers = 0)
             files, nbytes = self._write_files(shard, sample)
         t_written = time.perf_counter()
         checksum = self._checksum(sample)
-        return self._commit(shard, files, nbytes, checksum, (t0, t_wait, t_sampled, t_written))
+        times = (t0, t_wait, t_sampled, t_written)
+        return self._commit(shard, files, nbytes, checksum, times, t0 - t_truth)
 
-    def sample(self, shard: Shard) -> Sample:
-        """The shard's events from its conditions and seed (NonFiniteOutput refuses the shard)."""
+    def shard_truth(self, shard: Shard) -> EventSample | None:
+        """A `distribution: pythia` shard's truth events, generated from its Pythia seed, else None.
+
+        Refused (FarmError) on a worker whose pythia8mc is not the campaign's: the same seed
+        reproduces the same truth only with the same Pythia.
+        """
+        if not self.pythia:
+            return None
+        generator = self.campaign.truth_generator
+        if generator is not None and self.pythia8mc != (want := generator.pythia8mc):
+            raise FarmError(
+                f"shard {shard.id}: pythia8mc {self.pythia8mc} on {self.name}, but campaign "
+                f"{self.campaign.id} generates its truth with {want} (install pythia8mc=={want})"
+            )
+        return shard_pythia_truth(self.conditions.pythia, shard)
+
+    def sample(self, shard: Shard, truth: EventSample | None = None) -> Sample:
+        """The shard's events from its conditions and seed (NonFiniteOutput refuses the shard).
+
+        `truth`: the shard's generated truth events (`shard_truth`; generated here when None).
+        """
         import torch
 
         generator = torch.Generator(self.device).manual_seed(shard.seed)
         if self.events:
-            truth = shard_event_truth(self.truth, shard)
+            if self.pythia:
+                truth = truth if truth is not None else self.shard_truth(shard)
+            else:
+                truth = shard_event_truth(self.truth, shard)
             return event_sample(
                 self.model,
                 truth,
@@ -149,6 +188,10 @@ class ShardMaker:
         if self.events:
             reco = np.stack([sample.reco[k].astype(np.float32) for k in ("pt", "eta", "phi")])
             counts = np.concatenate([sample.truth_counts, sample.reco_counts])
+            if self.pythia:  # the truth is the campaign's own output too: hashed with the reco
+                keys = ("pt", "eta", "phi", "pdg", "charge")
+                truth = np.concatenate([sample.truth[k].astype(np.float32) for k in keys])
+                reco = np.concatenate([reco.ravel(), truth])
             return content_checksum(reco, counts, sample.event_id)
         if self.jets:
             return content_checksum(sample.constituents, sample.jet_features, sample.event_id)
@@ -165,6 +208,7 @@ class ShardMaker:
         nbytes: int,
         checksum: str,
         times: tuple[float, float, float, float],
+        seconds_truth: float = 0.0,
     ) -> ShardRecord:
         """Write the shard's manifest record: the commit point of exactly-once."""
         campaign = self.campaign
@@ -189,6 +233,9 @@ class ShardMaker:
             seconds_sample=t_sampled - t_wait,
             seconds_write=t_written - t_sampled,
             committed_at=time.time(),
+            pythia_seed=shard.pythia_seed if self.pythia else None,
+            pythia8mc=self.pythia8mc,
+            seconds_truth=seconds_truth if self.pythia else None,
         )
         output = campaign.output_url
         with_retries(
@@ -201,6 +248,11 @@ class ShardMaker:
         from farm.formats.reader import write_sample
 
         meta = {"campaign": self.campaign.id, "model": self.campaign.model.key, "shard": shard.id}
+        if self.pythia:  # the truth columns' provenance: Pythia version, settings, seed
+            from farm.data.events import truth_metadata
+
+            config = pythia_config(self.conditions.pythia, shard.n)
+            meta["truth"] = truth_metadata(config, shard.pythia_seed)
         files, nbytes = {}, 0
         for fmt in self.campaign.job.formats:
             path = shard_path(fmt, shard.id)

@@ -8,13 +8,14 @@ import torch
 
 from farm import records, registry, store
 from farm.campaign import validate
-from farm.campaign.conditions import energy_bounds
+from farm.campaign.conditions import energy_bounds, pythia_config, shard_pythia_truth
 from farm.cards import ModelCard, parse_card
+from farm.data.events import pythia_version
 from farm.errors import FarmError
 from farm.formats.reader import read_truth_energies, read_truth_jets
 from farm.generation import SamplerSettings, jet_sample, shower_sample
 from farm.geometry import load_geometry
-from farm.records import CampaignRecord, CampaignStatus, ModelVersionRef
+from farm.records import CampaignRecord, CampaignStatus, ModelVersionRef, TruthGenerator
 from farm.samples import JET_POINT_FEATURES, EventSample
 from farm.sharding import Plan
 from farm.specs import CampaignJob
@@ -41,14 +42,13 @@ def submit(job: CampaignJob) -> CampaignRecord:
             f"{job.name}: parquet_layout: {job.parquet_layout!r} is a layout of voxel showers, "
             f"but model {ref} generates {kind}; drop parquet_layout (or use 'dense')"
         )
-    truth_of = {"jets": "jet-truth", "events": "event-truth"}
-    if truth_of.get(kind) != (d := job.conditions.distribution) and (
-        kind in truth_of or d in truth_of.values()
-    ):
+    takes = {"jets": ("jet-truth",), "events": ("event-truth", "pythia")}
+    d = job.conditions.distribution
+    if d not in takes.get(kind, ()) and (kind in takes or any(d in t for t in takes.values())):
         want = {
             "jets": "jet-truth (a jets file)",
-            "events": "event-truth (an events file)",
-        }.get(kind, "an incident-energy distribution")
+            "events": "event-truth (an events file) or pythia (truth generated in each shard)",
+        }.get(kind, "an incident-energy distribution (discrete, log-uniform, uniform, file)")
         raise FarmError(
             f"{job.name}: conditions.distribution: model {ref} generates {kind} "
             f"and takes {want}, got {job.conditions.distribution!r}"
@@ -59,8 +59,8 @@ def submit(job: CampaignJob) -> CampaignRecord:
         _check_jet_truth(job, card, ref, settings)
         return _store(job, mv, None, kind)
     if kind == "events":
-        _check_event_truth(job, card, ref)
-        return _store(job, mv, None, kind)
+        truth_generator = _check_event_truth(job, card, ref)
+        return _store(job, mv, None, kind, truth_generator)
     geometry = card.data.geometry
     if geometry is None:
         raise FarmError(f"model {ref} has no geometry in its model card")
@@ -155,8 +155,15 @@ def _check_jet_truth(
         )
 
 
-def _check_event_truth(job: CampaignJob, card: ModelCard, ref: str) -> None:
-    """An events campaign: Parquet only; its events must fit the slots or carry the electron."""
+PROBE_EVENTS = 16
+"""Truth events of shard 0 a `distribution: pythia` campaign generates at submit to check."""
+
+
+def _check_event_truth(job: CampaignJob, card: ModelCard, ref: str) -> TruthGenerator | None:
+    """An events campaign: Parquet only; its events must fit the slots or carry the electron.
+
+    Returns the truth generator of a `distribution: pythia` campaign (None for a file).
+    """
     from farm.formats.reader import read_events
 
     if job.validation is not None or list(job.formats) != ["parquet"]:
@@ -164,11 +171,53 @@ def _check_event_truth(job: CampaignJob, card: ModelCard, ref: str) -> None:
             f"{job.name}: model {ref} generates events: formats [parquet] only, no validation "
             "block (validate with `farm evaluate CAMPAIGN_ID REFERENCE`)"
         )
-    truth = read_events(job.conditions.url)
-    if card.config.get("condition") == "scattered_electron":
+    electron = card.config.get("condition") == "scattered_electron"
+    pythia, generator = job.conditions.pythia, None
+    if pythia is None:
+        truth = read_events(job.conditions.url)
+    else:
+        generator = _truth_generator(job, ref, electron)
+        shard = Plan(job.events, job.shard_size, job.seed).shard(0)
+        # shard 0's first events, exactly as its actor will generate them
+        truth = shard_pythia_truth(pythia, shard, min(shard.n, PROBE_EVENTS))
+    if electron:
         _check_electron(job, card, ref, truth)
-        return
-    truth.truth_inputs(card.cond_dim // 5, job.conditions.truncate)  # oversize: one line, now
+    else:
+        _check_truth_slots(job, ref, truth, card.cond_dim // 5)
+    return generator
+
+
+def _truth_generator(job: CampaignJob, ref: str, electron: bool) -> TruthGenerator:
+    """What a `distribution: pythia` campaign records of its generator; bad settings: one line."""
+    pythia = job.conditions.pythia
+    if electron and pythia.process != "dis":
+        raise FarmError(
+            f"{job.name}: conditions.pythia.process: model {ref} is conditioned on the scattered "
+            f"electron, which only process 'dis' has (allowed: dis), got {pythia.process!r}"
+        )
+    try:
+        config = pythia_config(pythia, job.shard_size).to_dict()
+    except FarmError as exc:
+        raise FarmError(f"{job.name}: conditions.pythia: {exc}") from None
+    config.pop("n_events")  # each shard's own size
+    config.pop("detector")  # farm's synthetic reco is not made: the model's reco is the output
+    return TruthGenerator(pythia8mc=pythia_version(), config=config)
+
+
+def _check_truth_slots(job: CampaignJob, ref: str, truth: EventSample, slots: int) -> None:
+    """Truth sets above the model's truth slots: refused in one line unless truncate."""
+    try:
+        truth.truth_inputs(slots, job.conditions.truncate)
+    except FarmError as exc:
+        if job.conditions.pythia is None:
+            raise
+        largest = int(truth.truth_counts.max())
+        raise FarmError(
+            f"{job.name}: conditions.truncate: Pythia {job.conditions.pythia.process} truth has "
+            f"events of up to {largest} particles in the first {len(truth)} of shard 0, more "
+            f"than model {ref}'s {slots} truth slots: set truncate: true (keeps the highest-pT "
+            "ones) or tighten pythia.truth_pt_min / truth_eta_max"
+        ) from exc
 
 
 def _check_electron(job: CampaignJob, card: ModelCard, ref: str, truth: EventSample) -> None:
@@ -181,7 +230,13 @@ def _check_electron(job: CampaignJob, card: ModelCard, ref: str, truth: EventSam
     truth.electron_inputs(bool(card.config.get("dis_kinematics")))  # missing columns: one line
 
 
-def _store(job: CampaignJob, mv, geometry: str | None, kind: str) -> CampaignRecord:
+def _store(
+    job: CampaignJob,
+    mv,
+    geometry: str | None,
+    kind: str,
+    truth_generator: TruthGenerator | None = None,
+) -> CampaignRecord:
     """Record a validated campaign (plan, resolved model version) and tag the model version."""
     campaign_id = records.new_id(job.name)
     if job.output:
@@ -203,6 +258,7 @@ def _store(job: CampaignJob, mv, geometry: str | None, kind: str) -> CampaignRec
         ),
         plan=Plan(job.events, job.shard_size, job.seed),
         created=time.time(),
+        truth_generator=truth_generator,
     )
     store.check_writable(campaign.output_url)
     records.save(campaign)
