@@ -431,6 +431,14 @@ class PythiaTruth(Strict):
             raise ValueError(f"pt_hat_min ({lo}) must be below pt_hat_max ({hi})")
         return self  # with a process default (qcd: 100 GeV) the window is checked at submit
 
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """The keys of this process only, so a dumped block (campaign.json) validates again."""
+        data = handler(self)
+        for key in PP_ONLY if self.process == "dis" else DIS_ONLY:
+            data.pop(key, None)
+        return data
+
 
 class EnergyConditions(Strict):
     """Campaign conditions: incident energies for showers, truth rows of a jets file for jets.

@@ -22,7 +22,7 @@ from farm.data.events import EventGenConfig, generate_events, pythia_version
 from farm.errors import FarmError
 from farm.samples import ELECTRON_COLUMNS
 from farm.sharding import Plan
-from farm.specs import PythiaTruth, parse_job
+from farm.specs import CampaignJob, PythiaTruth, parse_job
 
 TRUTH_KEYS = ("pt", "eta", "phi", "pdg", "charge")
 
@@ -99,6 +99,9 @@ def test_a_pythia_block_belongs_to_distribution_pythia_only():
         parse_job(doc, "job.yaml", kind="campaign")
     job = parse_job(_doc(), "job.yaml", kind="campaign")
     assert pythia_config(job.conditions.pythia, 3).truth_eta_max == 4.5  # the process default
+    for pythia in ({"process": "dis", "q2_min": 25.0}, {"process": "qcd", "pt_hat_max": 500.0}):
+        job = parse_job(_doc(pythia=pythia), "job.yaml", kind="campaign")
+        assert CampaignJob.model_validate_json(job.model_dump_json()) == job  # campaign.json
     plain = _doc(distribution="event-truth", url="x.parquet", pythia=None)
     plain["conditions"].pop("pythia")
     dumped = parse_job(plain, "job.yaml", kind="campaign").model_dump(mode="json")
