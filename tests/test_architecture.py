@@ -38,6 +38,7 @@ MODELS_RANKS = {
     "noise": 0,
     "data": 0,
     "checkpoint": 0,
+    "linalg": 0,
     "samplers": 1,
     "quantile": 1,
     "cardinality": 1,
