@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from campaign_state import forget_shards
 from tiny_kinds import (
     SET_SLOTS,
     register_model,
@@ -136,16 +137,6 @@ def test_submit_refuses_in_one_line_and_stores_nothing(farm_home, tmp_path, caps
     assert records.list_ids() == []  # nothing stored
 
 
-def _forget_shards(campaign, shard_ids) -> None:
-    """Make a finished campaign look like one whose driver died after committing the others."""
-    fs, _ = store.filesystem(campaign.output_url)
-    for shard_id in shard_ids:
-        fs.rm_file(store.filesystem(manifest.record_url(campaign.output_url, shard_id))[1])
-    for name in ("summary.json", manifest.MANIFEST_PARQUET):
-        fs.rm_file(store.filesystem(store.join(campaign.output_url, name))[1])
-    records.update_status(campaign.id, state="running", summary=None)
-
-
 def test_truth_set_campaign_generates_truth_once_and_resumes_bit_for_bit(
     ray_session, farm_home, tmp_path
 ):
@@ -180,7 +171,7 @@ def test_truth_set_campaign_generates_truth_once_and_resumes_bit_for_bit(
     manifest_table = pq.read_table(store.join(campaign.output_url, "manifest.parquet"))
     assert {"pythia_seed", "pythia8mc"} <= set(manifest_table.column_names)
 
-    _forget_shards(campaign, [1, 2])  # a driver died after shard 0: resume regenerates 1 and 2
+    forget_shards(campaign, [1, 2])  # a driver died after shard 0: resume regenerates 1 and 2
     resumed = execute(campaign.id)
     assert records.read_status(campaign.id).shards_skipped == 1
     assert resumed.dataset_sha256 == clean.dataset_sha256

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -23,21 +24,14 @@ from farm.campaign.run import execute, submit
 from farm.errors import FarmError
 from farm.records import DriverLease
 
-
-def _forget_shards(campaign, shard_ids) -> None:
-    """Make a finished campaign look like one whose driver died after committing the others."""
-    fs, _ = store.filesystem(campaign.output_url)
-    for shard_id in shard_ids:
-        fs.rm_file(store.filesystem(manifest.record_url(campaign.output_url, shard_id))[1])
-    for name in ("summary.json", manifest.MANIFEST_PARQUET):
-        fs.rm_file(store.filesystem(store.join(campaign.output_url, name))[1])
-    records.update_status(campaign.id, state="running", summary=None)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from campaign_state import forget_shards
 
 
 def test_resume_on_s3_generates_the_missing_shards_and_finalizes(in_store, s3_bucket):
     campaign = submit(job("s3-resume", events=6_000, shard_size=1_000, output=f"{s3_bucket}/c"))
     first = execute(campaign.id)
-    _forget_shards(campaign, [3, 4, 5])
+    forget_shards(campaign, [3, 4, 5])
     # this process lists the manifest now, as a driver does when it starts: s3fs may cache it
     assert manifest.committed_ids(campaign.output_url) == {0, 1, 2}
     summary = execute(campaign.id)  # generates shards 3..5 on the actors, then finalizes
@@ -108,7 +102,7 @@ def test_no_temporaries_left_after_a_kill_mid_write(
 def test_leftovers_of_an_earlier_driver_are_removed_on_resume(in_store, small_reference):
     campaign = submit(job("leftovers", **SMALL))
     execute(campaign.id)
-    _forget_shards(campaign, [3])
+    forget_shards(campaign, [3])
     planted = [
         os.path.join(campaign.output_url, "parquet", ".shard-00000003.parquet.tmp-0123456789ab"),
         os.path.join(campaign.output_url, "_manifest", ".shard-00000003.json.tmp-0123456789ab"),
@@ -206,7 +200,7 @@ def test_status_after_a_killed_driver_is_orphaned_and_resume_takes_over(in_store
 def test_status_after_a_failed_finalize_is_failed_with_the_cause(in_store):
     campaign = submit(job("bad-finalize", **SMALL))
     execute(campaign.id)
-    _forget_shards(campaign, [])
+    forget_shards(campaign, [])
     store.write_text(manifest.record_url(campaign.output_url, 0), '{"shard": "zero"}')
     with pytest.raises(FarmError, match=r"shard-00000000.json: unreadable shard record"):
         execute(campaign.id)
