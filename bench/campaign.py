@@ -8,8 +8,11 @@
 Campaign rates are the driver's rate (events / seconds from the driver's start, actor start-up
 included, to "manifest.parquet and summary.json written") and the actors' busy rate (events /
 seconds from the first shard's sampling start to the last shard's commit, from the shard records:
-start-up and finalize excluded); campaign/bare uses the busy rate. Medians over --repeats. Tables
-only; nothing is asserted.
+start-up and finalize excluded); campaign/bare uses the busy rate. It splits into two factors:
+sampling/bare (how fast the sampler runs inside the campaign, from the shards' sampling seconds,
+against the bare loop: below 1 when writers and Ray compete for its cores) times sampler busy (the
+share of the busy interval the sampler spends sampling: below 1 when it waits on a writer slot or
+on per-shard work outside sampling). Medians over --repeats. Tables only; nothing is asserted.
 
 Question it answers: does the campaign machinery (conditions, sampling under the actor's lock,
 Parquet encode, upload, manifest commit) keep each actor at the bare sampler's speed, and does a
@@ -179,8 +182,9 @@ class BareSampler:
 
 def campaign_rate(
     args: argparse.Namespace, model: str, output: str, actors: int, writers: int = 1
-) -> tuple[float, float, float, float, float]:
-    """(driver events/s, busy events/s, submit-to-start s, bytes per event, write/sample s)."""
+) -> tuple[float, float, float, float, float, float]:
+    """(driver events/s, busy events/s, submit-to-start s, bytes per event, write/sample s,
+    sampling events/s: events over the shards' summed sampling seconds, per actor)."""
     from farm import records
     from farm.campaign import manifest
     from farm.campaign.run import execute, submit
@@ -195,12 +199,14 @@ def campaign_rate(
     recs = manifest.read_records(campaign.output_url)
     first = min(r.committed_at - r.seconds_wait - r.seconds_sample - r.seconds_write for r in recs)
     busy = args.events / (max(r.committed_at for r in recs) - first)
+    sampling_per_actor = args.events / sum(r.seconds_sample for r in recs)
     return (
         status.events_per_second,
         busy,
         status.started - t_submit,
         summary.bytes / args.events,
         write_share,
+        sampling_per_actor,
     )
 
 
@@ -304,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     # ratios are taken within a repeat and their median reported.
     bare_sampler = BareSampler(args, model)
     bare: list[float] = []
-    runs: dict[tuple[str, int, int], list[tuple[float, float, float, float, float]]] = {}
+    runs: dict[tuple[str, int, int], list[tuple[float, ...]]] = {}
     with contextlib.ExitStack() as stack:
         targets = [("local", local)]
         if not args.no_s3:
@@ -331,12 +337,12 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"| output | actors | writers | driver events/s | busy events/s | busy per actor "
         f"| campaign/bare per actor | vs 1 actor | submit to start s | bytes/event "
-        f"| write/sample |   (medians of {args.repeats})"
+        f"| write/sample | sampling/bare | sampler busy |   (medians of {args.repeats})"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(
         f"| bare sampler | (1 thread) | - | - | {med(bare):,.0f} | {med(bare):,.0f} | 1.00 | - "
-        "| - | - | - |"
+        "| - | - | - | 1.00 | 1.00 |"
     )
     for (target, actors, writers), rs in runs.items():
         rates = [x[1] for x in rs]
@@ -351,7 +357,9 @@ def main(argv: list[str] | None = None) -> None:
             f"| {target} | {actors} | {writers} | {med(x[0] for x in rs):,.0f} | "
             f"{med(rates):,.0f} | {med(rates) / actors:,.0f} | {per_actor:.2f} | {scale} | "
             f"{med(x[2] for x in rs):.1f} | {med(x[3] for x in rs):,.0f} | "
-            f"{med(x[4] for x in rs):.2f} |"
+            f"{med(x[4] for x in rs):.2f} | "
+            f"{med(x[5] / b for x, b in zip(rs, bare, strict=True)):.2f} | "
+            f"{med(x[1] / actors / x[5] for x in rs):.2f} |"
         )
     ray.shutdown()
     if home:
