@@ -1,7 +1,7 @@
 """In-memory against streamed training data: events/s and peak memory per worker, same job.
 
     python bench/streaming.py [--geometry ds2] [--events 20000] [--budget-gib 0.5] [--epochs 3]
-        [--model mlp|two-stage]
+        [--model mlp|two-stage] [--cgroup-gib LIMIT]
 
 Writes CaloChallenge HDF5 files of `--events` showers and of four times `--budget-gib` of float32
 voxels (the worker memory budget the large file exceeds four times over), then runs `farm train`
@@ -12,18 +12,31 @@ training runs in its own process so the driver's peak memory is its own. The sho
 simulator's (seed 0) tiled to the file size: a throughput and memory benchmark, not a fidelity
 one. Reports the median of samples_per_second over the epochs after the first, the worker's peak
 RSS (getrusage, logged by every epoch) and the driver's; prints a markdown table; never asserts.
+
+With `--cgroup-gib LIMIT` (Linux, cgroup v1 memory controller, root) every training runs in its
+own memory cgroup limited to LIMIT GiB: the whole process tree, driver, local Ray cluster and
+worker, with no swap, so the kernel kills it rather than let it pass the limit. The table then adds
+the group's peak (memory.max_usage_in_bytes, page cache included, which the kernel reclaims at the
+limit rather than kill) and a fourth run, the large file loaded into memory under the same limit,
+which is expected to be killed: the proof that the limit binds and that streaming is what lets the
+large file train.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -90,14 +103,64 @@ def run_one(url: str, geometry: str, loading: str, epochs: int, batch: int, mode
     }
 
 
-def in_subprocess(url: str, args: argparse.Namespace, loading: str, home: str) -> dict:
-    """run_one in a fresh Python (its own driver memory and Ray)."""
+CGROUP_MEMORY = Path("/sys/fs/cgroup/memory")
+
+
+@contextlib.contextmanager
+def memory_cgroup(limit_gib: float | None) -> Iterator[Path | None]:
+    """A fresh cgroup v1 memory group limited to limit_gib (None: no group), removed after."""
+    if limit_gib is None:
+        yield None
+        return
+    group = CGROUP_MEMORY / f"farm-bench-{uuid.uuid4().hex[:8]}"
+    group.mkdir()
+    try:
+        (group / "memory.limit_in_bytes").write_text(str(int(limit_gib * 2**30)))
+        yield group
+    finally:
+        for _ in range(50):  # Ray's processes outlive the driver by a moment
+            pids = (group / "cgroup.procs").read_text().split()
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.2)
+        group.rmdir()
+
+
+def in_subprocess(
+    url: str, args: argparse.Namespace, loading: str, home: str, limit_gib: float | None = None
+) -> dict:
+    """run_one in a fresh Python (its own driver memory and Ray), in a memory cgroup if limited."""
     env = {**os.environ, "FARM_HOME": home}
     cmd = [sys.executable, __file__, "--one", url, loading, "--geometry", args.geometry,
            "--epochs", str(args.epochs), "--batch", str(args.batch),
            "--model", args.model]  # fmt: skip
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    with memory_cgroup(limit_gib) as group:
+
+        def join_group() -> None:
+            if group is not None:
+                (group / "cgroup.procs").write_text(str(os.getpid()))
+
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, preexec_fn=join_group)
+        limited = {}
+        if group is not None:
+            oom = dict(
+                line.split() for line in (group / "memory.oom_control").read_text().splitlines()
+            )
+            limited = {
+                "group_peak_gib": int((group / "memory.max_usage_in_bytes").read_text()) / 2**30,
+                "oom_kills": int(oom.get("oom_kill", 0)),
+            }
+    if proc.returncode != 0:
+        if group is None:
+            raise RuntimeError(f"training failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        last = proc.stderr.strip().splitlines()[-1:] or [""]
+        return {"failed": f"rc {proc.returncode}: {last[0][:160]}",
+                "seconds": time.perf_counter() - t0, **limited}  # fmt: skip
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), **limited}
 
 
 def main() -> None:
@@ -109,6 +172,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--model", default="mlp", choices=sorted(MODELS))
+    ap.add_argument(
+        "--cgroup-gib", type=float, help="run each training in a memory cgroup of this many GiB"
+    )
     ap.add_argument("--one", nargs=2, metavar=("URL", "LOADING"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -125,26 +191,42 @@ def main() -> None:
         small_url, large_url = f"{tmp}/small.h5", f"{tmp}/large.h5"
         write_file(small_url, args.geometry, args.events)
         write_file(large_url, args.geometry, large)
-        for url, n, loading in (
+        runs = [
             (small_url, args.events, "memory"),
             (small_url, args.events, "stream"),
             (large_url, large, "stream"),
-        ):
-            figures = in_subprocess(url, args, loading, f"{tmp}/home-{loading}-{n}")
+        ]
+        if args.cgroup_gib is not None:
+            runs.append((large_url, large, "memory"))
+        for url, n, loading in runs:
+            home = f"{tmp}/home-{loading}-{n}"
+            figures = in_subprocess(url, args, loading, home, args.cgroup_gib)
             rows.append({"events": n, "gib": n * voxels * 4 / 2**30, "loading": loading, **figures})
             print(rows[-1], file=sys.stderr)
     memory_rate = rows[0]["rate"]
     what = "MLP 256x2" if args.model == "mlp" else "two-stage, MLPs 256x2"
     print(f"# {args.geometry} ({voxels} voxels), 1 CPU worker, {what}, batch {args.batch}, "
           f"{args.epochs} epochs; worker budget {args.budget_gib} GiB (large file: 4x)")  # fmt: skip
+    limited = args.cgroup_gib is not None
+    if limited:
+        print(f"# every training in its own memory cgroup of {args.cgroup_gib} GiB (no swap)")
+    extra = " group peak GiB | OOM kills |" if limited else ""
     print("| data | events | float32 GiB | loading | events/s (median) | vs memory | "
-          "worker peak RSS MiB | driver peak RSS MiB | wall s |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          f"worker peak RSS MiB | driver peak RSS MiB | wall s |{extra}")  # fmt: skip
+    print("| --- " * (11 if limited else 9) + "|")
     for r in rows:
+        size = (
+            f"| {'large' if r['events'] == large else 'small'} | {r['events']:,} | {r['gib']:.2f}"
+        )
+        group = f" {r['group_peak_gib']:.2f} | {r['oom_kills']} |" if limited else ""
+        if "failed" in r:
+            print(f"{size} | {r['loading']} | failed: {r['failed']} | - | - | - | "
+                  f"{r['seconds']:.0f} |{group}")  # fmt: skip
+            continue
         print(
-            f"| {'large' if r['events'] == large else 'small'} | {r['events']:,} | "
-            f"{r['gib']:.2f} | {r['loading']} | {r['rate']:,.0f} | {r['rate'] / memory_rate:.2f} | "
+            f"{size} | {r['loading']} | {r['rate']:,.0f} | {r['rate'] / memory_rate:.2f} | "
             f"{r['worker_rss_mib']:,.0f} | {r['driver_rss_mib']:,.0f} | {r['seconds']:.0f} |"
+            f"{group}"
         )
 
 
