@@ -93,9 +93,13 @@ def train_models(n_train: int, epochs: int, distill_epochs: int) -> tuple[Any, A
         print(f"  epoch {metrics['epoch']}: loss {loss:.4f}", flush=True)
 
     optim = teacher_job.optim.model_copy(update={"epochs": epochs})
+    t0 = time.perf_counter()
     teacher = fit(teacher_job.model, optim, data, val_data, report)
+    print(f"teacher: {epochs} epochs in {time.perf_counter() - t0:.0f} s", flush=True)
     student_optim = student_job.optim.model_copy(update={"epochs": distill_epochs})
+    t0 = time.perf_counter()
     student = distill(teacher, student_job.distill, student_optim, data, report)
+    print(f"student: {distill_epochs} epochs in {time.perf_counter() - t0:.0f} s", flush=True)
     return teacher, student
 
 
@@ -186,12 +190,13 @@ def fidelity_table(teacher: Any, student: Any, n: int, classifier: bool) -> None
     """Point and projection metrics of both models on n showers, with the floor's column."""
     full = reference(2 * n, 3)
     options = EvaluationOptions(classifier=classifier, plots=False)
-    results = {}
+    results, hits = {}, {}
     for name, model in (("teacher", teacher), ("student", student)):
         t0 = time.perf_counter()
         gen = point_sample(model, full.e_inc[:n], GEO, generator=torch.Generator().manual_seed(7))
         print(f"{name}: generated {n} showers in {time.perf_counter() - t0:.0f} s", flush=True)
         results[name] = evaluate_points(full, gen, options=options).metrics
+        hits[name] = gen.counts.mean()
     print(f"\n{n:,} generated vs {2 * n:,} reference showers (floor: two independent halves)")
     print("\n| metric | teacher | student | floor (ref vs ref) |")
     print("| --- | --- | --- | --- |")
@@ -200,7 +205,10 @@ def fidelity_table(teacher: Any, student: Any, n: int, classifier: bool) -> None
     for key in (*keys, "sep_mean", "sep_max", "fpd", "kpd", *aucs):
         t, s = results["teacher"][key], results["student"][key]
         print(f"| {key} | {t['value']:.4g} | {s['value']:.4g} | {t['floor']:.4g} |")
-    print(f"mean hits per shower: {full.counts.mean():.0f}")
+    print(
+        f"mean hits per shower: reference {full.counts.mean():.1f}, teacher {hits['teacher']:.1f},"
+        f" student {hits['student']:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Point-cloud showers from a point-cloud shower model, as hits of their cell geometry.
 
 The model (models.points.PointShowerModel) draws a hit count per shower and generates
-(x, y, layer, E) for each hit in physical units; here each hit goes to its cell (layer rounded
-into the stack, x and y to the centre of their 5 x 5 mm pad), hits falling outside the pad grid
-or with E <= 0 are removed, and hits landing in the same cell are merged (energies summed), so
-the result is a valid readout like the simulator's: one hit per cell, ordered by cell.
+(x, y, layer, E) for each hit in physical units; here each hit goes to a cell (layer rounded
+into the stack; x and y to a 5 x 5 mm pad of that layer), hits falling outside the pad grid or
+with E <= 0 are removed, and hits that would share a pad get distinct nearby pads
+(farm.generation.cell_assignment: the nearest free cell), so the result is a valid readout like
+the simulator's, one hit per cell, ordered by cell, with the model's hit count and energy.
+Only a hit with no free pad within 3 cells is merged into its own pad's hit (energies summed).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from farm.errors import FarmError
+from farm.generation.cell_assignment import assign_free_cells
 from farm.generation.settings import DEFAULT_SETTINGS, SamplerSettings, refuse_non_finite
 from farm.geometry import CellGeometry
 from farm.samples import PointSample
@@ -34,14 +37,16 @@ def cells_from_points(pts: np.ndarray, e_inc: np.ndarray, geometry: CellGeometry
     flat = pts.reshape(-1, FEATURES).astype(np.float64)
     owner = np.repeat(np.arange(n), n_max)
     layer = np.clip(np.rint(flat[:, 2]), 0, geometry.n_layers - 1).astype(np.int64)
-    ix = np.floor((flat[:, 0] + geometry.half_width) / geometry.cell_size).astype(np.int64)
-    iy = np.floor((flat[:, 1] + geometry.half_width) / geometry.cell_size).astype(np.int64)
+    u = (flat[:, 0] + geometry.half_width) / geometry.cell_size
+    v = (flat[:, 1] + geometry.half_width) / geometry.cell_size
     g = geometry.n_cells
-    keep = (flat[:, 3] > 0) & (ix >= 0) & (ix < g) & (iy >= 0) & (iy < g)
+    keep = (flat[:, 3] > 0) & (u >= 0) & (u < g) & (v >= 0) & (v < g)
+    owner, layer, flat = owner[keep], layer[keep], flat[keep]
+    assigned = assign_free_cells(owner * geometry.n_layers + layer, u[keep], v[keep], g)
     per_shower = geometry.n_layers * g * g
-    key = owner[keep] * per_shower + (layer[keep] * g + iy[keep]) * g + ix[keep]
+    key = owner * per_shower + (layer * g + assigned.iy) * g + assigned.ix
     cells, inverse = np.unique(key, return_inverse=True)
-    energy = np.bincount(inverse, weights=flat[keep, 3], minlength=cells.shape[0])
+    energy = np.bincount(inverse, weights=flat[:, 3], minlength=cells.shape[0])
     shower, cell = np.divmod(cells, per_shower)
     lay, rest = np.divmod(cell, g * g)
     cy, cx = np.divmod(rest, g)

@@ -82,15 +82,35 @@ def test_hit_counts_and_energy_sums_track_the_incident_energy(trained):
     assert ratios[3e4] == pytest.approx(ratios[1e4], rel=0.05)  # linear response
 
 
-def test_cells_merge_and_conserve_energy_inside_the_grid():
+def test_cells_keep_every_hit_inside_the_grid_and_conserve_energy():
     pts = np.zeros((2, 4, 4), np.float32)
     pts[0, :3] = [[1.0, 1.0, 0.2, 2.0], [4.0, 0.5, -0.3, 3.0], [-1.0, 1.0, 4.0, 1.0]]
     pts[1, :2] = [[400.0, 0.0, 3.0, 5.0], [0.0, 0.0, 99.0, -1.0]]
     s = cells_from_points(pts, np.array([1e4, 2e4]), GEO)
-    # hits 0 and 1 share the cell around (2.5, 2.5) in layer 0; hit 2 is its own
-    assert s.counts.tolist() == [2, 0]
-    assert sorted(s.hits[:, 3].tolist()) == [1.0, 5.0]
-    assert s.layer.tolist() == [0, 4] and s.hits[0, :2].tolist() == [2.5, 2.5]
+    # hits 0 and 1 fall in the cell around (2.5, 2.5) of layer 0: hit 0, nearer its centre,
+    # keeps it and hit 1 takes the nearest free cell to its position, (2.5, -2.5); hit 2 is
+    # its own; shower 1's hits are outside the grid or without energy
+    assert s.counts.tolist() == [3, 0]
+    assert s.hits[:, 3].sum() == pytest.approx(6.0)
+    by_energy = {
+        float(h[3]): (h[0], h[1], int(lay)) for h, lay in zip(s.hits, s.layer, strict=True)
+    }
+    assert by_energy == {2.0: (2.5, 2.5, 0), 3.0: (2.5, -2.5, 0), 1.0: (-2.5, 2.5, 4)}
+
+
+def test_the_hit_count_of_dense_clouds_survives_cell_assignment():
+    rng = np.random.default_rng(3)
+    n, hits = 20, 300
+    pts = np.zeros((n, hits, 4), np.float32)
+    pts[..., :2] = rng.normal(0.0, 6.0, (n, hits, 2))  # a core a few 5 mm cells wide
+    pts[..., 2] = rng.integers(0, 10, (n, hits))
+    pts[..., 3] = rng.exponential(1.0, (n, hits)) + 1e-3
+    s = cells_from_points(pts, np.full(n, 1e4), GEO)
+    assert s.counts.tolist() == [hits] * n  # snapping alone would have merged some away
+    assert s.energy_sums() == pytest.approx(pts[..., 3].sum(axis=1), rel=1e-5)
+    layer_cells = (np.repeat(np.arange(n), s.counts) * 100 + s.layer) * 10**6
+    keys = layer_cells + np.rint(s.hits[:, 0] * 10) * 1000 + np.rint(s.hits[:, 1] * 10)
+    assert np.unique(keys).size == keys.size  # one hit per cell
 
 
 def test_wrong_kind_of_model_or_geometry_is_one_line(trained):
