@@ -30,14 +30,14 @@ from models.loop import (
     Report,
     ema_update,
     joint_objective,
-    prepare_batches,
     train_model,
 )
 from models.noise import rand, randn
 from models.points import PointShowerModel
 from models.processes.consistency import ConsistencyConfig, ConsistencyModel, pseudo_huber
+from models.stream import StreamData, prepared_inputs
 from models.two_stage.model import TwoStageModel
-from models.two_stage.training import prepared_stage_data
+from models.two_stage.training import stage_inputs
 
 
 class DistillConfig(BaseModel):
@@ -150,7 +150,7 @@ def distill(
     teacher: GenerativeModel | TwoStageModel | PointShowerModel,
     config: DistillConfig,
     optim: OptimConfig,
-    train: TrainData,
+    train: TrainData | StreamData,
     report: Report,
     *,
     val: TrainData | None = None,
@@ -164,7 +164,8 @@ def distill(
         teacher: A trained model of either kind (not itself a consistency model).
         config: Distillation settings.
         optim: Optimiser, schedule, EMA and checkpoint settings.
-        train: The teacher's kind of training data in physical units.
+        train: The teacher's kind of training data in physical units, in memory or streamed
+            (`models.stream.StreamData`, shower models only).
         report: Receives the metrics every epoch and a checkpoint directory when one is written.
         val: Validation data for `val_loss`, or None.
         device: Training device.
@@ -183,6 +184,8 @@ def distill(
             teacher, config, optim, train, report, val, device, card, resume_from
         )
     if isinstance(teacher, PointShowerModel):
+        if isinstance(train, StreamData):
+            raise ValueError("streamed training data distils shower models, not point-cloud ones")
         # the hits model is distilled; the count model is copied
         hits = student_config(teacher.hits, config)
         model = PointShowerModel(
@@ -194,7 +197,7 @@ def distill(
         model = GenerativeModel(student_config(teacher, config), teacher.dim, teacher.cond_dim)
         student = model
     _init_student(student, teacher, config)
-    batches = prepare_batches(student.preprocessing, train, val, optim.seed, fit=False)
+    batches = prepared_inputs(student.preprocessing, train, val, optim.seed, fit=False)
     return train_model(
         model,
         lambda: consistency_objective(teacher, student, config, device),
@@ -211,7 +214,7 @@ def _distill_two_stage(
     teacher: TwoStageModel,
     config: DistillConfig,
     optim: OptimConfig,
-    train: TrainData,
+    train: TrainData | StreamData,
     report: Report,
     val: TrainData | None,
     device: torch.device,
@@ -235,9 +238,7 @@ def _distill_two_stage(
             _init_student(getattr(model, name), getattr(teacher, name), config)
         else:
             getattr(model, name).load_state_dict(getattr(teacher, name).state_dict())
-    train_batch, val_batch = prepared_stage_data(
-        model, train, val, optim.seed, stages=stages, fit=False
-    )
+    train_batch, val_batch = stage_inputs(model, train, val, optim.seed, stages=stages, fit=False)
     return train_model(
         model,
         lambda: joint_objective(

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from models.data import BatchStream, TrainData
-from models.loop import Batch, seeded_generator
+from models.loop import Batch, prepare_batches, seeded_generator
 
 TRANSFORM_STREAM = 2
 """The preprocessing's random stream for training data (fit = 1, train = 2, val = 3), as in memory."""
@@ -59,16 +59,39 @@ class TransformedStream:
 
 
 def prepare_stream(
-    preprocessing: nn.Module, train: StreamData, val: TrainData | None, seed: int | None
+    preprocessing: nn.Module,
+    train: StreamData,
+    val: TrainData | None,
+    seed: int | None,
+    *,
+    fit: bool = True,
 ) -> tuple[TransformedStream, Batch | None]:
-    """Fit `preprocessing` on the stream's subsample (stream 1), transform val (3) and the stream."""
+    """Fit `preprocessing` on the stream's subsample (stream 1), transform val (3) and the stream.
+
+    fit False: the preprocessing is already fitted (distillation copies the teacher's).
+    """
 
     def stream(s: int) -> tuple[torch.Generator, ...]:
         return () if seed is None else (seeded_generator(seed, s),)
 
-    preprocessing.fit(train.fit_sample.x, train.fit_sample.cond, *stream(1))
+    if fit:
+        preprocessing.fit(train.fit_sample.x, train.fit_sample.cond, *stream(1))
     prepared_val = None if val is None else preprocessing.transform(val.x, val.cond, *stream(3))
     return TransformedStream(train.stream, preprocessing, seed), prepared_val
 
 
-__all__ = ["BatchStream", "StreamData", "TransformedStream", "prepare_stream"]
+def prepared_inputs(
+    preprocessing: nn.Module,
+    train: TrainData | StreamData,
+    val: TrainData | None,
+    seed: int | None,
+    *,
+    fit: bool = True,
+) -> tuple[Batch | TransformedStream, Batch | None]:
+    """Network-space training input and val: `prepare_stream` of a stream, else `prepare_batches`."""
+    if isinstance(train, StreamData):
+        return prepare_stream(preprocessing, train, val, seed, fit=fit)
+    return prepare_batches(preprocessing, train, val, seed, fit=fit)
+
+
+__all__ = ["BatchStream", "StreamData", "TransformedStream", "prepare_stream", "prepared_inputs"]

@@ -21,11 +21,11 @@ from models.config import (
 )
 from models.data import TrainData
 from models.generative import GenerativeModel
-from models.loop import Report, prepare_batches, train_model
+from models.loop import Report, train_model
 from models.objectives import process_objective
 from models.points import PointShowerModel, fit_points
 from models.set_model import SetModel, fit_sets
-from models.stream import StreamData, prepare_stream
+from models.stream import StreamData, prepared_inputs
 from models.two_stage.model import TwoStageModel
 from models.two_stage.training import fit_two_stage
 
@@ -92,10 +92,7 @@ def _fit_single_stage(
     torch.manual_seed(optim.seed)
     sample = train.fit_sample if isinstance(train, StreamData) else train
     model = GenerativeModel(config, sample.x.shape[1], sample.cond.shape[1])
-    if isinstance(train, StreamData):
-        batches = prepare_stream(model.preprocessing, train, val, optim.seed)
-    else:
-        batches = prepare_batches(model.preprocessing, train, val, optim.seed)
+    batches = prepared_inputs(model.preprocessing, train, val, optim.seed)
     return train_model(
         model,
         lambda: process_objective(model),

@@ -6,9 +6,9 @@ visible-energy model's closed-form draw from its own N(0, 1) noise `count_noise`
 n_max hit slots with the mask from the count, the preprocessing inverse and the calibration of
 the hit energies to E_sum. Outputs are `PointShowerModel.generate`'s hits in physical units
 (x, y mm, layer, E MeV; zero on padding and on hits whose energy came back <= 0), the mask
-(E > 0) and the drawn counts. The reference is farm's own sampler on the noise of a seed; cell
-snapping and merging of hits sharing a cell (`farm.generation.points.cells_from_points`) stay
-outside the graph.
+(E > 0) and the drawn counts. The reference is farm's own sampler on the noise of a seed; the cell
+assignment (`farm.generation.points.cells_from_points`: each hit to its own pad, the nearest
+free one) stays outside the graph.
 """
 
 from __future__ import annotations

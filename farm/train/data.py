@@ -90,7 +90,7 @@ def event_slots(dataset: EventSample, data_spec: Any, model_config: Any = None) 
     return kwargs
 
 
-def prepare_data(data_spec: Any, model_config: Any, *, distill: bool = False) -> PreparedData:
+def prepare_data(data_spec: Any, model_config: Any) -> PreparedData:
     """Load and split a data spec's events (or plan their stream); fill in model settings.
 
     Shower files (`data.source: calochallenge`) are streamed when `data.loading` says so, or
@@ -103,7 +103,7 @@ def prepare_data(data_spec: Any, model_config: Any, *, distill: bool = False) ->
         n = min(source.n, data_spec.max_events or source.n)
         choice = loading_choice(data_spec, n, source.n_voxels)
         if choice["mode"] == "stream":
-            check_streamable(model_config, distill)
+            check_streamable(model_config)
             return prepare_streamed(data_spec, model_config, source, n, choice)
     dataset = load_dataset(data_spec)
     if choice is not None:

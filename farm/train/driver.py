@@ -112,7 +112,7 @@ def run_training(
     t0 = time.perf_counter()
     store.check_writable(store.home())
     plan = plan_job(job)
-    data = prepare_data(plan.data_spec, plan.model_config, distill=plan.distill is not None)
+    data = prepare_data(plan.data_spec, plan.model_config)
     index = _start_or_resume(job, new)
     if on_start:
         on_start(index.mlflow_run_id, job.optim.epochs)

@@ -193,15 +193,10 @@ class ShardStream:
             yield batch["x"], batch["cond"]
 
 
-def check_streamable(model_config: Any, distill: bool) -> None:
-    """FarmError unless the job can train from a stream (shower models, not distillation)."""
+def check_streamable(model_config: Any) -> None:
+    """FarmError unless the job can train (or distil) from a stream: shower models only."""
     from models.config import ModelConfig, TwoStageConfig
 
-    if distill:
-        raise FarmError(
-            "data.loading: stream: distillation trains from memory; set data.loading: memory "
-            "(or data.max_events) in the teacher's data"
-        )
     if not isinstance(model_config, ModelConfig | TwoStageConfig):
         raise FarmError(
             "data.loading: stream supports single-stage and two-stage shower models, not "

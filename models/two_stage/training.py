@@ -102,21 +102,28 @@ class StageStream:
     rank, i), so an epoch's batches are the same every time the stream is read.
     """
 
-    def __init__(self, stream: BatchStream, model: TwoStageModel, seed: int):
+    def __init__(
+        self,
+        stream: BatchStream,
+        model: TwoStageModel,
+        seed: int,
+        stages: tuple[str, ...] = STAGES,
+    ):
         self.stream, self.seed = stream, seed
         self.n_events = stream.n_events
         self.preprocessing = {
-            n: copy.deepcopy(getattr(model, n).preprocessing).cpu() for n in STAGES
+            n: copy.deepcopy(getattr(model, n).preprocessing).cpu() for n in stages
         }
         self.layer_of_voxel = model.layer_of_voxel.detach().cpu()
         self.n_layers, self.threshold_mev = model.n_layers, model.threshold_mev
         self.layer_hits = model.layer_hits
 
     def batches(self, epoch: int, rank: int, batch_size: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        """(x_e, c_e, x_s, c_s) for each streamed (showers, E_inc) batch of (epoch, rank)."""
+        """(x_e, c_e, x_s, c_s) (the given stages') for each streamed batch of (epoch, rank)."""
         for i, (x, cond) in enumerate(self.stream.batches(epoch, rank, batch_size)):
             gens = {
-                n: seeded_generator(self.seed, STAGE_STREAMS[n] + 1, epoch, rank, i) for n in STAGES
+                n: seeded_generator(self.seed, STAGE_STREAMS[n] + 1, epoch, rank, i)
+                for n in self.preprocessing
             }
             with torch.no_grad():  # closed before the yield: the consumer keeps its grad mode
                 parts = stage_data(
@@ -128,6 +135,27 @@ class StageStream:
                 )
                 batch = transform_stages(self.preprocessing, parts, gens)
             yield batch
+
+
+def stage_inputs(
+    model: TwoStageModel,
+    train: TrainData | StreamData,
+    val: TrainData | None,
+    seed: int,
+    stages: tuple[str, ...] = STAGES,
+    fit: bool = True,
+) -> tuple[tuple[torch.Tensor, ...] | StageStream, tuple[torch.Tensor, ...] | None]:
+    """The stages' network-space training input and val: a `StageStream` of a stream.
+
+    A `StreamData` fits the preprocessing (with `fit`) on its subsample with the in-memory
+    path's random streams; `TrainData` goes through `prepared_stage_data`.
+    """
+    if not isinstance(train, StreamData):
+        return prepared_stage_data(model, train, val, seed, stages=stages, fit=fit)
+    if fit:
+        fit_stage_preprocessing(model, model.stage_data(train.fit_sample), seed, stages)
+    prepared_val = None if val is None else _prepared(model, model.stage_data(val), seed, 2, stages)
+    return StageStream(train.stream, model, seed, stages), prepared_val
 
 
 def fit_two_stage(
@@ -150,14 +178,7 @@ def fit_two_stage(
     torch.manual_seed(optim.seed)
     sample = train.fit_sample if isinstance(train, StreamData) else train
     model = TwoStageModel(config, sample.x.shape[1], sample.cond.shape[1])
-    if isinstance(train, StreamData):
-        fit_stage_preprocessing(model, model.stage_data(sample), optim.seed)
-        val_batch = _prepared(model, model.stage_data(val), optim.seed, 2)
-        train_batch: tuple[torch.Tensor, ...] | StageStream = StageStream(
-            train.stream, model, optim.seed
-        )
-    else:
-        train_batch, val_batch = prepared_stage_data(model, train, val, optim.seed)
+    train_batch, val_batch = stage_inputs(model, train, val, optim.seed)
     return train_model(
         model,
         lambda: joint_objective(
@@ -178,5 +199,6 @@ __all__ = [
     "fit_stage_preprocessing",
     "fit_two_stage",
     "prepared_stage_data",
+    "stage_inputs",
     "transform_stages",
 ]

@@ -42,6 +42,23 @@ def showers_h5(tmp_path_factory) -> str:
     return url
 
 
+def distill_job(teacher: str):
+    """A 1-epoch consistency distillation of a tiny teacher."""
+    return parse_job(
+        {
+            "kind": "distill",
+            "name": "tiny-stream-cd",
+            "teacher": teacher,
+            "distill": {"n_steps": 6},
+            "optim": {"epochs": 1, "batch_size": 64},
+            "resources": {"use_gpu": False},
+            "validation_events": 0,
+        },
+        "test",
+        kind=("train", "distill"),
+    )
+
+
 def numbered_shards(folder: Path) -> str:
     """A folder of 3 shards (2 HDF5, 1 Parquet of 4 row groups); voxel 0 holds the global row."""
     rows = np.arange(500)
@@ -171,6 +188,12 @@ def test_streamed_training_matches_the_in_memory_run(ray_session, farm_home, sho
     assert card["data"]["split"]["n_train"] == 840 and card["data"]["loading"]["fit_events"] == 840
     assert card["data"]["e_inc_range"] == [1024.0, 65536.0]
     assert registry.show("tiny-memory@candidate")["card"]["data"]["loading"]["mode"] == "memory"
+    # its 1-step student distils from the teacher's stream (the teacher's data, streamed again)
+    student = run_training(distill_job("tiny-stream@candidate"))
+    card = registry.show(f"tiny-stream-cd/{student.version}")["card"]
+    assert card["data"]["loading"]["mode"] == "stream" and card["teacher"] == "tiny-stream/1"
+    assert card["config"]["process"]["kind"] == "consistency"
+    assert np.isfinite(student.metrics["val_loss"]) and student.metrics["epoch"] == 1
 
 
 @pytest.mark.slow  # about 55 s; tests/models/two_stage/test_two_stage_stream.py checks the stream in seconds
@@ -190,12 +213,6 @@ def test_a_two_stage_model_trains_from_the_stream_like_from_memory(
     card = registry.show("tiny-2s-stream@candidate")["card"]
     assert card["data"]["loading"]["mode"] == "stream"
     assert card["config"]["kind"] == "two_stage"
-
-
-def test_stream_refuses_distillation(showers_h5):
-    spec = job(showers_h5, "stream").data
-    with pytest.raises(FarmError, match=r"data.loading: stream: distillation trains from memory"):
-        prepare_data(spec, job(showers_h5, "stream").model, distill=True)
 
 
 @pytest.mark.slow

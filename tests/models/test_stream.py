@@ -1,4 +1,5 @@
-"""models.stream: the training loop on streamed batches, and per-epoch reproducible transforms."""
+"""models.stream: the training loop and distillation on streamed batches, and per-epoch
+reproducible transforms."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from torch import nn
 
 from models.config import ModelConfig, OptimConfig
 from models.data import TrainData
+from models.distill import DistillConfig, distill
 from models.loop import Objective, seeded_generator, train_loop
 from models.stream import StreamData, TransformedStream, prepare_stream
+from models.training import fit
 
 
 class PermutedStream:
@@ -105,3 +108,29 @@ def test_transformed_stream_repeats_an_epoch_and_reseeds_the_next():
     noise = val[0] - (x[:8] - pre.mean)
     assert noise.min() >= 0.0 and noise.max() < 1
     assert torch.is_grad_enabled()  # the transform's no_grad does not leak into the consumer
+
+
+def test_a_distillation_from_a_stream_of_the_same_batches_is_bit_for_bit_the_in_memory_one():
+    mlp = {"kind": "mlp", "width": 32, "depth": 2, "embed_dim": 16, "fourier_scale": 1.0}
+    config = ModelConfig.model_validate(
+        {"network": mlp, "process": {"kind": "edm"}, "preprocessing": {"kind": "standard"}}
+    )
+    g = torch.Generator().manual_seed(4)
+    data = TrainData(torch.randn(256, 2, generator=g) * 2.0 + 1.0, torch.rand(256, 1, generator=g))
+    val = TrainData(data.x[:32], data.cond[:32])
+    optim = OptimConfig(epochs=2, batch_size=64, lr=1e-3, warmup_steps=0, seed=5)
+    teacher = fit(config, optim, data, val, lambda m, c=None: None)
+    students, losses = {}, {}
+    stream = StreamData(PermutedStream((data.x, data.cond), seed=optim.seed), data)
+    for name, train in (("memory", data), ("stream", stream)):
+        seen: list[dict[str, float]] = []
+        students[name] = distill(
+            teacher, DistillConfig(n_steps=6), optim, train, lambda m, c=None, s=seen: s.append(m),
+            val=val,
+        )  # fmt: skip
+        losses[name] = [m["val_loss"] for m in seen]
+    assert losses["stream"] == losses["memory"] and len(losses["memory"]) == 2
+    memory, streamed = students["memory"].state_dict(), students["stream"].state_dict()
+    for key, value in memory.items():
+        assert torch.equal(value, streamed[key]), key
+    assert students["stream"].config.process.kind == "consistency"
