@@ -122,7 +122,10 @@ def memory_cgroup(limit_gib: float | None) -> Iterator[Path | None]:
     group.mkdir()
     try:
         (group / "memory.limit_in_bytes").write_text(str(int(limit_gib * 2**30)))
-        (group / "memory.move_charge_at_immigrate").write_text("3")  # anon + file pages
+        # charges move with a moved process where the kernel still supports it (newer kernels
+        # refuse): otherwise only what the worker allocates after the move counts, data included
+        with contextlib.suppress(OSError):
+            (group / "memory.move_charge_at_immigrate").write_text("3")
         yield group
     finally:
         for _ in range(50):  # Ray's processes outlive the driver by a moment
