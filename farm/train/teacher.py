@@ -50,11 +50,8 @@ def resolve_teacher(job: DistillJob) -> Teacher:
     if data is None:
         try:
             data = card.data_spec(ref)
-        except FarmError:
-            raise FarmError(
-                f"teacher {ref} records no training data in its card; give the "
-                "distill job a 'data' block"
-            ) from None
+        except FarmError as exc:  # none recorded, or a location farm may not read
+            raise FarmError(f"{exc}; give the distill job a 'data' block") from None
     files = {}
     for name in sorted(os.listdir(path)):
         with open(os.path.join(path, name), "rb") as fh:

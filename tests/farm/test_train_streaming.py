@@ -172,7 +172,9 @@ def test_a_worker_shard_repeats_an_epoch_and_reshuffles_the_next(ray_session, tm
     assert np.allclose(cond[:, 0].numpy(), 1000.0 + x0)  # E_inc travels with its shower
 
 
-def test_streamed_training_matches_the_in_memory_run(ray_session, farm_home, showers_h5):
+def test_streamed_training_matches_the_in_memory_run(
+    ray_session, farm_home, showers_h5, monkeypatch
+):
     memory = run_training(job(showers_h5, "memory", name="tiny-memory"))
     streamed = run_training(job(showers_h5, "stream", name="tiny-stream"))
     # same split, same preprocessing fit (fit_events >= n_train), same validation events
@@ -188,7 +190,9 @@ def test_streamed_training_matches_the_in_memory_run(ray_session, farm_home, sho
     assert card["data"]["split"]["n_train"] == 840 and card["data"]["loading"]["fit_events"] == 840
     assert card["data"]["e_inc_range"] == [1024.0, 65536.0]
     assert registry.show("tiny-memory@candidate")["card"]["data"]["loading"]["mode"] == "memory"
-    # its 1-step student distils from the teacher's stream (the teacher's data, streamed again)
+    # its 1-step student distils from the teacher's stream (the teacher's data, streamed again;
+    # the card may name the file once its folder is an allowed location)
+    monkeypatch.setenv("FARM_ALLOWED_LOCATIONS", os.path.dirname(showers_h5))
     student = run_training(distill_job("tiny-stream@candidate"))
     card = registry.show(f"tiny-stream-cd/{student.version}")["card"]
     assert card["data"]["loading"]["mode"] == "stream" and card["teacher"] == "tiny-stream/1"
