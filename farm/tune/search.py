@@ -105,6 +105,7 @@ def _context(job: TuneJob, doc: SearchRecord, data: PreparedData) -> SearchConte
         data_ref=[ray.put(data.arrays)],
         metric=job.metric,
         fidelity=job.fidelity and scorer(job.fidelity, data.dataset.geometry),  # showers only
+        stream=data.stream,
     )
 
 
@@ -215,11 +216,6 @@ def _execute(job: TuneJob, doc: SearchRecord, *, restore: bool) -> TuneResult:
     """Fit (or restore and fit) the Tuner, then write the table and register the best trial."""
     t0 = time.perf_counter()
     data = prepare_data(job.base.data, job.base.model)
-    if data.stream is not None:
-        raise FarmError(
-            "base.data: farm tune trains its trials from memory, and these showers would be "
-            "streamed; set base.data.loading: memory or a smaller base.data.max_events"
-        )
     ensure_ray()
     ctx = _context(job, doc, data)
     if restore:

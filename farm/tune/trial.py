@@ -18,6 +18,7 @@ from ray import tune
 from farm.specs import ParamSpace, TrainJob, apply_params, resolved
 from farm.train.data import complete_model_config
 from farm.train.mlflow_run import log_spec
+from farm.train.streaming import StreamPlan, stream_settings
 from farm.train.trainer import build_trainer
 from farm.train.worker import WorkerConfig
 
@@ -43,6 +44,8 @@ class SearchContext:
     data_ref: list
     metric: str = "val_loss"
     fidelity: Any = None  # farm.evaluation.fidelity.FidelityScorer when checkpoints are scored
+    stream: StreamPlan | None = None
+    """The training split's stream plan when the base job streams (each trial reads it anew)."""
 
 
 def domain(dist: ParamSpace):
@@ -167,6 +170,7 @@ def run_trial(config: dict[str, Any], ctx: SearchContext) -> None:
         tracking_uri=ctx.tracking_uri,
         mlflow_run_id=run_id,
         fidelity=ctx.fidelity,
+        stream=stream_settings(ctx.stream),
     )
     trainer = build_trainer(
         job,
@@ -174,5 +178,6 @@ def run_trial(config: dict[str, Any], ctx: SearchContext) -> None:
         run_name=trial_id,
         storage_url=ctx.trials_storage,
         callbacks=trial_callbacks(ctx.metric),
+        stream=ctx.stream,
     )
     trainer.fit()

@@ -19,7 +19,7 @@ from farm.formats.calochallenge import write_calochallenge
 from farm.formats.shower_rows import ShowerSource
 from farm.formats.showers_parquet import write_showers_parquet
 from farm.geometry import load_geometry
-from farm.specs import parse_job
+from farm.specs import parse_job, resolved
 from farm.train import FAULT_ENV, run_training
 from farm.train.data import prepare_data
 from farm.train.streaming import (
@@ -239,3 +239,36 @@ def test_a_missing_file_fails_clearly_and_the_run_resumes_when_it_is_back(
     assert result.resumed_from_epoch == 1 and result.metrics["epoch"] == 3
     index = json.loads(Path(glob.glob(f"{farm_home}/train/tiny-resume/*.json")[0]).read_text())
     assert index["status"] == "finished"
+
+
+@pytest.mark.slow  # two Tune trials, each a streamed TorchTrainer
+def test_a_search_streams_its_trials_and_the_diverging_one_loses(
+    ray_session, farm_home, showers_h5
+):
+    from farm.tune import run_search
+
+    base = resolved(job(showers_h5, "stream", epochs=2, name="tiny-stream-tune"))
+    search = parse_job(
+        {
+            "kind": "tune",
+            "name": "tiny-stream-tune",
+            "base": base,
+            "space": {"optim.lr": {"type": "choice", "values": [1.0e-3, 10.0]}},
+            "points_to_evaluate": [{"optim.lr": 1.0e-3}, {"optim.lr": 10.0}],
+            "trials": 2,
+            "concurrency": 1,
+            "resources_per_trial": {"workers": 1, "cpus": 1, "use_gpu": False},
+            "seed": 0,
+        },
+        "test",
+        kind="tune",
+    )
+    result = run_search(search)
+    assert result.status == "finished" and len(result.trials) == 2
+    assert result.best.params == {"optim.lr": 1.0e-3}  # a learning rate of 10 must lose
+    card = registry.show("tiny-stream-tune@candidate")["card"]
+    assert card["data"]["loading"]["mode"] == "stream"
+    assert card["data"]["split"]["n_train"] == 840
+    streamed = run_training(job(showers_h5, "stream", epochs=2, name="tiny-stream-alone"))
+    # the good trial is the same streamed job as `farm train` runs: equal within 1 %
+    assert result.best.metrics["val_loss"] == pytest.approx(streamed.metrics["val_loss"], rel=0.01)
