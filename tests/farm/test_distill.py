@@ -4,6 +4,7 @@ job on top of the jet model."""
 import numpy as np
 import pytest
 import torch
+from tiny_kinds import tiny_distill_job
 
 from farm import registry
 from farm.campaign.run import execute, submit
@@ -41,20 +42,9 @@ def jets_job() -> object:
     )
 
 
-def distill_job(teacher: str) -> object:
-    return parse_job(
-        {
-            "kind": "distill",
-            "name": "tiny-jets-cd",
-            "teacher": teacher,
-            "distill": {"n_steps": 6},
-            "optim": {"epochs": 2, "batch_size": 64},
-            "resources": {"use_gpu": False},
-            "validation_events": 60,
-        },
-        "test",
-        kind=("train", "distill"),
-    )
+def distill_job(teacher: str):
+    """A 2-epoch consistency distillation of a tiny jet teacher."""
+    return tiny_distill_job(teacher, "tiny-jets-cd", epochs=2, validation_events=60)
 
 
 @pytest.mark.slow  # ~55 s; farm distil runs in the default suite through test_train_points

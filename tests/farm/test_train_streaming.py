@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_kinds import tiny_distill_job
 
 from farm import registry
 from farm.data.showers import simulate_in_memory
@@ -44,19 +45,7 @@ def showers_h5(tmp_path_factory) -> str:
 
 def distill_job(teacher: str):
     """A 1-epoch consistency distillation of a tiny teacher."""
-    return parse_job(
-        {
-            "kind": "distill",
-            "name": "tiny-stream-cd",
-            "teacher": teacher,
-            "distill": {"n_steps": 6},
-            "optim": {"epochs": 1, "batch_size": 64},
-            "resources": {"use_gpu": False},
-            "validation_events": 0,
-        },
-        "test",
-        kind=("train", "distill"),
-    )
+    return tiny_distill_job(teacher, "tiny-stream-cd", epochs=1, validation_events=0)
 
 
 def numbered_shards(folder: Path) -> str:

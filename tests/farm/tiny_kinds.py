@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from farm.specs import parse_job
 from models.checkpoint import save_model
 from models.config import parse_model_config
 from models.loading import build_model
@@ -18,6 +19,23 @@ JET_CONFIG = {
     "sampler": {"name": "euler", "nfe": 3},
 }
 SET_CONFIG = {"kind": "sets", "width": 16, "heads": 2, "layers": 1, "sampler": {"name": "euler", "nfe": 2}}  # fmt: skip
+
+
+def tiny_distill_job(teacher: str, name: str, epochs: int, validation_events: int):
+    """A 6-step consistency distillation job of a tiny teacher (batch 64, CPU)."""
+    return parse_job(
+        {
+            "kind": "distill",
+            "name": name,
+            "teacher": teacher,
+            "distill": {"n_steps": 6},
+            "optim": {"epochs": epochs, "batch_size": 64},
+            "resources": {"use_gpu": False},
+            "validation_events": validation_events,
+        },
+        "test",
+        kind=("train", "distill"),
+    )
 
 
 def _perturb(model, g: torch.Generator) -> None:
