@@ -1,5 +1,5 @@
 """Tiny jet (EPiC flow), set-to-set event and point-cloud shower models, fitted on synthetic or
-simulated data without training, in a real registry."""
+simulated data without training, in a real registry; and a tiny distill job for any teacher."""
 
 from __future__ import annotations
 
