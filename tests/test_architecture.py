@@ -13,6 +13,7 @@ FARM_RANKS = {
     "errors": 0,
     "faults": 0,
     "store": 1,
+    "allocator": 1,
     "geometry": 1,
     "kinematics": 1,
     "sharding": 2,

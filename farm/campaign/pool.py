@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from farm import registry, store
+from farm.allocator import malloc_env
 from farm.errors import FarmError, root_cause
 from farm.records import CampaignRecord
 
@@ -32,8 +33,12 @@ class CampaignFailed(FarmError):
 
 
 def _actor_env() -> dict[str, str]:
-    """The environment actors need (store, S3, MLflow), which remote nodes do not share."""
-    env = {k: os.environ[k] for k in ENV_TO_ACTORS if os.environ.get(k)}
+    """The environment actors need (store, S3, MLflow), which remote nodes do not share.
+
+    With farm.allocator's malloc settings (FARM_ALLOCATOR=glibc: none), since generation actors
+    and Serve replicas sample batches.
+    """
+    env = {k: os.environ[k] for k in ENV_TO_ACTORS if os.environ.get(k)} | malloc_env()
     env["FARM_HOME"] = store.home()
     env.setdefault("MLFLOW_TRACKING_URI", registry.tracking_uri())
     return env
