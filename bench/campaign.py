@@ -1,7 +1,10 @@
 """Campaign benchmark: events/s of the bare sampler against full campaigns (local disk and S3).
 
 (a) the bare sampler: the registered model, loaded as an actor loads it, calls `generate` in a loop
-    on the same shard and batch sizes as the campaign, one torch thread per actor's CPU;
+    on the same shard and batch sizes as the campaign, one torch thread per actor's CPU, in a Ray
+    actor started as generation actors are (Ray's worker niceness, their environment and
+    farm.allocator's malloc settings; the baseline of every ratio) and in the driver (a row for
+    comparison); both after a warm-up of two shards;
 (b) full campaigns (`farm.campaign.run.submit` + `execute`) writing Parquet to local disk and to a
     moto S3 server on 127.0.0.1 (started here, stopped at the end), with 1 and 2 actors, and
     with 0, 1 or 2 writer slots per actor (`--writers`; 0: the sampler writes each shard itself).
@@ -26,6 +29,7 @@ student) it shows whether writer slots keep the sampler from waiting on the writ
     FARM_HOME=... python bench/campaign.py --model jets-top-flow@candidate --jet-truth JETS.parquet
     FARM_HOME=./farm-home python bench/campaign.py --model ds1-photons-flow@candidate
     python bench/campaign.py --sampler euler --nfe 1 --actors 1 --writers 0 1 2 --no-s3
+    python bench/campaign.py ... --allocator glibc      # actors and bare loop on glibc's defaults
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+from farm.allocator import ALLOCATOR_VAR, ALLOCATORS, reexec_with
 from farm.data.shower_sim import DS1_ENERGIES
 
 
@@ -173,11 +178,27 @@ class BareSampler:
                 self.model, cond[rows], self.geometry, generator=gen, settings=self.settings
             )
 
-    def rate(self) -> float:
+    def rate(self, shards: int | None = None) -> float:
+        """Events/s over the campaign's shards (the first `shards` of them: a warm-up)."""
+        pairs = list(zip(self.shards, self.conds, strict=True))[:shards]
         t0 = time.perf_counter()
-        for s, c in zip(self.shards, self.conds, strict=True):
+        for s, c in pairs:
             self._generate(s, c)
-        return self.args.events / (time.perf_counter() - t0)
+        return sum(s.n for s, _ in pairs) / (time.perf_counter() - t0)
+
+
+def bare_actor(args: argparse.Namespace, model_ref: str):
+    """BareSampler in a Ray actor started as generation actors are (nice, env, malloc settings).
+
+    num_cpus 0: it holds no CPU while the campaigns run (it is idle then), so it never keeps a
+    campaign's actors from being placed.
+    """
+    import ray
+
+    from farm.campaign.pool import _actor_env
+
+    options = {"num_cpus": 0, "runtime_env": {"env_vars": _actor_env()}}
+    return ray.remote(BareSampler).options(**options).remote(args, model_ref)
 
 
 def campaign_rate(
@@ -280,7 +301,16 @@ def main(argv: list[str] | None = None) -> None:
         "--jet-truth",
         help="a jets file: benchmark a jet model (--model) conditioned on its rows (jet-truth)",
     )
+    p.add_argument(
+        "--allocator",
+        choices=ALLOCATORS,
+        default="farm",
+        help="malloc settings of the actors and the bare sampler (farm.allocator): farm or glibc",
+    )
     args = p.parse_args(argv)
+    if argv is None:  # a script: the bare loop runs under the actors' malloc settings
+        reexec_with(args.allocator)
+    os.environ[ALLOCATOR_VAR] = args.allocator
     if args.jet_truth and args.model is None:
         p.error("--jet-truth needs --model (a registered jet model)")
 
@@ -301,23 +331,32 @@ def main(argv: list[str] | None = None) -> None:
     cpus = int(ray.cluster_resources().get("CPU", 0))
     print(
         f"model {model}, {args.events:,} events in shards of {args.shard_size:,}, batch "
-        f"{args.batch_size:,}, {args.sampler} NFE {args.nfe}, Ray CPUs {cpus}, host cores "
-        f"{os.cpu_count()}, load average {os.getloadavg()[0]:.1f}",
+        f"{args.batch_size:,}, {args.sampler} NFE {args.nfe}, Ray CPUs {cpus}, allocator "
+        f"{args.allocator}, host cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
 
     # Interleaved (bare, then every campaign) per repeat: on a shared machine the load drifts, so
     # ratios are taken within a repeat and their median reported.
     bare_sampler = BareSampler(args, model)
-    bare: list[float] = []
+    in_actor = bare_actor(args, model)
+    bare_sampler.rate(2)  # warm-up: the first shards page the sampler's heap in
+    ray.get(in_actor.rate.remote(2))
+    driver_bare: list[float] = []
+    bare: list[float] = []  # in an actor: the baseline of every ratio
     runs: dict[tuple[str, int, int], list[tuple[float, ...]]] = {}
     with contextlib.ExitStack() as stack:
         targets = [("local", local)]
         if not args.no_s3:
             targets.append(("moto-S3", f"{stack.enter_context(moto_s3())}/campaigns"))
         for r in range(args.repeats):
-            bare.append(bare_sampler.rate())
-            print(f"repeat {r + 1}: bare sampler {bare[-1]:,.0f} events/s", flush=True)
+            driver_bare.append(bare_sampler.rate())
+            bare.append(ray.get(in_actor.rate.remote()))
+            print(
+                f"repeat {r + 1}: bare sampler {bare[-1]:,.0f} events/s in an actor, "
+                f"{driver_bare[-1]:,.0f} in the driver",
+                flush=True,
+            )
             for target, output in targets:
                 for actors in args.actors:
                     for writers in args.writers:
@@ -341,8 +380,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(
-        f"| bare sampler | (1 thread) | - | - | {med(bare):,.0f} | {med(bare):,.0f} | 1.00 | - "
-        "| - | - | - | 1.00 | 1.00 |"
+        f"| bare sampler, actor | (1 thread) | - | - | {med(bare):,.0f} | {med(bare):,.0f} | 1.00 "
+        "| - | - | - | - | 1.00 | 1.00 |"
+    )
+    driver = med(d / b for d, b in zip(driver_bare, bare, strict=True))
+    print(
+        f"| bare sampler, driver | (1 thread) | - | - | {med(driver_bare):,.0f} "
+        f"| {med(driver_bare):,.0f} | {driver:.2f} | - | - | - | - | {driver:.2f} | 1.00 |"
     )
     for (target, actors, writers), rs in runs.items():
         rates = [x[1] for x in rs]

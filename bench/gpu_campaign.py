@@ -10,7 +10,8 @@ autocast (resources.bf16), else float32 on the CPU.
 
 Per case and repeat: the bare sampler (ShardMaker.sample on every shard, nothing written) and
 the campaign (every shard sampled, written and committed), showers/s end to end; then a table of
-medians and campaign/bare ratios. Without `--model-dir` each case is a seeded, untrained MLP
+medians and campaign/bare ratios. Run as a script it re-executes itself under farm.allocator's
+malloc settings (those generation actors get), or under glibc's defaults with `--allocator glibc`. Without `--model-dir` each case is a seeded, untrained MLP
 (preprocessing fitted on simulated showers): throughput does not depend on the weights. Cases:
 `student` (consistency process, 1 step: a 1-step consistency student) and `flow20` (flow
 matching, midpoint, 20 network evaluations).
@@ -38,6 +39,7 @@ if __package__ in (None, ""):  # run as a script: farm and models from the check
 try:
     import torch
 
+    from farm.allocator import ALLOCATORS, reexec_with
     from farm.campaign import manifest
     from farm.campaign.shards import ShardMaker
     from farm.records import CampaignRecord, ModelVersionRef
@@ -197,7 +199,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--formats", nargs="+", default=["parquet"], choices=["parquet", "h5"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--output", type=Path, help="shard output folder (default: temporary)")
+    p.add_argument(
+        "--allocator",
+        choices=ALLOCATORS,
+        default="farm",
+        help="malloc settings of this process: farm's (as generation actors get), or glibc's",
+    )
     args = p.parse_args(argv)
+    if argv is None:  # a script: bare sampler and campaign under the actors' malloc settings
+        reexec_with(args.allocator)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda: torch sees no CUDA device")
     torch.set_num_threads(args.threads)
@@ -214,7 +224,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(
         f"device {args.device}, {args.events:,} showers in shards of {args.shard_size:,}, batch "
         f"{args.batch_size:,}, in flight {args.max_in_flight or 'writers + 1'}, torch threads "
-        f"{args.threads}, formats {' '.join(args.formats)}, host cores {os.cpu_count()}",
+        f"{args.threads}, formats {' '.join(args.formats)}, allocator {args.allocator}, host cores "
+        f"{os.cpu_count()}",
         flush=True,
     )
     rows = []
@@ -253,7 +264,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         "campaign": med(x[0] for x in runs),
                         "ratio": med(x[0] / b for x, b in zip(runs, bare, strict=True)),
                         "write/sample": med(x[1] for x in runs),
-                        "bytes": med(x[2] for x in runs),
+                        "bytes": int(med(x[2] for x in runs)),
                     }
                 )
     finally:

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from farm.allocator import ALLOCATOR_VAR, MALLOC_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "gpu_campaign.py"
 
@@ -40,7 +42,14 @@ TINY = [
 
 
 def _run(blocked: str, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FARM_HOME": str(tmp_path / "home")}
+    # farm's malloc settings already set: the script does not re-execute itself (and lose the hook)
+    env = {
+        **os.environ,
+        **MALLOC_ENV,
+        ALLOCATOR_VAR: "farm",
+        "OMP_NUM_THREADS": "1",
+        "FARM_HOME": str(tmp_path / "home"),
+    }
     return subprocess.run(
         [sys.executable, "-c", BLOCKED_RUN, blocked, str(SCRIPT), *args],
         capture_output=True,
