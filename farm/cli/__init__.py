@@ -103,8 +103,13 @@ def _storage_errors() -> tuple[type[BaseException], ...]:
     return (BotoCoreError,)
 
 
+_SIGTERM_SEEN = threading.Event()
+"""Set by `_stop`: a KeyboardInterrupt after it is that SIGTERM, whatever a library made of it."""
+
+
 def _stop(signum: int, frame: object) -> None:
     """SIGTERM handler: unwind like Ctrl-C, so runs end KILLED and campaigns say why."""
+    _SIGTERM_SEEN.set()
     raise Stopped(f"signal {signum}")
 
 
@@ -136,10 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"farm: error: storage: {message} ({type(exc).__name__})", file=sys.stderr)
         return 2
-    except Stopped:
-        print("farm: stopped (SIGTERM)", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Stopped, or Ctrl-C; ray.get turns Stopped into a plain one
+        if isinstance(exc, Stopped) or _SIGTERM_SEEN.is_set():
+            print("farm: stopped (SIGTERM)", file=sys.stderr)
+            return 128 + signal.SIGTERM
         print("farm: interrupted", file=sys.stderr)
         return 130
 

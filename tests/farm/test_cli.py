@@ -423,3 +423,57 @@ def test_sigterm_to_registry_ui_stops_the_mlflow_server(tmp_path):
         for p in alive(family):
             p.kill()
         farm.kill()
+
+
+# ---- SIGTERM ----------------------------------------------------------------------------------
+
+
+def _parser_whose_handler(handler):
+    """farm's parser with `registry ls` calling `handler` instead."""
+
+    def build():
+        parser = build_parser()
+        parser.set_defaults(handler=handler)
+        return parser
+
+    return build
+
+
+@pytest.fixture
+def sigterm_flag():
+    """farm.cli's SIGTERM flag clear and SIGTERM's default action, as in a fresh `farm` process.
+
+    Both are per process: a Ray session an earlier test started leaves its own SIGTERM handler.
+    """
+    before = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    cli._SIGTERM_SEEN.clear()
+    yield cli._SIGTERM_SEEN
+    cli._SIGTERM_SEEN.clear()
+    signal.signal(signal.SIGTERM, before)
+
+
+def test_sigterm_that_ray_turned_into_a_plain_keyboard_interrupt_still_exits_143(
+    monkeypatch, capsys, sigterm_flag
+):
+    """ray.get catches the Stopped a SIGTERM raises and raises a plain KeyboardInterrupt."""
+
+    def blocked_in_ray(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises here
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None
+        raise AssertionError("SIGTERM was not delivered")
+
+    monkeypatch.setattr(cli, "build_parser", _parser_whose_handler(blocked_in_ray))
+    assert main([]) == 128 + signal.SIGTERM
+    assert "farm: stopped (SIGTERM)" in capsys.readouterr().err
+
+
+def test_ctrl_c_without_a_sigterm_is_interrupted(monkeypatch, capsys, sigterm_flag):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", _parser_whose_handler(interrupted))
+    assert main([]) == 130
+    assert "farm: interrupted" in capsys.readouterr().err
