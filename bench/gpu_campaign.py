@@ -11,8 +11,9 @@ autocast (resources.bf16), else float32 on the CPU.
 Per case and repeat: the bare sampler (ShardMaker.sample on every shard, nothing written) and
 the campaign (every shard sampled, written and committed), showers/s end to end; then a table of
 medians and campaign/bare ratios. Run as a script it re-executes itself under farm.allocator's
-malloc settings (those generation actors get), or under glibc's defaults with `--allocator glibc`. Without `--model-dir` each case is a seeded, untrained MLP
-(preprocessing fitted on simulated showers): throughput does not depend on the weights. Cases:
+malloc settings (those generation actors get), or under glibc's defaults with `--allocator
+glibc`. Without `--model-dir` each case is a seeded, untrained MLP (preprocessing fitted on
+simulated showers): throughput does not depend on the weights. Cases:
 `student` (consistency process, 1 step: a 1-step consistency student) and `flow20` (flow
 matching, midpoint, 20 network evaluations).
 
