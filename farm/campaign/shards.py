@@ -13,6 +13,7 @@ duplicate.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -35,6 +36,7 @@ from farm.campaign.conditions import (
 from farm.errors import FarmError
 from farm.formats.files import EXTENSION
 from farm.generation import (
+    NonFiniteOutput,
     SamplerSettings,
     event_sample,
     jet_sample,
@@ -134,6 +136,23 @@ class ShardMaker:
         checksum = self._checksum(sample)
         times = (t0, t_wait, t_sampled, t_written)
         return self._commit(shard, files, nbytes, checksum, times, t0 - t_truth)
+
+    def warm_up(self) -> None:
+        """Sample one batch of the first shard's conditions and discard it (not for Pythia truth).
+
+        Pages the sampler's heap in and loads the device's kernels (a compiled model compiles
+        here) before the first shard, so the shard records time the steady state and a bare
+        sampler warmed the same way is a fair baseline. The batch draws from its own generator
+        seeded like shard 0: no shard's output changes. A non-finite batch is left for the shard
+        path to refuse and report; a Pythia-truth campaign is not warmed (its truth would cost a
+        Pythia initialisation).
+        """
+        if self.pythia:
+            return
+        first = self.campaign.plan.shard(0)
+        n = min(first.n, self.settings.batch_size)
+        with self.lock, contextlib.suppress(NonFiniteOutput):
+            self.sample(Shard(first.id, first.start, n, first.plan_seed))
 
     def shard_truth(self, shard: Shard) -> EventSample | None:
         """A `distribution: pythia` shard's truth events, generated from its Pythia seed, else None.

@@ -38,7 +38,8 @@ class ShardWorker(ShardMaker):
         if campaign.job.resources.compile:
             model.net = torch.compile(model.net)
         super().__init__(campaign, model, device)
+        self.warm_up()
 
     def ready(self) -> str:
-        """The actor's name, once its model is loaded."""
+        """The actor's name, once its model is loaded and warmed up."""
         return self.name
