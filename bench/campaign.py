@@ -4,7 +4,8 @@
     on the same shard and batch sizes as the campaign, one torch thread per actor's CPU, in a Ray
     actor started as generation actors are (Ray's worker niceness, their environment and
     farm.allocator's malloc settings; the baseline of every ratio) and in the driver (a row for
-    comparison); both after a warm-up of two shards;
+    comparison); both after a warm-up of two shards (generation actors warm up themselves: one
+    batch of shard 0 before their first shard, farm.campaign.shards.ShardMaker.warm_up);
 (b) full campaigns (`farm.campaign.run.submit` + `execute`) writing Parquet to local disk and to a
     moto S3 server on 127.0.0.1 (started here, stopped at the end), with 1 and 2 actors, and
     with 0, 1 or 2 writer slots per actor (`--writers`; 0: the sampler writes each shard itself).

@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     run = f"{model_dir.name}-{w}w-{r + 1}"
                     record = campaign_record(args, model_dir, output, run, w)
                     maker = ShardMaker(record, model, args.device)
+                    maker.warm_up()  # as a generation actor does before its first shard
                     in_flight = record.job.resources.max_in_flight
                     full[w].append(campaign_rate(maker, record.plan, in_flight))
                     shutil.rmtree(output / record.id, ignore_errors=True)
