@@ -7,6 +7,7 @@ import time
 import torch
 
 from farm import records, registry, store
+from farm.allocator import allocator
 from farm.campaign import validate
 from farm.campaign.conditions import energy_bounds, pythia_config, shard_pythia_truth
 from farm.cards import ModelCard, parse_card
@@ -25,6 +26,7 @@ def submit(job: CampaignJob) -> CampaignRecord:
     """Validate everything before any work, resolve the model version once, store the campaign."""
     from models.config import parse_model_config
 
+    allocator()  # a bad FARM_ALLOCATOR is refused here, before the campaign is stored
     mv = registry.resolve(job.model)
     ref = f"{mv.name}/{mv.version}"
     card = parse_card(registry.show(ref)["card"], ref)

@@ -276,6 +276,14 @@ def test_bad_campaigns_are_refused_before_any_work(in_store, changes, message):
     assert set(records.list_ids()) == before
 
 
+def test_a_bad_allocator_is_refused_before_the_campaign_is_stored(in_store, monkeypatch):
+    monkeypatch.setenv("FARM_ALLOCATOR", "jemalloc")
+    before = set(records.list_ids())
+    with pytest.raises(FarmError, match=r"^FARM_ALLOCATOR='jemalloc': use farm or glibc$"):
+        submit(job("bad-allocator"))
+    assert set(records.list_ids()) == before
+
+
 def test_sampler_options_reach_the_sampler_and_the_manifest(in_store, ray_session):
     opts = {"rtol": 1e-3, "atol": 1e-3}
     campaign = submit(
