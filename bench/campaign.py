@@ -8,7 +8,8 @@
     batch of shard 0 before their first shard, farm.campaign.shards.ShardMaker.warm_up);
 (b) full campaigns (`farm.campaign.run.submit` + `execute`) writing Parquet to local disk and to a
     moto S3 server on 127.0.0.1 (started here, stopped at the end), with 1 and 2 actors, and
-    with 0, 1 or 2 writer slots per actor (`--writers`; 0: the sampler writes each shard itself).
+    with 0, 1 or 2 writer slots per actor (`--writers`; 0: the sampler writes each shard itself),
+    in the dense or sparse Parquet layout of shower shards (`--layouts`).
 Campaign rates are the driver's rate (events / seconds from the driver's start, actor start-up
 included, to "manifest.parquet and summary.json written") and the actors' busy rate (events /
 seconds from the first shard's sampling start to the last shard's commit, from the shard records:
@@ -31,6 +32,7 @@ student) it shows whether writer slots keep the sampler from waiting on the writ
     FARM_HOME=./farm-home python bench/campaign.py --model ds1-photons-flow@candidate
     python bench/campaign.py --sampler euler --nfe 1 --actors 1 --writers 0 1 2 --no-s3
     python bench/campaign.py ... --allocator glibc      # actors and bare loop on glibc's defaults
+    python bench/campaign.py ... --layouts dense sparse  # both Parquet layouts of shower shards
 """
 
 from __future__ import annotations
@@ -114,12 +116,18 @@ def conditions(geometry: str, jet_truth: str | None = None) -> dict:
 
 
 def campaign_doc(
-    args: argparse.Namespace, model: str, output: str, actors: int, writers: int = 1
+    args: argparse.Namespace,
+    model: str,
+    output: str,
+    actors: int,
+    writers: int = 1,
+    layout: str = "dense",
 ) -> dict:
     resources = {"actors": actors, "cpus_per_actor": 1, "batch_size": args.batch_size}
     return {
         "kind": "campaign",
-        "name": f"bench-{actors}a-{writers}w",
+        "name": f"bench-{actors}a-{writers}w-{layout}",
+        "parquet_layout": layout,
         "model": model,
         "events": args.events,
         "shard_size": args.shard_size,
@@ -203,7 +211,12 @@ def bare_actor(args: argparse.Namespace, model_ref: str):
 
 
 def campaign_rate(
-    args: argparse.Namespace, model: str, output: str, actors: int, writers: int = 1
+    args: argparse.Namespace,
+    model: str,
+    output: str,
+    actors: int,
+    writers: int = 1,
+    layout: str = "dense",
 ) -> tuple[float, float, float, float, float, float]:
     """(driver events/s, busy events/s, submit-to-start s, bytes per event, write/sample s,
     sampling events/s: events over the shards' summed sampling seconds, per actor)."""
@@ -212,7 +225,8 @@ def campaign_rate(
     from farm.campaign.run import execute, submit
     from farm.specs import parse_job
 
-    campaign = submit(parse_job(campaign_doc(args, model, output, actors, writers), "bench"))
+    doc = campaign_doc(args, model, output, actors, writers, layout)
+    campaign = submit(parse_job(doc, "bench"))
     t_submit = time.time()
     summary = execute(campaign.id)
     status = records.read_status(campaign.id)
@@ -297,6 +311,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--writers", type=int, nargs="+", default=[1], help="writer slots per actor to compare"
     )
+    p.add_argument(
+        "--layouts",
+        nargs="+",
+        default=["dense"],
+        choices=["dense", "sparse"],
+        help="Parquet layouts of the shower shards to compare (parquet_layout)",
+    )
     p.add_argument("--no-s3", action="store_true", help="local disk only")
     p.add_argument(
         "--jet-truth",
@@ -345,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
     ray.get(in_actor.rate.remote(2))
     driver_bare: list[float] = []
     bare: list[float] = []  # in an actor: the baseline of every ratio
-    runs: dict[tuple[str, int, int], list[tuple[float, ...]]] = {}
+    runs: dict[tuple[str, int, int, str], list[tuple[float, ...]]] = {}
     with contextlib.ExitStack() as stack:
         targets = [("local", local)]
         if not args.no_s3:
@@ -361,45 +382,47 @@ def main(argv: list[str] | None = None) -> None:
             for target, output in targets:
                 for actors in args.actors:
                     for writers in args.writers:
-                        key = (target, actors, writers)
-                        runs.setdefault(key, []).append(
-                            campaign_rate(args, model, output, actors, writers)
-                        )
-                        print(
-                            f"  {target} {actors} actor(s), {writers} writer(s): "
-                            f"{runs[key][-1][0]:,.0f} events/s, busy {runs[key][-1][1]:,.0f} "
-                            f"(load average {os.getloadavg()[0]:.1f})",
-                            flush=True,
-                        )
+                        for layout in args.layouts:
+                            key = (target, actors, writers, layout)
+                            runs.setdefault(key, []).append(
+                                campaign_rate(args, model, output, actors, writers, layout)
+                            )
+                            print(
+                                f"  {target} {actors} actor(s), {writers} writer(s), {layout}: "
+                                f"{runs[key][-1][0]:,.0f} events/s, busy "
+                                f"{runs[key][-1][1]:,.0f} (load average "
+                                f"{os.getloadavg()[0]:.1f})",
+                                flush=True,
+                            )
 
     med = statistics.median
     print()
     print(
-        f"| output | actors | writers | driver events/s | busy events/s | busy per actor "
+        f"| output | layout | actors | writers | driver events/s | busy events/s | busy per actor "
         f"| campaign/bare per actor | vs 1 actor | submit to start s | bytes/event "
         f"| write/sample | sampling/bare | sampler busy |   (medians of {args.repeats})"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(
-        f"| bare sampler, actor | (1 thread) | - | - | {med(bare):,.0f} | {med(bare):,.0f} | 1.00 "
+        f"| bare sampler, actor | - | (1 thread) | - | - | {med(bare):,.0f} | {med(bare):,.0f} | 1.00 "
         "| - | - | - | - | 1.00 | 1.00 |"
     )
     driver = med(d / b for d, b in zip(driver_bare, bare, strict=True))
     print(
-        f"| bare sampler, driver | (1 thread) | - | - | {med(driver_bare):,.0f} "
+        f"| bare sampler, driver | - | (1 thread) | - | - | {med(driver_bare):,.0f} "
         f"| {med(driver_bare):,.0f} | {driver:.2f} | - | - | - | - | {driver:.2f} | 1.00 |"
     )
-    for (target, actors, writers), rs in runs.items():
+    for (target, actors, writers, layout), rs in runs.items():
         rates = [x[1] for x in rs]
         per_actor = med(x / actors / b for x, b in zip(rates, bare, strict=True))
-        one = runs.get((target, 1, writers))
+        one = runs.get((target, 1, writers, layout))
         scale = (
             f"{med(x / o[0] for x, o in zip(rates, one, strict=True)):.2f}x"
             if one and actors != 1
             else "-"
         )
         print(
-            f"| {target} | {actors} | {writers} | {med(x[0] for x in rs):,.0f} | "
+            f"| {target} | {layout} | {actors} | {writers} | {med(x[0] for x in rs):,.0f} | "
             f"{med(rates):,.0f} | {med(rates) / actors:,.0f} | {per_actor:.2f} | {scale} | "
             f"{med(x[2] for x in rs):.1f} | {med(x[3] for x in rs):,.0f} | "
             f"{med(x[4] for x in rs):.2f} | "
