@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
         per_actor = med(x / actors / b for x, b in zip(rates, bare, strict=True))
         one = runs.get((target, 1, writers, layout))
         scale = (
-            f"{med(x / o[0] for x, o in zip(rates, one, strict=True)):.2f}x"
+            f"{med(x / o[1] for x, o in zip(rates, one, strict=True)):.2f}x"
             if one and actors != 1
             else "-"
         )
