@@ -210,14 +210,7 @@ def bare_actor(args: argparse.Namespace, model_ref: str):
     return ray.remote(BareSampler).options(**options).remote(args, model_ref)
 
 
-def campaign_rate(
-    args: argparse.Namespace,
-    model: str,
-    output: str,
-    actors: int,
-    writers: int = 1,
-    layout: str = "dense",
-) -> tuple[float, float, float, float, float, float]:
+def campaign_rate(args: argparse.Namespace, doc: dict) -> tuple[float, ...]:
     """(driver events/s, busy events/s, submit-to-start s, bytes per event, write/sample s,
     sampling events/s: events over the shards' summed sampling seconds, per actor)."""
     from farm import records
@@ -225,7 +218,6 @@ def campaign_rate(
     from farm.campaign.run import execute, submit
     from farm.specs import parse_job
 
-    doc = campaign_doc(args, model, output, actors, writers, layout)
     campaign = submit(parse_job(doc, "bench"))
     t_submit = time.time()
     summary = execute(campaign.id)
@@ -385,7 +377,9 @@ def main(argv: list[str] | None = None) -> None:
                         for layout in args.layouts:
                             key = (target, actors, writers, layout)
                             runs.setdefault(key, []).append(
-                                campaign_rate(args, model, output, actors, writers, layout)
+                                campaign_rate(
+                                    args, campaign_doc(args, model, output, actors, writers, layout)
+                                )
                             )
                             print(
                                 f"  {target} {actors} actor(s), {writers} writer(s), {layout}: "
