@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import socket
 import statistics
@@ -371,23 +372,17 @@ def main(argv: list[str] | None = None) -> None:
                 f"{driver_bare[-1]:,.0f} in the driver",
                 flush=True,
             )
-            for target, output in targets:
-                for actors in args.actors:
-                    for writers in args.writers:
-                        for layout in args.layouts:
-                            key = (target, actors, writers, layout)
-                            runs.setdefault(key, []).append(
-                                campaign_rate(
-                                    args, campaign_doc(args, model, output, actors, writers, layout)
-                                )
-                            )
-                            print(
-                                f"  {target} {actors} actor(s), {writers} writer(s), {layout}: "
-                                f"{runs[key][-1][0]:,.0f} events/s, busy "
-                                f"{runs[key][-1][1]:,.0f} (load average "
-                                f"{os.getloadavg()[0]:.1f})",
-                                flush=True,
-                            )
+            grid = itertools.product(targets, args.actors, args.writers, args.layouts)
+            for (target, output), actors, writers, layout in grid:
+                doc = campaign_doc(args, model, output, actors, writers, layout)
+                result = campaign_rate(args, doc)
+                runs.setdefault((target, actors, writers, layout), []).append(result)
+                print(
+                    f"  {target} {actors} actor(s), {writers} writer(s), {layout}: "
+                    f"{result[0]:,.0f} events/s, busy {result[1]:,.0f} "
+                    f"(load average {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
 
     med = statistics.median
     print()

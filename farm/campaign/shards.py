@@ -14,6 +14,7 @@ duplicate.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import socket
@@ -150,9 +151,9 @@ class ShardMaker:
         if self.pythia:
             return
         first = self.campaign.plan.shard(0)
-        n = min(first.n, self.settings.batch_size)
+        batch = dataclasses.replace(first, n=min(first.n, self.settings.batch_size))
         with self.lock, contextlib.suppress(NonFiniteOutput):
-            self.sample(Shard(first.id, first.start, n, first.plan_seed))
+            self.sample(batch)
 
     def shard_truth(self, shard: Shard) -> EventSample | None:
         """A `distribution: pythia` shard's truth events, generated from its Pythia seed, else None.

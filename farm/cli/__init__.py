@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one farm command; bad input and storage failures are one `farm: error:` line, exit 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _SIGTERM_SEEN.clear()  # per command: an earlier command in this process does not count
     try:
         with sigterm_unwinds():
             return int(args.handler(args) or 0)
